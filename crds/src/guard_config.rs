@@ -1,0 +1,442 @@
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// The guard's whole configuration: what a guard pod needs to decide on a prompt.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GuardConfig {
+    /// Tier used when a request names none.
+    #[serde(default = "default_tier_name")]
+    pub default_tier: String,
+    /// Rate limits per tier; a request naming another tier is refused with 400, so
+    /// clients cannot mint new metric label values.
+    #[serde(default = "default_tiers")]
+    pub tiers: Vec<Tier>,
+    #[serde(default)]
+    pub rate_limit: RateLimitConfig,
+    #[serde(default)]
+    pub traps: TrapsConfig,
+    #[serde(default)]
+    pub security_debt: SecurityDebtConfig,
+    #[serde(default)]
+    pub audit: AuditConfig,
+}
+
+impl Default for GuardConfig {
+    fn default() -> Self {
+        Self {
+            default_tier: default_tier_name(),
+            tiers: default_tiers(),
+            rate_limit: RateLimitConfig::default(),
+            traps: TrapsConfig::default(),
+            security_debt: SecurityDebtConfig::default(),
+            audit: AuditConfig::default(),
+        }
+    }
+}
+
+fn default_tier_name() -> String {
+    "free".to_owned()
+}
+
+fn default_tiers() -> Vec<Tier> {
+    vec![
+        Tier { name: "free".to_owned(), rate_per_second: 5.0, burst: 10 },
+        Tier { name: "premium".to_owned(), rate_per_second: 50.0, burst: 100 },
+    ]
+}
+
+/// A token bucket: `burst` requests at once, refilled at `ratePerSecond`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct Tier {
+    pub name: String,
+    pub rate_per_second: f64,
+    pub burst: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RateLimitConfig {
+    #[serde(default)]
+    pub backend: LimiterBackend,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub redis: Option<RedisConfig>,
+    #[serde(default)]
+    pub failure_mode: FailureMode,
+    /// How many guard pods share the limits. The local fallback divides each tier's
+    /// limits by it, so a fleet cut off from Redis still enforces about the global limit.
+    #[serde(default = "one")]
+    pub replicas: u32,
+}
+
+impl Default for RateLimitConfig {
+    fn default() -> Self {
+        Self { backend: LimiterBackend::default(), redis: None, failure_mode: FailureMode::default(), replicas: 1 }
+    }
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum LimiterBackend {
+    Redis,
+    /// In-memory buckets: right for one pod, wrong (limit × pods) for a fleet.
+    #[default]
+    Local,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `redis://` or `rediss://` URL; for Cluster and Sentinel, the first seed node.
+    pub url: String,
+    #[serde(default)]
+    pub mode: RedisMode,
+    /// Further seed nodes for Cluster or Sentinel mode.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub nodes: Vec<String>,
+    /// Sentinel mode: the monitored master's name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub master_name: Option<String>,
+    /// Deadline for every Redis call; past it the failure mode decides.
+    #[serde(default = "default_redis_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_redis_timeout_ms() -> u64 {
+    50
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RedisMode {
+    #[default]
+    Standalone,
+    Sentinel,
+    Cluster,
+}
+
+/// What the guard does when the shared limiter cannot be reached.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum FailureMode {
+    /// Fall back to in-memory buckets with the limits divided by the replica count.
+    #[default]
+    Local,
+    /// Allow every request.
+    Open,
+    /// Throttle every request.
+    Closed,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TrapsConfig {
+    /// Prompts larger than this are blocked by the size trap without being scanned.
+    #[serde(default = "default_max_prompt_bytes")]
+    pub max_prompt_bytes: usize,
+    #[serde(default)]
+    pub entropy: EntropyConfig,
+    #[serde(default)]
+    pub regex: RegexConfig,
+    #[serde(default)]
+    pub unicode: UnicodeConfig,
+}
+
+impl Default for TrapsConfig {
+    fn default() -> Self {
+        Self {
+            max_prompt_bytes: default_max_prompt_bytes(),
+            entropy: EntropyConfig::default(),
+            regex: RegexConfig::default(),
+            unicode: UnicodeConfig::default(),
+        }
+    }
+}
+
+fn default_max_prompt_bytes() -> usize {
+    65536
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Severity {
+    Low,
+    Medium,
+    High,
+    Critical,
+}
+
+impl Severity {
+    /// Security-debt points a finding of this severity adds.
+    pub fn points(self) -> u64 {
+        match self {
+            Severity::Low => 1,
+            Severity::Medium => 5,
+            Severity::High => 20,
+            Severity::Critical => 100,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Low => "low",
+            Severity::Medium => "medium",
+            Severity::High => "high",
+            Severity::Critical => "critical",
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum Action {
+    /// The prompt is refused.
+    Block,
+    /// Reported and counted, but the prompt passes.
+    Flag,
+    /// The prompt passes with the matched span masked.
+    Redact,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EntropyConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_min_length")]
+    pub min_length: usize,
+    #[serde(default = "default_base64_threshold")]
+    pub base64_threshold: f64,
+    #[serde(default = "default_hex_threshold")]
+    pub hex_threshold: f64,
+    #[serde(default = "default_block")]
+    pub action: Action,
+    #[serde(default = "default_high")]
+    pub severity: Severity,
+    /// High-entropy shapes that are harmless in prompts.
+    #[serde(default = "default_allow_shapes")]
+    pub allow: Vec<AllowShape>,
+}
+
+impl Default for EntropyConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            min_length: default_min_length(),
+            base64_threshold: default_base64_threshold(),
+            hex_threshold: default_hex_threshold(),
+            action: Action::Block,
+            severity: Severity::High,
+            allow: default_allow_shapes(),
+        }
+    }
+}
+
+fn yes() -> bool {
+    true
+}
+fn default_min_length() -> usize {
+    20
+}
+fn default_base64_threshold() -> f64 {
+    4.5
+}
+fn default_hex_threshold() -> f64 {
+    3.0
+}
+fn default_block() -> Action {
+    Action::Block
+}
+fn default_high() -> Severity {
+    Severity::High
+}
+fn default_allow_shapes() -> Vec<AllowShape> {
+    vec![AllowShape::Uuid]
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum AllowShape {
+    /// RFC 4122 UUIDs in their hyphenated form.
+    Uuid,
+    /// 40- or 64-hex-digit git object ids right after a word such as `commit`, `revert`
+    /// or `cherry-pick`: commit messages and changelogs, not a bare hex secret.
+    GitSha,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum RulePack {
+    /// Cloud and SaaS credentials, private keys, tokens.
+    Secrets,
+    /// Personal data: card numbers, e-mail, phone numbers, IBANs, national ids.
+    Pii,
+    /// Common prompt-injection and jailbreak phrasings.
+    Injection,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegexConfig {
+    #[serde(default = "default_packs")]
+    pub packs: Vec<RulePack>,
+    /// The policy's own rules, checked after the packs.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rules: Vec<RegexRule>,
+    /// Names of pack rules to switch off (for example `email` where e-mail is expected).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disabled: Vec<String>,
+}
+
+impl Default for RegexConfig {
+    fn default() -> Self {
+        Self { packs: default_packs(), rules: Vec::new(), disabled: Vec::new() }
+    }
+}
+
+fn default_packs() -> Vec<RulePack> {
+    vec![RulePack::Secrets, RulePack::Pii, RulePack::Injection]
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RegexRule {
+    pub name: String,
+    /// Rust `regex` syntax; matching is linear-time, so no pattern can hang a pod.
+    pub pattern: String,
+    #[serde(default = "default_medium")]
+    pub severity: Severity,
+    #[serde(default = "default_block")]
+    pub action: Action,
+}
+
+fn default_medium() -> Severity {
+    Severity::Medium
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UnicodeConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "default_block")]
+    pub action: Action,
+}
+
+impl Default for UnicodeConfig {
+    fn default() -> Self {
+        Self { enabled: true, action: Action::Block }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SecurityDebtConfig {
+    /// A user whose decayed debt exceeds this is throttled until it decays below.
+    #[serde(default = "default_quarantine_threshold")]
+    pub quarantine_threshold: f64,
+    #[serde(default = "default_half_life")]
+    pub half_life_seconds: f64,
+}
+
+impl Default for SecurityDebtConfig {
+    fn default() -> Self {
+        Self { quarantine_threshold: default_quarantine_threshold(), half_life_seconds: default_half_life() }
+    }
+}
+
+fn default_quarantine_threshold() -> f64 {
+    200.0
+}
+fn default_half_life() -> f64 {
+    600.0
+}
+
+/// Where the audit key and the pseudonymization salt come from. Left out, the guard
+/// makes ephemeral ones (development only: analytical ids then change on restart).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct AuditConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<KeySource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub salt: Option<KeySource>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum KeySource {
+    /// A file written by the Vault Agent injector or mounted from a Secret.
+    File(FileKeySource),
+    /// An environment variable: development only, refused in production mode.
+    Env(EnvKeySource),
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct FileKeySource {
+    pub path: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct EnvKeySource {
+    /// Variable to read; `GODEL_KEY` for the key and `GODEL_SALT` for the salt when unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub var: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn design_example_parses() {
+        let yaml = r#"
+defaultTier: free
+tiers:
+  - {name: free, ratePerSecond: 5, burst: 10}
+  - {name: premium, ratePerSecond: 50, burst: 100}
+rateLimit:
+  backend: redis
+  redis: {url: "redis://127.0.0.1:6379", mode: standalone, timeoutMs: 50}
+  failureMode: local
+traps:
+  maxPromptBytes: 65536
+  entropy: {enabled: true, minLength: 20, base64Threshold: 4.5, hexThreshold: 3.0, action: block}
+  regex:
+    packs: [secrets, pii, injection]
+    rules:
+      - {name: project-bluebird, pattern: "(?i)project\\s+bluebird", severity: high, action: block}
+  unicode: {enabled: true, action: block}
+securityDebt: {quarantineThreshold: 200, halfLifeSeconds: 600}
+audit:
+  key: {file: {path: /vault/secrets/godel-key}}
+  salt: {env: {}}
+"#;
+        // Through a JSON value, as the API server and the guard's loader deliver it.
+        let value: serde_json::Value = serde_yaml::from_str(yaml).unwrap();
+        let config: GuardConfig = serde_json::from_value(value).expect("design example");
+        assert_eq!(config.rate_limit.backend, LimiterBackend::Redis);
+        assert_eq!(config.traps.regex.rules[0].severity, Severity::High);
+        assert_eq!(config.audit.key, Some(KeySource::File(FileKeySource { path: "/vault/secrets/godel-key".into() })));
+        assert_eq!(config.audit.salt, Some(KeySource::Env(EnvKeySource { var: None })));
+    }
+
+    #[test]
+    fn empty_document_is_the_embedded_default() {
+        let config: GuardConfig = serde_json::from_str("{}").unwrap();
+        assert_eq!(config, GuardConfig::default());
+    }
+
+    #[test]
+    fn unknown_field_is_rejected_by_name() {
+        let err = serde_json::from_str::<GuardConfig>(r#"{"tierz": []}"#).unwrap_err();
+        assert!(err.to_string().contains("tierz"), "{err}");
+    }
+}

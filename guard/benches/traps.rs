@@ -1,0 +1,46 @@
+//! Trap engine throughput. Run: `cargo bench -p godel-guard --bench traps`
+//! (or `just bench`). Reports MB/s per trap and for the whole engine, over clean and
+//! dirty (secret-planted) text; see BENCHMARKS.md.
+
+mod corpus;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use godel_crds::{EntropyConfig, RegexConfig, TrapsConfig, UnicodeConfig};
+use godel_guard::traps::{EntropyTrap, Finding, Prompt, RegexTrap, Trap, TrapEngine, UnicodeTrap};
+
+const SIZE: usize = 64 * 1024;
+
+fn run(trap: &dyn Trap, text: &str) -> usize {
+    let mut findings: Vec<Finding> = Vec::new();
+    trap.inspect(&Prompt::new(text), &mut findings);
+    findings.len()
+}
+
+fn traps(c: &mut Criterion) {
+    let clean = corpus::clean(SIZE);
+    let dirty = corpus::dirty(SIZE, 4096);
+    let config = TrapsConfig { max_prompt_bytes: usize::MAX, ..TrapsConfig::default() };
+    let engine = TrapEngine::new(&config).expect("default policy compiles");
+    let regex = RegexTrap::new(&RegexConfig::default()).expect("packs compile");
+    let entropy = EntropyTrap::new(&EntropyConfig::default());
+    let unicode = UnicodeTrap::new(UnicodeConfig::default().action);
+    assert!(engine.inspect(&clean).is_empty(), "the clean corpus must be clean");
+    assert!(engine.inspect(&dirty).len() >= SIZE / 4096, "planted secrets must be found");
+
+    for (name, text) in [("clean", &clean), ("dirty", &dirty)] {
+        let mut group = c.benchmark_group(format!("traps/{name}"));
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function("baseline-memchr-scan", |b| {
+            b.iter(|| std::hint::black_box(text.bytes().filter(|&b| b == b'\n').count()))
+        });
+        group.bench_function("normalize", |b| b.iter(|| std::hint::black_box(Prompt::new(text).normalized().len())));
+        group.bench_function("unicode", |b| b.iter(|| run(&unicode, text)));
+        group.bench_function("entropy", |b| b.iter(|| run(&entropy, text)));
+        group.bench_function("regex", |b| b.iter(|| run(&regex, text)));
+        group.bench_function("engine", |b| b.iter(|| engine.inspect(text).len()));
+        group.finish();
+    }
+}
+
+criterion_group!(benches, traps);
+criterion_main!(benches);

@@ -1,0 +1,75 @@
+//! Command-line interface. `godel-guard` alone serves with the embedded defaults.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "godel-guard",
+    version,
+    about = "Godel Guardrail guard: rate limits, traps and a pseudonymous audit trail for LLM prompts"
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the guard's HTTP API (the default).
+    Serve(ServeArgs),
+    /// Tools for whoever holds the audit key.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+    /// Check a config file the way the guard would at start-up, then exit.
+    CheckConfig {
+        /// YAML or JSON config file.
+        file: PathBuf,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Read audit lines on stdin; write them to stdout with `user_id` decrypted.
+    Decrypt {
+        /// Key file (64 hex digits or base64); repeat for older keys after a rotation.
+        #[arg(long = "key-file", required = true)]
+        key_files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// JSON in production mode, human-readable text otherwise.
+    #[default]
+    Auto,
+    Json,
+    Text,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "GODEL_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// Guard config file (YAML or JSON); the embedded defaults without one.
+    #[arg(long, env = "GODEL_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Refuse development shortcuts: ephemeral or environment-variable keys.
+    #[arg(long, env = "GODEL_PRODUCTION")]
+    pub production: bool,
+    /// After SIGTERM, keep serving this long with readiness off [default: 5000 in
+    /// production mode, 0 otherwise].
+    #[arg(long, env = "GODEL_DRAIN_DELAY_MS")]
+    pub drain_delay_ms: Option<u64>,
+    /// Longest wait for in-flight requests after the drain delay.
+    #[arg(long, env = "GODEL_SHUTDOWN_TIMEOUT_MS", default_value_t = 20_000)]
+    pub shutdown_timeout_ms: u64,
+    #[arg(long, env = "GODEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
+    pub log_format: LogFormat,
+}

@@ -1,0 +1,253 @@
+//! The decision pipeline shared by `/v1/inspect` and the proxy: pseudonymize, rate
+//! limit, run the traps, decide, account security debt, write one audit line.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use godel_crds::{Action, FailureMode, GuardConfig};
+use serde::{Deserialize, Serialize};
+
+use crate::audit::{AuditCipher, AuditFinding, AuditLine, AuditSink};
+use crate::limiter::{Admission, BucketLimit, DebtPolicy, Limiter};
+use crate::metrics::{FindingLabels, Metrics, RequestLabels};
+use crate::pseudonym::Pseudonymizer;
+use crate::traps::{Finding, TrapEngine};
+
+/// Longest accepted user id, in bytes: ids are references, not documents.
+pub const MAX_USER_ID_BYTES: usize = 512;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectRequest {
+    pub user_id: String,
+    #[serde(default)]
+    pub tier: Option<String>,
+    pub prompt: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Decision {
+    Allow,
+    Block,
+    Throttle,
+}
+
+impl Decision {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Decision::Allow => "allow",
+            Decision::Block => "block",
+            Decision::Throttle => "throttle",
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+pub struct RateLimitInfo {
+    pub remaining: u64,
+    pub retry_after_ms: u64,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Verdict {
+    pub decision: Decision,
+    pub findings: Vec<Finding>,
+    pub rate_limit: RateLimitInfo,
+    pub request_id: String,
+    /// The prompt with `redact` findings masked, present only when something was masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redacted_prompt: Option<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InspectError {
+    #[error("field `user_id` must not be empty")]
+    EmptyUserId,
+    #[error("field `user_id` is longer than {MAX_USER_ID_BYTES} bytes")]
+    UserIdTooLong,
+    #[error("field `tier` names a tier this policy does not define")]
+    UnknownTier,
+}
+
+pub struct Guard {
+    default_tier: String,
+    tiers: HashMap<String, BucketLimit>,
+    failure_mode: FailureMode,
+    debt: DebtPolicy,
+    traps: TrapEngine,
+    pseudonymizer: Pseudonymizer,
+    cipher: AuditCipher,
+    limiter: Arc<dyn Limiter>,
+    metrics: Arc<Metrics>,
+    audit: AuditSink,
+}
+
+/// Everything a [`Guard`] is built from.
+pub struct GuardParts {
+    pub traps: TrapEngine,
+    pub pseudonymizer: Pseudonymizer,
+    pub cipher: AuditCipher,
+    pub limiter: Arc<dyn Limiter>,
+    pub metrics: Arc<Metrics>,
+    pub audit: AuditSink,
+}
+
+impl Guard {
+    pub fn new(config: &GuardConfig, parts: GuardParts) -> Self {
+        let tiers = config
+            .tiers
+            .iter()
+            .map(|t| {
+                let limit = BucketLimit { rate_per_second: t.rate_per_second, burst: f64::from(t.burst) };
+                (t.name.clone(), limit)
+            })
+            .collect();
+        Self {
+            default_tier: config.default_tier.clone(),
+            tiers,
+            failure_mode: config.rate_limit.failure_mode,
+            debt: DebtPolicy {
+                half_life_seconds: config.security_debt.half_life_seconds,
+                quarantine_threshold: config.security_debt.quarantine_threshold,
+            },
+            traps: parts.traps,
+            pseudonymizer: parts.pseudonymizer,
+            cipher: parts.cipher,
+            limiter: parts.limiter,
+            metrics: parts.metrics,
+            audit: parts.audit,
+        }
+    }
+
+    pub async fn inspect(&self, request: InspectRequest) -> Result<Verdict, InspectError> {
+        let started = Instant::now();
+        let InspectRequest { user_id, tier, prompt } = request;
+        if user_id.is_empty() {
+            return Err(InspectError::EmptyUserId);
+        }
+        if user_id.len() > MAX_USER_ID_BYTES {
+            return Err(InspectError::UserIdTooLong);
+        }
+        let tier = tier.unwrap_or_else(|| self.default_tier.clone());
+        let limit = *self.tiers.get(&tier).ok_or(InspectError::UnknownTier)?;
+
+        let analytical_id = self.pseudonymizer.analytical_id(&user_id);
+        let audit_id = self.cipher.seal(&user_id);
+        drop(user_id);
+        let bucket = format!("{tier}:{analytical_id}");
+
+        let admission = self.admit(&bucket, limit).await;
+        let (decision, findings) = if admission.allowed {
+            let findings = self.traps.inspect(&prompt);
+            let blocked = findings.iter().any(|f| f.action == Action::Block);
+            (if blocked { Decision::Block } else { Decision::Allow }, findings)
+        } else {
+            (Decision::Throttle, Vec::new())
+        };
+
+        let points: u64 = findings.iter().map(|f| f.severity.points()).sum();
+        if points > 0 {
+            self.metrics.security_debt.inc_by(points);
+            if let Err(e) = self.limiter.add_debt(&bucket, points as f64, self.debt).await {
+                tracing::warn!(error = %e, "security debt not recorded");
+            }
+        }
+        for f in &findings {
+            self.metrics.findings.get_or_create(&FindingLabels { trap: f.trap, severity: f.severity.as_str() }).inc();
+        }
+        self.metrics.requests.get_or_create(&RequestLabels { tier: tier.clone(), decision: decision.as_str() }).inc();
+
+        let redacted_prompt = (decision == Decision::Allow).then(|| redact(&prompt, &findings)).flatten();
+        let request_id = new_request_id();
+        self.audit
+            .write(&AuditLine {
+                ts: SystemTime::now(),
+                request_id: &request_id,
+                analytical_id: &analytical_id,
+                audit_id: &audit_id,
+                tier: &tier,
+                decision: decision.as_str(),
+                findings: findings
+                    .iter()
+                    .map(|f| AuditFinding { trap: f.trap, rule: &f.rule, severity: f.severity })
+                    .collect(),
+                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            })
+            .await;
+        Ok(Verdict {
+            decision,
+            findings,
+            rate_limit: RateLimitInfo { remaining: admission.remaining, retry_after_ms: admission.retry_after_ms },
+            request_id,
+            redacted_prompt,
+        })
+    }
+
+    /// Asks the limiter; when it fails, the policy's failure mode answers instead.
+    async fn admit(&self, bucket: &str, limit: BucketLimit) -> Admission {
+        match self.limiter.admit(bucket, limit, self.debt).await {
+            Ok(admission) => admission,
+            Err(e) => {
+                tracing::warn!(error = %e, mode = ?self.failure_mode, "rate-limit backend failed");
+                let allowed = self.failure_mode != FailureMode::Closed;
+                Admission { allowed, remaining: 0, retry_after_ms: if allowed { 0 } else { 1000 }, quarantined: false }
+            }
+        }
+    }
+}
+
+/// Masks every `redact` span; `None` when there is none.
+fn redact(prompt: &str, findings: &[Finding]) -> Option<String> {
+    let mut spans: Vec<(usize, usize, &str)> =
+        findings.iter().filter(|f| f.action == Action::Redact).map(|f| (f.start, f.end, &*f.rule)).collect();
+    if spans.is_empty() {
+        return None;
+    }
+    spans.sort_unstable();
+    let mut out = String::with_capacity(prompt.len());
+    let mut cursor = 0;
+    for (start, end, rule) in spans {
+        if end <= cursor {
+            continue;
+        }
+        out.push_str(&prompt[cursor..start.max(cursor)]);
+        out.push_str("[REDACTED:");
+        out.push_str(rule);
+        out.push(']');
+        cursor = end;
+    }
+    out.push_str(&prompt[cursor..]);
+    Some(out)
+}
+
+fn new_request_id() -> String {
+    use aes_gcm::aead::rand_core::RngCore;
+    let mut bytes = [0u8; 16];
+    aes_gcm::aead::OsRng.fill_bytes(&mut bytes);
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use godel_crds::Severity;
+
+    fn finding(start: usize, end: usize, action: Action, rule: &str) -> Finding {
+        Finding { trap: "regex", rule: rule.into(), severity: Severity::Medium, action, start, end }
+    }
+
+    #[test]
+    fn redaction_masks_only_redact_spans_and_merges_overlaps() {
+        let prompt = "mail a@b.co or c@d.co now";
+        let findings = [
+            finding(5, 11, Action::Redact, "email-address"),
+            finding(7, 11, Action::Redact, "other"),
+            finding(15, 21, Action::Redact, "email-address"),
+            finding(22, 25, Action::Flag, "x"),
+        ];
+        assert_eq!(redact(prompt, &findings).unwrap(), "mail [REDACTED:email-address] or [REDACTED:email-address] now");
+        assert_eq!(redact(prompt, &findings[3..]), None);
+    }
+}

@@ -1,0 +1,181 @@
+//! In-memory buckets: the embedded default for a single guard, and the fallback when
+//! Redis is unreachable. Sharded so concurrent requests rarely contend, and swept of
+//! idle entries so a flood of one-off users cannot grow memory without bound.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, RandomState};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use super::{Admission, BucketLimit, DebtPolicy, Limiter, LimiterFuture, decay, quarantine_ms};
+
+const SHARDS: usize = 64;
+const SWEEP_EVERY: Duration = Duration::from_secs(30);
+/// An untouched entry older than this (seconds) is a full bucket again and is dropped
+/// unless it still carries debt.
+const IDLE_KEEP: f64 = 300.0;
+
+struct Entry {
+    tokens: f64,
+    debt: f64,
+    refilled: Instant,
+    decayed: Instant,
+}
+
+struct Shard {
+    entries: HashMap<String, Entry>,
+    swept: Instant,
+}
+
+pub struct LocalLimiter {
+    shards: Vec<Mutex<Shard>>,
+    hasher: RandomState,
+}
+
+impl Default for LocalLimiter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl LocalLimiter {
+    pub fn new() -> Self {
+        let now = Instant::now();
+        Self {
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard { entries: HashMap::new(), swept: now })).collect(),
+            hasher: RandomState::new(),
+        }
+    }
+
+    /// Runs `f` on the key's entry with its debt decayed to `now` and, when a limit is
+    /// given, its bucket refilled to `now`.
+    fn with_entry<T>(
+        &self,
+        key: &str,
+        limit: Option<BucketLimit>,
+        debt: DebtPolicy,
+        now: Instant,
+        f: impl FnOnce(&mut Entry) -> T,
+    ) -> T {
+        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
+        // A poisoned shard only means another request panicked mid-update; the
+        // numbers in it are still usable, so take them rather than fail every request.
+        let mut shard = self.shards[index].lock().unwrap_or_else(|e| e.into_inner());
+        if now.duration_since(shard.swept) >= SWEEP_EVERY {
+            shard.swept = now;
+            shard.entries.retain(|_, e| {
+                let idle = now.duration_since(e.decayed).as_secs_f64();
+                idle < IDLE_KEEP || decay(e.debt, idle, debt.half_life_seconds) >= 0.5
+            });
+        }
+        let entry = match shard.entries.get_mut(key) {
+            Some(entry) => entry,
+            None => shard.entries.entry(key.to_owned()).or_insert(Entry {
+                // A new bucket is full; the refill below clamps it to the burst.
+                tokens: f64::INFINITY,
+                debt: 0.0,
+                refilled: now,
+                decayed: now,
+            }),
+        };
+        if let Some(limit) = limit {
+            let elapsed = now.duration_since(entry.refilled).as_secs_f64();
+            entry.tokens = (entry.tokens + elapsed * limit.rate_per_second).min(limit.burst);
+            entry.refilled = now;
+        }
+        entry.debt = decay(entry.debt, now.duration_since(entry.decayed).as_secs_f64(), debt.half_life_seconds);
+        entry.decayed = now;
+        f(entry)
+    }
+
+    pub fn admit_at(&self, key: &str, limit: BucketLimit, debt: DebtPolicy, now: Instant) -> Admission {
+        self.with_entry(key, Some(limit), debt, now, |e| {
+            let quarantine = quarantine_ms(e.debt, debt);
+            if quarantine > 0 {
+                return Admission {
+                    allowed: false,
+                    remaining: e.tokens.floor() as u64,
+                    retry_after_ms: quarantine,
+                    quarantined: true,
+                };
+            }
+            if e.tokens >= 1.0 {
+                e.tokens -= 1.0;
+                Admission { allowed: true, remaining: e.tokens.floor() as u64, retry_after_ms: 0, quarantined: false }
+            } else {
+                let wait = (1.0 - e.tokens) / limit.rate_per_second * 1000.0;
+                Admission { allowed: false, remaining: 0, retry_after_ms: wait.ceil() as u64, quarantined: false }
+            }
+        })
+    }
+
+    pub fn add_debt_at(&self, key: &str, points: f64, debt: DebtPolicy, now: Instant) {
+        self.with_entry(key, None, debt, now, |e| e.debt += points);
+    }
+}
+
+impl Limiter for LocalLimiter {
+    fn admit<'a>(&'a self, key: &'a str, limit: BucketLimit, debt: DebtPolicy) -> LimiterFuture<'a, Admission> {
+        let admission = self.admit_at(key, limit, debt, Instant::now());
+        Box::pin(async move { Ok(admission) })
+    }
+
+    fn add_debt<'a>(&'a self, key: &'a str, points: f64, debt: DebtPolicy) -> LimiterFuture<'a, ()> {
+        self.add_debt_at(key, points, debt, Instant::now());
+        Box::pin(async { Ok(()) })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const LIMIT: BucketLimit = BucketLimit { rate_per_second: 2.0, burst: 3.0 };
+    const DEBT: DebtPolicy = DebtPolicy { half_life_seconds: 10.0, quarantine_threshold: 100.0 };
+
+    #[test]
+    fn burst_then_refuse_then_refill() {
+        let l = LocalLimiter::new();
+        let t0 = Instant::now();
+        let allowed: Vec<_> = (0..4).map(|_| l.admit_at("free:a", LIMIT, DEBT, t0).allowed).collect();
+        assert_eq!(allowed, [true, true, true, false]);
+        let refused = l.admit_at("free:a", LIMIT, DEBT, t0);
+        assert_eq!(refused.retry_after_ms, 500);
+        assert!(l.admit_at("free:a", LIMIT, DEBT, t0 + Duration::from_millis(500)).allowed);
+        assert!(!l.admit_at("free:a", LIMIT, DEBT, t0 + Duration::from_millis(500)).allowed);
+    }
+
+    #[test]
+    fn keys_are_independent() {
+        let l = LocalLimiter::new();
+        let t0 = Instant::now();
+        for _ in 0..3 {
+            l.admit_at("free:a", LIMIT, DEBT, t0);
+        }
+        assert!(!l.admit_at("free:a", LIMIT, DEBT, t0).allowed);
+        assert!(l.admit_at("premium:a", LIMIT, DEBT, t0).allowed);
+        assert!(l.admit_at("free:b", LIMIT, DEBT, t0).allowed);
+    }
+
+    #[test]
+    fn debt_quarantines_until_it_decays() {
+        let l = LocalLimiter::new();
+        let t0 = Instant::now();
+        l.add_debt_at("free:a", 200.0, DEBT, t0);
+        let a = l.admit_at("free:a", LIMIT, DEBT, t0);
+        assert!(!a.allowed && a.quarantined);
+        assert_eq!(a.retry_after_ms, 10_000);
+        let later = l.admit_at("free:a", LIMIT, DEBT, t0 + Duration::from_secs(11));
+        assert!(later.allowed && !later.quarantined);
+    }
+
+    #[test]
+    fn adding_debt_leaves_the_bucket_alone() {
+        let l = LocalLimiter::new();
+        let t0 = Instant::now();
+        l.admit_at("free:a", LIMIT, DEBT, t0);
+        l.add_debt_at("free:a", 5.0, DEBT, t0 + Duration::from_millis(250));
+        let a = l.admit_at("free:a", LIMIT, DEBT, t0 + Duration::from_millis(500));
+        assert_eq!(a.remaining, 2, "burst 3, one taken, one refilled, one taken now");
+    }
+}

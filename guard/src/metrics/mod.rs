@@ -1,0 +1,113 @@
+//! The guard's Prometheus metrics. Names and labels are a contract with the alert rules
+//! and the dashboard; label values come only from closed sets (configured tiers, trap
+//! and severity names, routes), never from a user id, prompt or request id.
+
+mod process;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub tier: String,
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub route: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FindingLabels {
+    pub trap: &'static str,
+    pub severity: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub backend: &'static str,
+}
+
+type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<RequestLabels, Counter>,
+    pub duration: HistogramFamily,
+    pub findings: Family<FindingLabels, Counter>,
+    pub security_debt: Counter,
+    pub health: Gauge,
+    pub backend_errors: Family<BackendLabels, Counter>,
+    pub fallback_active: Gauge,
+}
+
+/// Latency buckets from 50 µs: the guard's own work is sub-millisecond, and the
+/// interesting tail is a slow limiter backend.
+fn latency_histogram() -> Histogram {
+    Histogram::new([
+        0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    ])
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let requests = Family::<RequestLabels, Counter>::default();
+        registry.register("godel_requests", "Decisions made, by tier and decision", requests.clone());
+        let duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
+        registry.register("godel_request_duration_seconds", "HTTP request latency by route", duration.clone());
+        let findings = Family::<FindingLabels, Counter>::default();
+        registry.register("godel_trap_findings", "Trap findings by trap and severity", findings.clone());
+        let security_debt = Counter::default();
+        registry.register(
+            "godel_security_debt",
+            "Security-debt points accrued (low 1, medium 5, high 20, critical 100)",
+            security_debt.clone(),
+        );
+        let health = Gauge::default();
+        registry.register("godel_health_status", "1 when the guard is ready to serve, else 0", health.clone());
+        let backend_errors = Family::<BackendLabels, Counter>::default();
+        registry.register(
+            "godel_ratelimit_backend_errors",
+            "Failed calls to the rate-limit backend",
+            backend_errors.clone(),
+        );
+        let fallback_active = Gauge::default();
+        registry.register(
+            "godel_ratelimit_fallback_active",
+            "1 while the guard limits with its local fallback instead of the shared backend",
+            fallback_active.clone(),
+        );
+        registry.register_collector(Box::new(process::ProcessCollector::new()));
+        Self { registry, requests, duration, findings, security_debt, health, backend_errors, fallback_active }
+    }
+
+    /// Creates the zero-valued series that alerts and dashboards expect to exist
+    /// before the first event.
+    pub fn prime(&self, tiers: &[String], backend: &'static str) {
+        for tier in tiers {
+            for decision in ["allow", "block", "throttle"] {
+                self.requests.get_or_create(&RequestLabels { tier: tier.clone(), decision }).inc_by(0);
+            }
+        }
+        self.backend_errors.get_or_create(&BackendLabels { backend }).inc_by(0);
+    }
+
+    /// The Prometheus text exposition.
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}

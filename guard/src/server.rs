@@ -1,0 +1,177 @@
+//! Start-up and shutdown: build a guard from config and secrets, serve it, and on
+//! SIGTERM turn readiness off, keep serving through the drain delay (endpoints take a
+//! moment to drop the pod), stop accepting, let in-flight requests finish, and exit
+//! before the pod's grace period runs out.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use godel_crds::{GuardConfig, LimiterBackend};
+use tokio::net::TcpListener;
+
+use crate::audit::{AuditCipher, AuditSink, AuditWriter};
+use crate::config::{self, ConfigError};
+use crate::engine::{Guard, GuardParts};
+use crate::http::{self, AppState};
+use crate::keys::{self, KeyError, KeyRole, Origin};
+use crate::limiter::{Limiter, LocalLimiter};
+use crate::metrics::Metrics;
+use crate::pseudonym::Pseudonymizer;
+use crate::traps::{RuleError, TrapEngine};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartupError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("traps: {0}")]
+    Rules(#[from] RuleError),
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error("cannot listen on {addr}: {reason}")]
+    Listen { addr: SocketAddr, reason: String },
+    #[error("cannot start the audit writer: {0}")]
+    Audit(std::io::Error),
+    #[error("server failed: {0}")]
+    Serve(std::io::Error),
+}
+
+/// How to run, from flags and environment.
+#[derive(Clone, Debug)]
+pub struct Options {
+    pub listen: SocketAddr,
+    pub config: Option<PathBuf>,
+    pub production: bool,
+    pub drain_delay: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// A guard ready to serve, and the audit writer to join once it has stopped.
+pub struct Built {
+    pub state: Arc<AppState>,
+    pub body_limit: usize,
+    pub audit_writer: AuditWriter,
+}
+
+/// Builds a guard; every configuration mistake surfaces here, before the port opens.
+pub fn build(config: &GuardConfig, production: bool) -> Result<Built, StartupError> {
+    config::validate(config)?;
+    let traps = TrapEngine::new(&config.traps)?;
+    let (key, key_origin) = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production)?;
+    let (salt, salt_origin) = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production)?;
+    let consequences = [
+        ("audit key", &key_origin, "audit ids cannot be decrypted once this process exits"),
+        ("pseudonymization salt", &salt_origin, "analytical ids change on every restart and differ between pods"),
+    ];
+    for (what, origin, consequence) in consequences {
+        match origin {
+            Origin::Ephemeral => tracing::warn!(
+                "!!! {what}: none configured, using an EPHEMERAL random one: {consequence}. \
+                 Development only: configure audit.key and audit.salt for real use !!!"
+            ),
+            Origin::Env(var) => tracing::warn!(%var, "{what} read from an environment variable: development only"),
+            Origin::File(path) => tracing::info!(%path, "{what} loaded from file"),
+        }
+    }
+    let cipher = AuditCipher::new(&key);
+    tracing::info!(key_id = cipher.key_id(), "audit key ready");
+
+    let metrics = Arc::new(Metrics::new());
+    let backend = match config.rate_limit.backend {
+        LimiterBackend::Local => "local",
+        LimiterBackend::Redis => "redis",
+    };
+    let tiers: Vec<String> = config.tiers.iter().map(|t| t.name.clone()).collect();
+    metrics.prime(&tiers, backend);
+    let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new());
+    let (audit, audit_writer) = AuditSink::start(std::io::stdout()).map_err(StartupError::Audit)?;
+    let guard = Guard::new(
+        config,
+        GuardParts {
+            traps,
+            pseudonymizer: Pseudonymizer::new(&salt),
+            cipher,
+            limiter,
+            metrics: metrics.clone(),
+            audit,
+        },
+    );
+    Ok(Built {
+        state: Arc::new(AppState::new(guard, metrics)),
+        body_limit: http::body_limit(config.traps.max_prompt_bytes),
+        audit_writer,
+    })
+}
+
+/// Loads the config, builds the guard and serves until `shutdown` resolves.
+pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
+    let config = config::load(options.config.as_deref())?;
+    let Built { state, body_limit, audit_writer } = build(&config, options.production)?;
+    let listener = TcpListener::bind(options.listen)
+        .await
+        .map_err(|e| StartupError::Listen { addr: options.listen, reason: e.to_string() })?;
+    let local = listener.local_addr().map_err(StartupError::Serve)?;
+    tracing::info!(addr = %local, production = options.production, "listening");
+
+    let app = http::router(state.clone(), body_limit);
+    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let drain_state = state.clone();
+    let drain_delay = options.drain_delay;
+    let graceful = async move {
+        shutdown.await;
+        drain_state.start_draining();
+        tracing::info!(delay_ms = drain_delay.as_millis() as u64, "shutdown signal: readiness off, draining");
+        tokio::time::sleep(drain_delay).await;
+        tracing::info!("no longer accepting connections; finishing in-flight requests");
+        let _ = stop_tx.send(());
+    };
+    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
+    let deadline = async move {
+        if stop_rx.await.is_ok() {
+            tokio::time::sleep(options.shutdown_timeout).await;
+        } else {
+            std::future::pending::<()>().await;
+        }
+    };
+    tokio::select! {
+        result = server => result.map_err(StartupError::Serve)?,
+        () = deadline => tracing::warn!("in-flight requests did not finish in time; exiting anyway"),
+    }
+    drop(state);
+    audit_writer.join();
+    tracing::info!("stopped");
+    Ok(())
+}
+
+/// Resolves on SIGTERM (Kubernetes) or SIGINT (Ctrl-C).
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}
+
+/// What `check-config` runs: every start-up check that does not need secrets.
+pub fn build_check(config: &GuardConfig) -> Result<(), StartupError> {
+    config::validate(config)?;
+    TrapEngine::new(&config.traps)?;
+    Ok(())
+}

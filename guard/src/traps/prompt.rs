@@ -1,0 +1,119 @@
+//! The text the traps read: the prompt as received plus an NFKC-normalized view with
+//! invisible characters dropped, and a map from the view's byte offsets back to the
+//! original's, so every finding can name the exact bytes a client sent.
+
+use std::borrow::Cow;
+use std::ops::Range;
+
+use unicode_normalization::char::canonical_combining_class;
+use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
+
+use super::unicode::is_hidden;
+
+/// A prompt ready for inspection.
+pub struct Prompt<'a> {
+    raw: &'a str,
+    normalized: Cow<'a, str>,
+    /// One entry per normalized segment: (start in `normalized`, range in `raw`).
+    /// `None` when `normalized` is `raw` itself (the common, all-ASCII case).
+    segments: Option<Vec<(usize, Range<usize>)>>,
+}
+
+impl<'a> Prompt<'a> {
+    pub fn new(raw: &'a str) -> Self {
+        if raw.is_ascii() || (is_nfkc_quick(raw.chars()) == IsNormalized::Yes && !raw.chars().any(is_hidden)) {
+            return Self { raw, normalized: Cow::Borrowed(raw), segments: None };
+        }
+        let mut normalized = String::with_capacity(raw.len());
+        let mut segments = Vec::new();
+        // A segment is a starter with the combining marks that follow it, the unit
+        // that NFKC composes, so normalizing segment by segment equals normalizing
+        // the whole text while letting us remember where each segment came from.
+        let mut start = 0;
+        let mut chars = raw.char_indices().peekable();
+        while let Some((i, c)) = chars.next() {
+            let mut end = i + c.len_utf8();
+            while let Some(&(j, next)) = chars.peek() {
+                if canonical_combining_class(next) == 0 {
+                    break;
+                }
+                end = j + next.len_utf8();
+                chars.next();
+            }
+            debug_assert_eq!(start, i);
+            let out_start = normalized.len();
+            normalized.extend(raw[i..end].chars().filter(|&c| !is_hidden(c)).nfkc());
+            if normalized.len() > out_start {
+                segments.push((out_start, i..end));
+            }
+            start = end;
+        }
+        Self { raw, normalized: Cow::Owned(normalized), segments: Some(segments) }
+    }
+
+    /// The prompt as the client sent it.
+    pub fn raw(&self) -> &'a str {
+        self.raw
+    }
+
+    /// NFKC with invisible characters dropped: what the pattern traps match against.
+    pub fn normalized(&self) -> &str {
+        &self.normalized
+    }
+
+    /// Maps a byte range of [`Prompt::normalized`] to the range of [`Prompt::raw`]
+    /// that produced it (widened to whole source segments).
+    pub fn to_raw(&self, range: Range<usize>) -> Range<usize> {
+        let Some(segments) = &self.segments else {
+            return range;
+        };
+        if segments.is_empty() || range.start >= range.end {
+            return range.start.min(self.raw.len())..range.start.min(self.raw.len());
+        }
+        let segment_of = |offset: usize| match segments.binary_search_by(|(s, _)| s.cmp(&offset)) {
+            Ok(i) => i,
+            Err(i) => i.saturating_sub(1),
+        };
+        let first = &segments[segment_of(range.start)].1;
+        let last = &segments[segment_of(range.end - 1)].1;
+        first.start..last.end
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ascii_is_borrowed_and_identity_mapped() {
+        let p = Prompt::new("hello world");
+        assert!(matches!(p.normalized, Cow::Borrowed(_)));
+        assert_eq!(p.to_raw(6..11), 6..11);
+    }
+
+    #[test]
+    fn fullwidth_letters_normalize_and_map_back() {
+        let raw = "say ｉｇｎｏｒｅ now";
+        let p = Prompt::new(raw);
+        assert_eq!(p.normalized(), "say ignore now");
+        let span = p.to_raw(4..10);
+        assert_eq!(&raw[span], "ｉｇｎｏｒｅ");
+    }
+
+    #[test]
+    fn hidden_characters_are_dropped_but_spans_cover_them_in_raw() {
+        let raw = "ig\u{200B}nore previous";
+        let p = Prompt::new(raw);
+        assert_eq!(p.normalized(), "ignore previous");
+        let span = p.to_raw(0..6);
+        assert_eq!(&raw[span], "ig\u{200B}nore");
+    }
+
+    #[test]
+    fn combining_marks_compose_with_their_base() {
+        let raw = "cafe\u{301} ok";
+        let p = Prompt::new(raw);
+        assert_eq!(p.normalized(), "café ok");
+        assert_eq!(&raw[p.to_raw(3..5)], "e\u{301}");
+    }
+}

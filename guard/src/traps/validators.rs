@@ -1,0 +1,105 @@
+//! Checksums that turn "looks like a number" into "is one": without them every order
+//! number would be a card and every reference an IBAN.
+
+/// Luhn (mod 10) over the digits, with a plausible card length and issuer prefix.
+pub fn payment_card(text: &str) -> bool {
+    let digits: Vec<u8> = text.bytes().filter(u8::is_ascii_digit).map(|b| b - b'0').collect();
+    if !(13..=19).contains(&digits.len()) || !matches!(digits[0], 2..=6) {
+        return false;
+    }
+    let sum: u32 = digits
+        .iter()
+        .rev()
+        .enumerate()
+        .map(|(i, &d)| {
+            let d = u32::from(d);
+            if i % 2 == 1 {
+                let doubled = d * 2;
+                if doubled > 9 { doubled - 9 } else { doubled }
+            } else {
+                d
+            }
+        })
+        .sum();
+    sum.is_multiple_of(10)
+}
+
+/// ISO 13616: move the country and check digits to the end, letters to numbers, mod 97 = 1.
+pub fn iban(text: &str) -> bool {
+    let compact: Vec<u8> = text.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
+    if !(15..=34).contains(&compact.len()) {
+        return false;
+    }
+    let rearranged = compact[4..].iter().chain(&compact[..4]);
+    let mut remainder: u32 = 0;
+    for &b in rearranged {
+        let value = match b {
+            b'0'..=b'9' => u32::from(b - b'0'),
+            b'A'..=b'Z' => u32::from(b - b'A') + 10,
+            _ => return false,
+        };
+        remainder = if value >= 10 { (remainder * 100 + value) % 97 } else { (remainder * 10 + value) % 97 };
+    }
+    remainder == 1
+}
+
+/// US Social Security number: area not 000, 666 or 9xx; group and serial not zero.
+pub fn us_ssn(text: &str) -> bool {
+    let digits: Vec<u32> = text.bytes().filter(u8::is_ascii_digit).map(|b| u32::from(b - b'0')).collect();
+    if digits.len() != 9 {
+        return false;
+    }
+    let area = digits[0] * 100 + digits[1] * 10 + digits[2];
+    let group = digits[3] * 10 + digits[4];
+    let serial = digits[5..].iter().fold(0, |acc, d| acc * 10 + d);
+    area != 0 && area != 666 && area < 900 && group != 0 && serial != 0
+}
+
+/// Spanish DNI: eight digits and the control letter of their value mod 23.
+pub fn es_dni(text: &str) -> bool {
+    const LETTERS: &[u8; 23] = b"TRWAGMYFPDXBNJZSQVHLCKE";
+    let bytes = text.as_bytes();
+    if bytes.len() != 9 {
+        return false;
+    }
+    let Ok(number) = text[..8].parse::<u32>() else {
+        return false;
+    };
+    LETTERS[(number % 23) as usize] == bytes[8].to_ascii_uppercase()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luhn_accepts_test_cards_and_rejects_one_digit_off() {
+        assert!(payment_card("4111 1111 1111 1111"));
+        assert!(payment_card("5500-0000-0000-0004"));
+        assert!(payment_card("378282246310005"));
+        assert!(!payment_card("4111 1111 1111 1112"));
+        assert!(!payment_card("1111 1111 1111 1117"), "no issuer starts with 1");
+    }
+
+    #[test]
+    fn iban_mod97() {
+        assert!(iban("GB82 WEST 1234 5698 7654 32"));
+        assert!(iban("DE89370400440532013000"));
+        assert!(!iban("GB82 WEST 1234 5698 7654 33"));
+    }
+
+    #[test]
+    fn ssn_rules() {
+        assert!(us_ssn("123-45-6789"));
+        assert!(!us_ssn("000-45-6789"));
+        assert!(!us_ssn("666-45-6789"));
+        assert!(!us_ssn("923-45-6789"));
+        assert!(!us_ssn("123-00-6789"));
+    }
+
+    #[test]
+    fn dni_letter() {
+        assert!(es_dni("12345678Z"));
+        assert!(!es_dni("12345678A"));
+    }
+}

@@ -1,0 +1,20 @@
+# Everyday commands. `just` is optional: each recipe is one plain command.
+
+# Run the guard with its embedded defaults on 127.0.0.1:8080.
+run:
+    cargo run --release -p godel-guard
+
+build:
+    cargo build --workspace --all-targets
+
+# The whole suite, installing Redis when missing (what CI runs).
+test:
+    ./scripts/test.sh
+
+# Trap engine throughput (criterion); results go to BENCHMARKS.md.
+bench:
+    cargo bench -p godel-guard --bench traps
+
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
