@@ -71,6 +71,14 @@ pub fn validate(config: &GuardConfig) -> Result<(), ConfigError> {
     if config.rate_limit.backend == LimiterBackend::Redis && config.rate_limit.redis.is_none() {
         return invalid("rateLimit.backend is redis but rateLimit.redis is missing".into());
     }
+    if let Some(redis) = &config.rate_limit.redis {
+        if redis.mode == godel_crds::RedisMode::Sentinel && redis.master_name.is_none() {
+            return invalid("rateLimit.redis.masterName is required in sentinel mode".into());
+        }
+        if redis.timeout_ms == 0 {
+            return invalid("rateLimit.redis.timeoutMs must be at least 1".into());
+        }
+    }
     if config.traps.max_prompt_bytes == 0 {
         return invalid("traps.maxPromptBytes must be at least 1".into());
     }

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use godel_crds::{Action, FailureMode, GuardConfig};
+use godel_crds::{Action, GuardConfig};
 use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditCipher, AuditFinding, AuditLine, AuditSink};
@@ -74,7 +74,6 @@ pub enum InspectError {
 pub struct Guard {
     default_tier: String,
     tiers: HashMap<String, BucketLimit>,
-    failure_mode: FailureMode,
     debt: DebtPolicy,
     traps: TrapEngine,
     pseudonymizer: Pseudonymizer,
@@ -107,7 +106,6 @@ impl Guard {
         Self {
             default_tier: config.default_tier.clone(),
             tiers,
-            failure_mode: config.rate_limit.failure_mode,
             debt: DebtPolicy {
                 half_life_seconds: config.security_debt.half_life_seconds,
                 quarantine_threshold: config.security_debt.quarantine_threshold,
@@ -185,16 +183,20 @@ impl Guard {
         })
     }
 
-    /// Asks the limiter; when it fails, the policy's failure mode answers instead.
+    /// Asks the limiter. Backends apply the policy's failure mode themselves; a limiter
+    /// that still cannot answer refuses, since allowing would silently drop the limit.
     async fn admit(&self, bucket: &str, limit: BucketLimit) -> Admission {
         match self.limiter.admit(bucket, limit, self.debt).await {
             Ok(admission) => admission,
             Err(e) => {
-                tracing::warn!(error = %e, mode = ?self.failure_mode, "rate-limit backend failed");
-                let allowed = self.failure_mode != FailureMode::Closed;
-                Admission { allowed, remaining: 0, retry_after_ms: if allowed { 0 } else { 1000 }, quarantined: false }
+                tracing::warn!(error = %e, "rate limiter failed; throttling");
+                Admission { allowed: false, remaining: 0, retry_after_ms: 1000, quarantined: false }
             }
         }
+    }
+
+    pub fn limiter_readiness(&self) -> Result<(), &'static str> {
+        self.limiter.readiness()
     }
 }
 

@@ -17,7 +17,7 @@ use crate::config::{self, ConfigError};
 use crate::engine::{Guard, GuardParts};
 use crate::http::{self, AppState};
 use crate::keys::{self, KeyError, KeyRole, Origin};
-use crate::limiter::{Limiter, LocalLimiter};
+use crate::limiter::{FailoverLimiter, Limiter, LimiterError, LocalLimiter};
 use crate::metrics::Metrics;
 use crate::pseudonym::Pseudonymizer;
 use crate::traps::{RuleError, TrapEngine};
@@ -32,6 +32,8 @@ pub enum StartupError {
     Key(#[from] KeyError),
     #[error("cannot listen on {addr}: {reason}")]
     Listen { addr: SocketAddr, reason: String },
+    #[error("rate limiter: {0}")]
+    Limiter(#[from] LimiterError),
     #[error("cannot start the audit writer: {0}")]
     Audit(std::io::Error),
     #[error("server failed: {0}")]
@@ -56,7 +58,7 @@ pub struct Built {
 }
 
 /// Builds a guard; every configuration mistake surfaces here, before the port opens.
-pub fn build(config: &GuardConfig, production: bool) -> Result<Built, StartupError> {
+pub async fn build(config: &GuardConfig, production: bool) -> Result<Built, StartupError> {
     config::validate(config)?;
     let traps = TrapEngine::new(&config.traps)?;
     let (key, key_origin) = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production)?;
@@ -85,7 +87,13 @@ pub fn build(config: &GuardConfig, production: bool) -> Result<Built, StartupErr
     };
     let tiers: Vec<String> = config.tiers.iter().map(|t| t.name.clone()).collect();
     metrics.prime(&tiers, backend);
-    let limiter: Arc<dyn Limiter> = Arc::new(LocalLimiter::new());
+    let limiter: Arc<dyn Limiter> = match (&config.rate_limit.backend, &config.rate_limit.redis) {
+        (LimiterBackend::Redis, Some(redis)) => {
+            FailoverLimiter::start(redis, config.rate_limit.failure_mode, config.rate_limit.replicas, metrics.clone())
+                .await?
+        }
+        _ => Arc::new(LocalLimiter::new()),
+    };
     let (audit, audit_writer) = AuditSink::start(std::io::stdout()).map_err(StartupError::Audit)?;
     let guard = Guard::new(
         config,
@@ -108,7 +116,7 @@ pub fn build(config: &GuardConfig, production: bool) -> Result<Built, StartupErr
 /// Loads the config, builds the guard and serves until `shutdown` resolves.
 pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
     let config = config::load(options.config.as_deref())?;
-    let Built { state, body_limit, audit_writer } = build(&config, options.production)?;
+    let Built { state, body_limit, audit_writer } = build(&config, options.production).await?;
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|e| StartupError::Listen { addr: options.listen, reason: e.to_string() })?;

@@ -41,7 +41,7 @@ impl AppState {
         if self.draining.load(Ordering::SeqCst) {
             return Err("draining");
         }
-        Ok(())
+        self.guard.limiter_readiness()
     }
 }
 

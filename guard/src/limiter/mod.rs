@@ -2,12 +2,18 @@
 //! it, the user's security debt, decaying with a half-life. One trait so the in-memory
 //! and shared (Redis) backends are interchangeable and share these semantics.
 
+mod breaker;
+mod failover;
 mod local;
+mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
 
+pub use breaker::CircuitBreaker;
+pub use failover::FailoverLimiter;
 pub use local::LocalLimiter;
+pub use redis::{KEY_PREFIX, RedisBackend, bucket_key};
 
 /// Limits of one tier's bucket.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -50,6 +56,11 @@ pub trait Limiter: Send + Sync {
 
     /// Adds security-debt points to the user's decaying total.
     fn add_debt<'a>(&'a self, key: &'a str, points: f64, debt: DebtPolicy) -> LimiterFuture<'a, ()>;
+
+    /// `Err(reason)` when the limiter cannot decide at all, which makes the pod unready.
+    fn readiness(&self) -> Result<(), &'static str> {
+        Ok(())
+    }
 }
 
 /// Debt after `elapsed` seconds of decay.

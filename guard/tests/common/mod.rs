@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this helper
 
+pub mod redis;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;

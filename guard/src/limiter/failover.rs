@@ -1,0 +1,139 @@
+//! The production limiter: Redis first; when Redis cannot answer, the policy's failure
+//! mode (`local`: in-memory buckets with each tier's limits divided by the replica count,
+//! so the fleet as a whole still holds about the global limit; `open`: allow; `closed`:
+//! throttle). A breaker keeps a dead Redis from adding its timeout to every request, and
+//! a probe returns to Redis within a fraction of a second once it answers again.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use godel_crds::{FailureMode, RedisConfig};
+
+use super::redis::RedisBackend;
+use super::{Admission, BucketLimit, CircuitBreaker, DebtPolicy, Limiter, LimiterError, LimiterFuture, LocalLimiter};
+use crate::metrics::{BackendLabels, Metrics};
+
+const PROBE_EVERY: Duration = Duration::from_millis(250);
+
+pub struct FailoverLimiter {
+    redis: RedisBackend,
+    breaker: CircuitBreaker,
+    mode: FailureMode,
+    replicas: f64,
+    local: LocalLimiter,
+    metrics: Arc<Metrics>,
+}
+
+impl FailoverLimiter {
+    /// Connects (without failing when Redis is down: the guard then starts on its
+    /// failure mode) and starts the recovery probe. Needs a Tokio runtime.
+    pub async fn start(
+        config: &RedisConfig,
+        mode: FailureMode,
+        replicas: u32,
+        metrics: Arc<Metrics>,
+    ) -> Result<Arc<Self>, LimiterError> {
+        let limiter = Arc::new(Self {
+            redis: RedisBackend::new(config)?,
+            breaker: CircuitBreaker::default(),
+            mode,
+            replicas: f64::from(replicas.max(1)),
+            local: LocalLimiter::new(),
+            metrics,
+        });
+        match limiter.redis.ping().await {
+            Ok(()) => tracing::info!(mode = ?config.mode, "rate limits shared through Redis"),
+            Err(e) => {
+                tracing::warn!(error = %e, failure_mode = ?mode, "Redis unreachable at start-up; using the failure mode until it answers");
+                limiter.open();
+            }
+        }
+        tokio::spawn(probe(Arc::downgrade(&limiter)));
+        Ok(limiter)
+    }
+
+    fn open(&self) {
+        self.breaker.trip();
+        self.metrics.fallback_active.set(1);
+    }
+
+    fn record_failure(&self, e: &LimiterError) {
+        self.metrics.backend_errors.get_or_create(&BackendLabels { backend: "redis" }).inc();
+        if self.breaker.failure() {
+            self.metrics.fallback_active.set(1);
+            tracing::warn!(error = %e, failure_mode = ?self.mode, "Redis failing; circuit open, using the failure mode");
+        }
+    }
+
+    fn fallback(&self, bucket: &str, limit: BucketLimit, debt: DebtPolicy) -> Admission {
+        match self.mode {
+            FailureMode::Local => {
+                let share = BucketLimit {
+                    rate_per_second: limit.rate_per_second / self.replicas,
+                    burst: (limit.burst / self.replicas).max(1.0),
+                };
+                self.local.admit_at(bucket, share, debt, std::time::Instant::now())
+            }
+            FailureMode::Open => Admission { allowed: true, remaining: 0, retry_after_ms: 0, quarantined: false },
+            FailureMode::Closed => Admission {
+                allowed: false,
+                remaining: 0,
+                retry_after_ms: PROBE_EVERY.as_millis() as u64 * 4,
+                quarantined: false,
+            },
+        }
+    }
+}
+
+/// While the breaker is open, pings Redis; closes the breaker when it answers. Ends
+/// when the limiter is dropped.
+async fn probe(limiter: std::sync::Weak<FailoverLimiter>) {
+    loop {
+        tokio::time::sleep(PROBE_EVERY).await;
+        let Some(limiter) = limiter.upgrade() else { return };
+        if !limiter.breaker.is_open() {
+            continue;
+        }
+        if limiter.redis.ping().await.is_ok() && limiter.breaker.close() {
+            limiter.metrics.fallback_active.set(0);
+            tracing::info!("Redis answers again; rate limits shared through Redis");
+        }
+    }
+}
+
+impl Limiter for FailoverLimiter {
+    fn admit<'a>(&'a self, bucket: &'a str, limit: BucketLimit, debt: DebtPolicy) -> LimiterFuture<'a, Admission> {
+        Box::pin(async move {
+            if !self.breaker.is_open() {
+                match self.redis.admit(bucket, limit, debt).await {
+                    Ok(admission) => {
+                        self.breaker.success();
+                        return Ok(admission);
+                    }
+                    Err(e) => self.record_failure(&e),
+                }
+            }
+            Ok(self.fallback(bucket, limit, debt))
+        })
+    }
+
+    fn add_debt<'a>(&'a self, bucket: &'a str, points: f64, debt: DebtPolicy) -> LimiterFuture<'a, ()> {
+        Box::pin(async move {
+            if !self.breaker.is_open() {
+                match self.redis.add_debt(bucket, points, debt).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => self.record_failure(&e),
+                }
+            }
+            self.local.add_debt_at(bucket, points, debt, std::time::Instant::now());
+            Ok(())
+        })
+    }
+
+    fn readiness(&self) -> Result<(), &'static str> {
+        if self.mode == FailureMode::Closed && self.breaker.is_open() {
+            return Err("rate-limit backend unreachable and failureMode is closed");
+        }
+        Ok(())
+    }
+}

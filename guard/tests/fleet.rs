@@ -1,0 +1,160 @@
+//! Several real guard processes sharing one Redis: the split-brain fix, and what a
+//! fleet does when Redis dies under load.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::Guard;
+use common::redis::RedisServer;
+use serde_json::json;
+
+const RATE: f64 = 20.0;
+const BURST: f64 = 10.0;
+
+/// A fleet's policy. Every pod gets the same salt file, as a Secret mounted into each
+/// pod would give them: with per-pod salts the same user would have a different
+/// analytical id, and so a different bucket, on every pod.
+fn policy(backend: &str, redis: Option<&RedisServer>, failure_mode: &str) -> String {
+    let dir = common::temp_dir("fleet-keys");
+    let key = common::write_key(&dir, "key", 1);
+    let salt = common::write_key(&dir, "salt", 2);
+    let redis = redis.map_or(String::new(), |r| format!("  redis: {{url: \"{}\", timeoutMs: 100}}\n", r.url()));
+    format!(
+        "tiers:\n  - {{name: free, ratePerSecond: {RATE}, burst: {BURST}}}\n\
+         rateLimit:\n  backend: {backend}\n  failureMode: {failure_mode}\n  replicas: 3\n{redis}\
+         audit:\n  key: {{file: {{path: {}}}}}\n  salt: {{file: {{path: {}}}}}\n",
+        key.display(),
+        salt.display()
+    )
+}
+
+struct Tally {
+    allowed: usize,
+    total: usize,
+    server_errors: usize,
+    elapsed: f64,
+}
+
+/// One user hammers every guard at once for `duration`.
+async fn hammer(guards: &[Guard], user: &str, duration: Duration) -> Tally {
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    let tasks: Vec<_> = guards
+        .iter()
+        .flat_map(|g| std::iter::repeat_n(g.url("/v1/inspect"), 2))
+        .map(|url| {
+            let client = client.clone();
+            let user = user.to_owned();
+            tokio::spawn(async move {
+                let (mut allowed, mut total, mut errors) = (0, 0, 0);
+                while started.elapsed() < duration {
+                    let response =
+                        client.post(&url).json(&json!({"user_id": user, "prompt": "hello"})).send().await.unwrap();
+                    total += 1;
+                    if response.status().is_server_error() {
+                        errors += 1;
+                        continue;
+                    }
+                    let body: serde_json::Value = response.json().await.unwrap();
+                    allowed += usize::from(body["decision"] == "allow");
+                }
+                (allowed, total, errors)
+            })
+        })
+        .collect();
+    let mut tally = Tally { allowed: 0, total: 0, server_errors: 0, elapsed: 0.0 };
+    for task in tasks {
+        let (a, t, e) = task.await.unwrap();
+        tally.allowed += a;
+        tally.total += t;
+        tally.server_errors += e;
+    }
+    tally.elapsed = started.elapsed().as_secs_f64();
+    tally
+}
+
+fn bound(elapsed: f64) -> f64 {
+    // The bucket's promise, plus one refill step of tolerance.
+    BURST + RATE * elapsed + 1.0
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_guards_on_one_redis_hold_one_limit() {
+    let redis = RedisServer::start();
+    let config = policy("redis", Some(&redis), "local");
+    let guards: Vec<Guard> = (0..3).map(|_| Guard::start(&config, &[])).collect();
+    let tally = hammer(&guards, "split-brain-user", Duration::from_secs(3)).await;
+    let limit = bound(tally.elapsed);
+    assert_eq!(tally.server_errors, 0);
+    assert!(tally.total > 3 * limit as usize, "the load must exceed the limit to test it: {}", tally.total);
+    assert!(
+        (tally.allowed as f64) <= limit,
+        "allowed {} across three pods, bound {limit:.1} over {:.2} s",
+        tally.allowed,
+        tally.elapsed
+    );
+    assert!((tally.allowed as f64) >= BURST + RATE * (tally.elapsed - 0.5), "the limit is reached, not starved");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_guards_with_in_memory_buckets_exceed_it() {
+    let config = policy("local", None, "local");
+    let guards: Vec<Guard> = (0..3).map(|_| Guard::start(&config, &[])).collect();
+    let tally = hammer(&guards, "split-brain-user", Duration::from_secs(3)).await;
+    let limit = bound(tally.elapsed);
+    assert!(
+        tally.allowed as f64 > 2.0 * limit,
+        "each pod grants the whole limit, so three grant about three times it: {} vs {limit:.1}",
+        tally.allowed
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_under_load_then_restarted() {
+    let mut redis = RedisServer::start();
+    let guard = Guard::start(&policy("redis", Some(&redis), "local"), &[]);
+    let guards = std::slice::from_ref(&guard);
+    let metrics = || async { reqwest::get(guard.url("/metrics")).await.unwrap().text().await.unwrap() };
+
+    let before = hammer(guards, "fault-user-1", Duration::from_millis(500)).await;
+    assert_eq!(before.server_errors, 0);
+    redis.kill();
+    let during = hammer(guards, "fault-user-2", Duration::from_secs(1)).await;
+    assert_eq!(during.server_errors, 0, "the local failure mode never answers 5xx");
+    assert!(during.allowed > 0, "the local fallback still allows");
+    assert!(
+        (during.allowed as f64) <= (BURST / 3.0).max(1.0) + RATE / 3.0 * during.elapsed + 1.0,
+        "fallback limits are divided by the 3 replicas: {} allowed",
+        during.allowed
+    );
+    assert!(metrics().await.contains("godel_ratelimit_fallback_active 1"));
+    let health = reqwest::get(guard.url("/health")).await.unwrap();
+    assert_eq!(health.status(), 200, "local mode stays ready on its fallback");
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !metrics().await.contains("godel_ratelimit_fallback_active 0") {
+        assert!(Instant::now() < deadline, "not back on Redis within 5 s");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let after = hammer(guards, "fault-user-3", Duration::from_millis(500)).await;
+    assert_eq!(after.server_errors, 0);
+    assert!(redis.cli(&["DBSIZE"]) != "0", "decisions are on Redis again");
+    let stderr = guard.stderr.lock().unwrap().join("\n");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(!stderr.contains("fault-user"), "no user id in the logs");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn closed_failure_mode_throttles_and_turns_unready() {
+    let mut redis = RedisServer::start();
+    let guard = Guard::start(&policy("redis", Some(&redis), "closed"), &[]);
+    redis.kill();
+    let tally = hammer(std::slice::from_ref(&guard), "closed-user", Duration::from_millis(800)).await;
+    assert_eq!(tally.server_errors, 0);
+    assert!(tally.allowed <= 1, "closed mode throttles once Redis is gone: {}", tally.allowed);
+    let health = reqwest::get(guard.url("/health")).await.unwrap();
+    assert_eq!(health.status(), 503);
+    assert!(health.text().await.unwrap().contains("failureMode is closed"));
+}

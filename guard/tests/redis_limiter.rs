@@ -1,0 +1,210 @@
+//! The Redis token bucket against real `redis-server` processes: bucket semantics,
+//! expiry, tiers, debt, NOSCRIPT recovery, Cluster, and the failure modes.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::redis::{RedisCluster, RedisServer};
+use godel_crds::{FailureMode, RedisConfig, RedisMode};
+use godel_guard::limiter::{BucketLimit, DebtPolicy, FailoverLimiter, Limiter, RedisBackend, bucket_key};
+use godel_guard::metrics::Metrics;
+
+const DEBT: DebtPolicy = DebtPolicy { half_life_seconds: 600.0, quarantine_threshold: 200.0 };
+
+fn config(url: String, mode: RedisMode) -> RedisConfig {
+    RedisConfig { url, mode, nodes: vec![], master_name: None, timeout_ms: 200 }
+}
+
+async fn backend(redis: &RedisServer) -> RedisBackend {
+    let backend = RedisBackend::new(&config(redis.url(), RedisMode::Standalone)).unwrap();
+    backend.connect().await.unwrap();
+    backend
+}
+
+async fn take(backend: &RedisBackend, bucket: &str, limit: BucketLimit, n: usize) -> Vec<bool> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        out.push(backend.admit(bucket, limit, DEBT).await.unwrap().allowed);
+    }
+    out
+}
+
+#[tokio::test]
+async fn burst_is_allowed_then_refused_then_refilled() {
+    let redis = RedisServer::start();
+    let b = backend(&redis).await;
+    let limit = BucketLimit { rate_per_second: 10.0, burst: 5.0 };
+    assert_eq!(take(&b, "free:u1", limit, 6).await, [true, true, true, true, true, false]);
+    let refused = b.admit("free:u1", limit, DEBT).await.unwrap();
+    assert!(!refused.allowed && refused.retry_after_ms > 0 && refused.retry_after_ms <= 100, "{refused:?}");
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    let refilled = take(&b, "free:u1", limit, 6).await.iter().filter(|a| **a).count();
+    assert!((3..=4).contains(&refilled), "10/s for 0.35 s refills 3 tokens, got {refilled}");
+}
+
+#[tokio::test]
+async fn keys_are_hash_tagged_and_expire_when_idle() {
+    let redis = RedisServer::start();
+    let b = backend(&redis).await;
+    let limit = BucketLimit { rate_per_second: 100.0, burst: 5.0 };
+    b.admit("free:abc123", limit, DEBT).await.unwrap();
+    assert_eq!(bucket_key("free:abc123"), "godel:rl:{free:abc123}");
+    assert_eq!(redis.cli(&["EXISTS", "godel:rl:{free:abc123}"]), "1");
+    let ttl: i64 = redis.cli(&["PTTL", "godel:rl:{free:abc123}"]).parse().unwrap();
+    assert!(ttl > 0 && ttl <= 1100, "refill takes 10 ms plus a second of margin, got {ttl}");
+    tokio::time::sleep(Duration::from_millis(1300)).await;
+    assert_eq!(redis.cli(&["EXISTS", "godel:rl:{free:abc123}"]), "0", "idle bucket expired");
+}
+
+#[tokio::test]
+async fn tiers_and_users_are_independent() {
+    let redis = RedisServer::start();
+    let b = backend(&redis).await;
+    let limit = BucketLimit { rate_per_second: 0.01, burst: 2.0 };
+    assert_eq!(take(&b, "free:u", limit, 3).await, [true, true, false]);
+    assert_eq!(take(&b, "premium:u", limit, 3).await, [true, true, false]);
+    assert_eq!(take(&b, "free:v", limit, 1).await, [true]);
+}
+
+#[tokio::test]
+async fn debt_quarantines_and_survives_beside_the_bucket() {
+    let redis = RedisServer::start();
+    let b = backend(&redis).await;
+    let limit = BucketLimit { rate_per_second: 100.0, burst: 100.0 };
+    assert!(b.admit("free:bad", limit, DEBT).await.unwrap().allowed);
+    b.add_debt("free:bad", 150.0, DEBT).await.unwrap();
+    assert!(b.admit("free:bad", limit, DEBT).await.unwrap().allowed, "150 is under the 200 threshold");
+    b.add_debt("free:bad", 100.0, DEBT).await.unwrap();
+    let a = b.admit("free:bad", limit, DEBT).await.unwrap();
+    assert!(!a.allowed && a.quarantined, "{a:?}");
+    // 250 decays to 200 after log2(1.25) half-lives of 600 s: about 193 s.
+    assert!((190_000..=196_000).contains(&a.retry_after_ms), "{a:?}");
+    let ttl: i64 = redis.cli(&["PTTL", "godel:rl:{free:bad}"]).parse().unwrap();
+    assert!(ttl > 600_000, "debt keeps the key alive while it decays: {ttl}");
+}
+
+#[tokio::test]
+async fn script_flush_mid_run_is_recovered_and_counts_stay_right() {
+    let redis = RedisServer::start();
+    let b = backend(&redis).await;
+    let limit = BucketLimit { rate_per_second: 0.01, burst: 10.0 };
+    assert_eq!(take(&b, "free:f", limit, 4).await, [true; 4]);
+    assert_eq!(redis.cli(&["SCRIPT", "FLUSH"]), "OK");
+    let rest = take(&b, "free:f", limit, 8).await;
+    assert_eq!(rest, [true, true, true, true, true, true, false, false], "the bucket kept its 6 tokens");
+}
+
+#[tokio::test]
+async fn cluster_of_three_masters_holds_limits_for_users_across_slots() {
+    let cluster = RedisCluster::start(3);
+    let mut cfg = config(cluster.nodes[0].url(), RedisMode::Cluster);
+    cfg.nodes = cluster.nodes[1..].iter().map(RedisServer::url).collect();
+    let b = RedisBackend::new(&cfg).unwrap();
+    b.connect().await.unwrap();
+    let limit = BucketLimit { rate_per_second: 0.01, burst: 3.0 };
+    for user in 0..150 {
+        let allowed = take(&b, &format!("free:user-{user}"), limit, 5).await;
+        assert_eq!(allowed, [true, true, true, false, false], "user {user}");
+    }
+    let per_node: Vec<u64> = cluster.nodes.iter().map(|n| n.cli(&["DBSIZE"]).parse().unwrap()).collect();
+    assert_eq!(per_node.iter().sum::<u64>(), 150, "{per_node:?}");
+    assert!(per_node.iter().all(|&n| n > 10), "users spread over every master: {per_node:?}");
+}
+
+async fn failover(redis: &RedisServer, mode: FailureMode) -> (Arc<FailoverLimiter>, Arc<Metrics>) {
+    let metrics = Arc::new(Metrics::new());
+    let mut cfg = config(redis.url(), RedisMode::Standalone);
+    cfg.timeout_ms = 50;
+    let limiter = FailoverLimiter::start(&cfg, mode, 2, metrics.clone()).await.unwrap();
+    (limiter, metrics)
+}
+
+fn gauge(metrics: &Metrics, name: &str) -> String {
+    let text = metrics.encode().unwrap();
+    text.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn local_failure_mode_falls_back_with_divided_limits_and_returns_to_redis() {
+    let mut redis = RedisServer::start();
+    let (limiter, metrics) = failover(&redis, FailureMode::Local).await;
+    let limit = BucketLimit { rate_per_second: 0.01, burst: 10.0 };
+    let admit = || limiter.admit("free:x", limit, DEBT);
+    assert!(admit().await.unwrap().allowed);
+    assert_eq!(redis.cli(&["EXISTS", "godel:rl:{free:x}"]), "1", "decided on Redis");
+
+    redis.kill();
+    let started = Instant::now();
+    let mut allowed = 0;
+    for _ in 0..20 {
+        let a = admit().await.expect("the failure mode answers, never an error");
+        allowed += usize::from(a.allowed);
+    }
+    assert_eq!(allowed, 5, "two replicas share the burst of 10: 5 each in the fallback");
+    assert!(started.elapsed() < Duration::from_secs(2), "the breaker spares most calls the timeout");
+    assert_eq!(gauge(&metrics, "godel_ratelimit_fallback_active"), "godel_ratelimit_fallback_active 1");
+    assert!(!gauge(&metrics, "godel_ratelimit_backend_errors_total").ends_with(" 0"));
+    assert!(limiter.readiness().is_ok(), "the local fallback can still decide");
+
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while gauge(&metrics, "godel_ratelimit_fallback_active").ends_with(" 1") {
+        assert!(Instant::now() < deadline, "did not return to Redis within 5 s");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(admit().await.unwrap().allowed);
+    assert_eq!(redis.cli(&["EXISTS", "godel:rl:{free:x}"]), "1", "back on Redis");
+}
+
+#[tokio::test]
+async fn breaker_spares_requests_the_timeout_of_a_hung_redis() {
+    let redis = RedisServer::start();
+    let (limiter, _) = failover(&redis, FailureMode::Local).await;
+    let limit = BucketLimit { rate_per_second: 100.0, burst: 100.0 };
+    assert!(limiter.admit("free:h", limit, DEBT).await.unwrap().allowed);
+    redis.pause();
+    let mut slow = 0;
+    for _ in 0..30 {
+        let started = Instant::now();
+        assert!(limiter.admit("free:h", limit, DEBT).await.unwrap().allowed);
+        if started.elapsed() >= Duration::from_millis(40) {
+            slow += 1;
+        }
+    }
+    redis.resume();
+    assert_eq!(slow, 3, "only the calls that trip the breaker wait for the 50 ms timeout");
+}
+
+#[tokio::test]
+async fn open_and_closed_failure_modes() {
+    for (mode, expect_allowed) in [(FailureMode::Open, true), (FailureMode::Closed, false)] {
+        let mut redis = RedisServer::start();
+        let (limiter, _) = failover(&redis, mode).await;
+        redis.kill();
+        let limit = BucketLimit { rate_per_second: 0.01, burst: 1.0 };
+        for _ in 0..10 {
+            let a = limiter.admit("free:y", limit, DEBT).await.unwrap();
+            assert_eq!(a.allowed, expect_allowed, "{mode:?}");
+        }
+        assert_eq!(limiter.readiness().is_ok(), expect_allowed, "closed mode with Redis down is unready");
+    }
+}
+
+#[tokio::test]
+async fn redis_down_at_start_up_starts_on_the_failure_mode() {
+    let mut redis = RedisServer::start();
+    redis.kill();
+    let (limiter, metrics) = failover(&redis, FailureMode::Local).await;
+    assert_eq!(gauge(&metrics, "godel_ratelimit_fallback_active"), "godel_ratelimit_fallback_active 1");
+    let limit = BucketLimit { rate_per_second: 0.01, burst: 4.0 };
+    assert!(limiter.admit("free:z", limit, DEBT).await.unwrap().allowed);
+    redis.restart();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while redis.cli(&["EXISTS", "godel:rl:{free:z}"]) != "1" {
+        assert!(Instant::now() < deadline, "never reached Redis after it came up");
+        limiter.admit("free:z", limit, DEBT).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
