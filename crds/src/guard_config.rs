@@ -359,13 +359,30 @@ fn default_half_life() -> f64 {
 
 /// Where the audit key and the pseudonymization salt come from. Left out, the guard
 /// makes ephemeral ones (development only: analytical ids then change on restart).
-#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct AuditConfig {
+    /// The AES-256-GCM keyring for audit ids: one key, or several (one per line, the
+    /// first encrypts, all decrypt) while a rotation is under way.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key: Option<KeySource>,
+    /// The HMAC key behind analytical ids; must differ from the audit key and be the
+    /// same on every pod.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub salt: Option<KeySource>,
+    /// How often key sources are read again, so a rotated key reaches running pods.
+    #[serde(default = "default_reload_seconds")]
+    pub reload_seconds: u64,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self { key: None, salt: None, reload_seconds: default_reload_seconds() }
+    }
+}
+
+fn default_reload_seconds() -> u64 {
+    30
 }
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -373,6 +390,12 @@ pub struct AuditConfig {
 pub enum KeySource {
     /// A file written by the Vault Agent injector or mounted from a Secret.
     File(FileKeySource),
+    /// Data keys encrypted under an AWS KMS key, decrypted with `kms:Decrypt` at start-up
+    /// (credentials from the default chain, so IRSA works).
+    Kms(KmsKeySource),
+    /// A Google Secret Manager secret version, read with the workload-identity token of
+    /// the metadata server.
+    Gcp(GcpKeySource),
     /// An environment variable: development only, refused in production mode.
     Env(EnvKeySource),
 }
@@ -381,6 +404,36 @@ pub enum KeySource {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct FileKeySource {
     pub path: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct KmsKeySource {
+    /// File (a mounted Secret) with the base64 `CiphertextBlob` of each data key, one per
+    /// line, the primary first: what `godel-guard audit new-data-key` writes.
+    pub ciphertext_file: String,
+    /// KMS key id or ARN the data keys must belong to; KMS refuses others.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub region: Option<String>,
+    /// Endpoint override (VPC endpoint, or a local KMS in tests); `AWS_ENDPOINT_URL_KMS`
+    /// works too.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GcpKeySource {
+    /// `projects/<project>/secrets/<secret>/versions/<version or latest>`.
+    pub secret_version: String,
+    /// Secret Manager endpoint [default: https://secretmanager.googleapis.com].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+    /// Metadata server [default: http://metadata.google.internal].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_endpoint: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]

@@ -37,10 +37,34 @@ pub enum Command {
 pub enum AuditCommand {
     /// Read audit lines on stdin; write them to stdout with `user_id` decrypted.
     Decrypt {
-        /// Key file (64 hex digits or base64); repeat for older keys after a rotation.
-        #[arg(long = "key-file", required = true)]
+        /// Key or keyring file (64 hex digits or base64 per line); repeatable.
+        #[arg(long = "key-file")]
         key_files: Vec<PathBuf>,
+        /// File of KMS ciphertext blobs (as the guard's `kms` source reads); repeatable.
+        #[arg(long = "kms-ciphertext-file")]
+        kms_ciphertext_files: Vec<PathBuf>,
+        #[command(flatten)]
+        kms: KmsArgs,
     },
+    /// Ask AWS KMS for a new AES-256 data key (GenerateDataKey) and write its ciphertext
+    /// blob, base64, to stdout: put it first in the `kms.ciphertextFile` Secret to rotate.
+    NewDataKey {
+        /// The KMS key (id, ARN or alias) that protects the data key.
+        #[arg(long)]
+        kms_key_id: String,
+        #[command(flatten)]
+        kms: KmsArgs,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct KmsArgs {
+    /// AWS region (else the default chain: AWS_REGION, profile, instance metadata).
+    #[arg(long = "kms-region")]
+    pub region: Option<String>,
+    /// KMS endpoint override (else AWS_ENDPOINT_URL_KMS or the regional endpoint).
+    #[arg(long = "kms-endpoint")]
+    pub endpoint: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]

@@ -8,7 +8,7 @@ use std::time::{Instant, SystemTime};
 use godel_crds::{Action, GuardConfig};
 use serde::{Deserialize, Serialize};
 
-use crate::audit::{AuditCipher, AuditFinding, AuditLine, AuditSink};
+use crate::audit::{AuditFinding, AuditLine, AuditSink, SharedKeyring};
 use crate::limiter::{Admission, BucketLimit, DebtPolicy, Limiter};
 use crate::metrics::{FindingLabels, Metrics, RequestLabels};
 use crate::pseudonym::Pseudonymizer;
@@ -77,7 +77,7 @@ pub struct Guard {
     debt: DebtPolicy,
     traps: TrapEngine,
     pseudonymizer: Pseudonymizer,
-    cipher: AuditCipher,
+    keyring: SharedKeyring,
     limiter: Arc<dyn Limiter>,
     metrics: Arc<Metrics>,
     audit: AuditSink,
@@ -87,7 +87,7 @@ pub struct Guard {
 pub struct GuardParts {
     pub traps: TrapEngine,
     pub pseudonymizer: Pseudonymizer,
-    pub cipher: AuditCipher,
+    pub keyring: SharedKeyring,
     pub limiter: Arc<dyn Limiter>,
     pub metrics: Arc<Metrics>,
     pub audit: AuditSink,
@@ -112,7 +112,7 @@ impl Guard {
             },
             traps: parts.traps,
             pseudonymizer: parts.pseudonymizer,
-            cipher: parts.cipher,
+            keyring: parts.keyring,
             limiter: parts.limiter,
             metrics: parts.metrics,
             audit: parts.audit,
@@ -132,7 +132,7 @@ impl Guard {
         let limit = *self.tiers.get(&tier).ok_or(InspectError::UnknownTier)?;
 
         let analytical_id = self.pseudonymizer.analytical_id(&user_id);
-        let audit_id = self.cipher.seal(&user_id);
+        let audit_id = self.keyring.current().seal(&user_id);
         drop(user_id);
         let bucket = format!("{tier}:{analytical_id}");
 

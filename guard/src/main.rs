@@ -2,18 +2,19 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::Parser;
+use godel_guard::audit_tool::{self, KeyArgs};
 use godel_guard::cli::{AuditCommand, Cli, Command, LogFormat, ServeArgs};
-use godel_guard::{audit_tool, config, server};
+use godel_guard::{config, server};
 
 fn main() -> ExitCode {
+    // One TLS crypto provider for the whole process (KMS, Secret Manager), chosen here
+    // rather than left to whichever dependency asks first.
+    let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     let cli = Cli::parse();
     let result = match cli.command {
         None => serve(cli.serve),
         Some(Command::Serve(args)) => serve(args),
-        Some(Command::Audit(AuditCommand::Decrypt { key_files })) => {
-            audit_tool::decrypt(&key_files, std::io::stdin().lock(), std::io::stdout().lock())
-                .map_err(|e| e.to_string())
-        }
+        Some(Command::Audit(command)) => audit(command),
         Some(Command::CheckConfig { file }) => config::load(Some(&file))
             .map_err(|e| e.to_string())
             .and_then(|c| server::build_check(&c).map_err(|e| e.to_string())),
@@ -23,6 +24,28 @@ fn main() -> ExitCode {
         Err(message) => {
             eprintln!("godel-guard: {message}");
             ExitCode::FAILURE
+        }
+    }
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))
+}
+
+fn audit(command: AuditCommand) -> Result<(), String> {
+    let runtime = runtime()?;
+    match command {
+        AuditCommand::Decrypt { key_files, kms_ciphertext_files, kms } => {
+            let args = KeyArgs { key_files, kms_ciphertext_files, kms_region: kms.region, kms_endpoint: kms.endpoint };
+            let ring = runtime.block_on(audit_tool::keyring(&args)).map_err(|e| e.to_string())?;
+            audit_tool::decrypt(&ring, std::io::stdin().lock(), std::io::stdout().lock()).map_err(|e| e.to_string())
+        }
+        AuditCommand::NewDataKey { kms_key_id, kms } => {
+            let line = runtime
+                .block_on(audit_tool::new_data_key(&kms_key_id, kms.region.as_deref(), kms.endpoint.as_deref()))
+                .map_err(|e| e.to_string())?;
+            println!("{line}");
+            Ok(())
         }
     }
 }
@@ -47,8 +70,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         drain_delay: Duration::from_millis(args.drain_delay_ms.unwrap_or(if args.production { 5000 } else { 0 })),
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
     };
-    let runtime = tokio::runtime::Runtime::new().map_err(|e| format!("cannot start the async runtime: {e}"))?;
-    runtime.block_on(server::run(options, server::shutdown_signal())).map_err(|e| {
+    runtime()?.block_on(server::run(options, server::shutdown_signal())).map_err(|e| {
         tracing::error!(error = %e, "guard stopped");
         e.to_string()
     })

@@ -12,7 +12,7 @@ use std::time::Duration;
 use godel_crds::{GuardConfig, LimiterBackend};
 use tokio::net::TcpListener;
 
-use crate::audit::{AuditCipher, AuditSink, AuditWriter};
+use crate::audit::{AuditSink, AuditWriter, Keyring, SharedKeyring};
 use crate::config::{self, ConfigError};
 use crate::engine::{Guard, GuardParts};
 use crate::http::{self, AppState};
@@ -61,11 +61,15 @@ pub struct Built {
 pub async fn build(config: &GuardConfig, production: bool) -> Result<Built, StartupError> {
     config::validate(config)?;
     let traps = TrapEngine::new(&config.traps)?;
-    let (key, key_origin) = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production)?;
-    let (salt, salt_origin) = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production)?;
+    let key = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production).await?;
+    let salt = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production).await?;
+    let keyring = Keyring::new(&key.secrets);
+    if keyring.contains(&salt.secrets[0]) {
+        return Err(KeyError::SaltIsKey.into());
+    }
     let consequences = [
-        ("audit key", &key_origin, "audit ids cannot be decrypted once this process exits"),
-        ("pseudonymization salt", &salt_origin, "analytical ids change on every restart and differ between pods"),
+        ("audit key", &key.origin, "audit ids cannot be decrypted once this process exits"),
+        ("pseudonymization salt", &salt.origin, "analytical ids change on every restart and differ between pods"),
     ];
     for (what, origin, consequence) in consequences {
         match origin {
@@ -74,11 +78,17 @@ pub async fn build(config: &GuardConfig, production: bool) -> Result<Built, Star
                  Development only: configure audit.key and audit.salt for real use !!!"
             ),
             Origin::Env(var) => tracing::warn!(%var, "{what} read from an environment variable: development only"),
-            Origin::File(path) => tracing::info!(%path, "{what} loaded from file"),
+            Origin::File(path) => tracing::info!(%path, "{what} loaded from a file"),
+            Origin::Kms(path) => tracing::info!(%path, "{what} decrypted with AWS KMS"),
+            Origin::Gcp(version) => tracing::info!(%version, "{what} read from Google Secret Manager"),
         }
     }
-    let cipher = AuditCipher::new(&key);
-    tracing::info!(key_id = cipher.key_id(), "audit key ready");
+    tracing::info!(key_id = keyring.primary_id(), keys = keyring.key_ids().len(), "audit keyring ready");
+    let keyring = SharedKeyring::new(keyring);
+    if let Some(source) = &config.audit.key {
+        let every = Duration::from_secs(config.audit.reload_seconds.max(1));
+        keys::spawn_reloader(source.clone(), every, keyring.clone(), production);
+    }
 
     let metrics = Arc::new(Metrics::new());
     let backend = match config.rate_limit.backend {
@@ -99,8 +109,8 @@ pub async fn build(config: &GuardConfig, production: bool) -> Result<Built, Star
         config,
         GuardParts {
             traps,
-            pseudonymizer: Pseudonymizer::new(&salt),
-            cipher,
+            pseudonymizer: Pseudonymizer::new(&salt.secrets[0]),
+            keyring,
             limiter,
             metrics: metrics.clone(),
             audit,

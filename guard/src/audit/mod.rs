@@ -3,9 +3,11 @@
 //! id that only a key holder can open.
 
 mod cipher;
+mod keyring;
 mod line;
 mod sink;
 
-pub use cipher::{AuditCipher, AuditIdError, open};
+pub use cipher::{AuditCipher, AuditIdError};
+pub use keyring::{Keyring, SharedKeyring};
 pub use line::{AuditFinding, AuditLine};
 pub use sink::{AuditSink, AuditWriter};

@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this helper
 
+pub mod peers;
 pub mod redis;
 
 use std::io::{BufRead, BufReader};

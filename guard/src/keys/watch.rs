@@ -1,0 +1,41 @@
+//! Picks up a rotated audit key without a restart: Vault Agent rewrites its file, a
+//! Secret update reaches the mounted file, a new Secret Manager version appears. The
+//! source is read again every `reloadSeconds`; a source that fails to load keeps the
+//! current keys (and says so), so a botched rotation never stops the audit trail.
+
+use std::time::Duration;
+
+use godel_crds::KeySource;
+
+use super::{KeyRole, load, stamp};
+use crate::audit::{Keyring, SharedKeyring};
+
+pub fn spawn_reloader(source: KeySource, every: Duration, keyring: SharedKeyring, production: bool) {
+    tokio::spawn(async move {
+        let mut last = stamp(&source);
+        loop {
+            tokio::time::sleep(every).await;
+            let now = stamp(&source);
+            if now.is_some() && now == last {
+                continue;
+            }
+            match load(Some(&source), KeyRole::AuditKey, production).await {
+                Ok(loaded) => {
+                    last = now;
+                    let ring = Keyring::new(&loaded.secrets);
+                    let current = keyring.current();
+                    if ring.key_ids() != current.key_ids() {
+                        tracing::info!(
+                            from = current.primary_id(),
+                            to = ring.primary_id(),
+                            keys = ring.key_ids().len(),
+                            "audit key rotated"
+                        );
+                        keyring.replace(ring);
+                    }
+                }
+                Err(e) => tracing::error!(error = %e, "audit key source failed to reload; keeping the current keys"),
+            }
+        }
+    });
+}
