@@ -4,6 +4,10 @@ use serde::{Deserialize, Serialize};
 /// The guard's whole configuration: what a guard pod needs to decide on a prompt.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.tiers) || !has(self.defaultTier) || self.tiers.exists(t, t.name == self.defaultTier)",
+     "message": "defaultTier must name one of the tiers"}
+]))]
 pub struct GuardConfig {
     /// Tier used when a request names none.
     #[serde(default = "default_tier_name")]
@@ -49,6 +53,10 @@ fn default_tiers() -> Vec<Tier> {
 /// A token bucket: `burst` requests at once, refilled at `ratePerSecond`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.burst >= 1", "message": "burst must be at least 1"},
+    {"rule": "self.ratePerSecond > 0.0", "message": "ratePerSecond must be positive"}
+]))]
 pub struct Tier {
     pub name: String,
     pub rate_per_second: f64,
@@ -57,6 +65,10 @@ pub struct Tier {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.backend) || self.backend != 'redis' || has(self.redis)",
+     "message": "backend redis needs the redis settings"}
+]))]
 pub struct RateLimitConfig {
     #[serde(default)]
     pub backend: LimiterBackend,
@@ -91,6 +103,10 @@ pub enum LimiterBackend {
 
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.mode) || self.mode != 'sentinel' || has(self.masterName)",
+     "message": "sentinel mode needs masterName"}
+]))]
 pub struct RedisConfig {
     /// `redis://` or `rediss://` URL; for Cluster and Sentinel, the first seed node.
     pub url: String,

@@ -1,0 +1,181 @@
+//! The `GuardrailPolicy` custom resource: the guard's configuration plus how to run the
+//! fleet (replicas, autoscaling, identity, monitoring, ingress). Every field is optional
+//! with its default in code, never in the schema.
+
+use std::collections::BTreeMap;
+
+use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
+use kube::CustomResource;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::GuardConfig;
+
+/// Default image of the guard; `spec.deployment.image` overrides it.
+pub const DEFAULT_IMAGE: &str = "ghcr.io/godel-guardrail/godel-guard:0.1.0";
+
+#[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[kube(
+    group = "guardrails.godel.dev",
+    version = "v1alpha1",
+    kind = "GuardrailPolicy",
+    plural = "guardrailpolicies",
+    shortname = "guardrails",
+    namespaced,
+    status = "GuardrailPolicyStatus",
+    printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
+    printcolumn = r#"{"name": "Replicas", "type": "string", "jsonPath": ".status.replicaSummary"}"#,
+    printcolumn = r#"{"name": "Mode", "type": "string", "jsonPath": ".status.mode"}"#,
+    printcolumn = r#"{"name": "Age", "type": "date", "jsonPath": ".metadata.creationTimestamp"}"#
+)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailPolicySpec {
+    /// The guard's configuration, rendered into the guard's ConfigMap as its config file.
+    #[serde(default)]
+    pub guard: GuardConfig,
+    #[serde(default)]
+    pub deployment: DeploymentSettings,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub autoscaling: Option<AutoscalingSettings>,
+    #[serde(default)]
+    pub service_account: ServiceAccountSettings,
+    #[serde(default)]
+    pub monitoring: MonitoringSettings,
+    /// An Ingress in front of the guards with the controller's own rate limiting: the
+    /// coarse first layer, before the per-user limits of the guards.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress: Option<IngressSettings>,
+    /// Secrets mounted into the guard pods (key files, KMS ciphertext files). They are
+    /// watched: a change rolls the pods, and a missing one is reported, not applied.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<SecretMount>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DeploymentSettings {
+    /// Guard pods when autoscaling is off [default: 3].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0))]
+    pub replicas: Option<i32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image: Option<String>,
+    /// [default: requests 100m CPU / 128Mi, limits 1 CPU / 256Mi]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resources: Option<ResourceRequirements>,
+    /// [default: 30]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 5))]
+    pub termination_grace_period_seconds: Option<i64>,
+    /// Sleep in preStop so endpoints drop the pod before it stops [default: 5].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0, max = 60))]
+    pub pre_stop_delay_seconds: Option<i64>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub pod_annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
+]))]
+pub struct AutoscalingSettings {
+    /// [default: 2]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub min_replicas: Option<i32>,
+    #[schemars(range(min = 1))]
+    pub max_replicas: i32,
+    /// [default: 70]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1, max = 100))]
+    pub target_cpu_utilization_percentage: Option<i32>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ServiceAccountSettings {
+    /// IAM role for IRSA: becomes the `eks.amazonaws.com/role-arn` annotation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role_arn: Option<String>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub annotations: BTreeMap<String, String>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct MonitoringSettings {
+    /// Labels for the PrometheusRule and ServiceMonitor, such as `release: <name>`, which
+    /// kube-prometheus-stack selects on.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub labels: BTreeMap<String, String>,
+    /// P1 alert when security debt grows faster than this many points per second over
+    /// 5 minutes [default: 10].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debt_alert_threshold: Option<f64>,
+    /// Render the Grafana dashboard ConfigMap [default: true].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dashboard: Option<bool>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [
+    {"rule": "self.controller != 'alb' || has(self.wafAclArn)", "message": "an ALB rate-limits through a WAF web ACL: set wafAclArn"}
+]))]
+pub struct IngressSettings {
+    pub host: String,
+    pub controller: IngressController,
+    /// Requests per second per client address at the edge.
+    #[schemars(range(min = 1))]
+    pub requests_per_second: i32,
+    /// TLS Secret for `host`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_secret_name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ingress_class_name: Option<String>,
+    /// ALB only: the WAF web ACL holding the rate-based rule (the ALB itself cannot
+    /// rate-limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waf_acl_arn: Option<String>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum IngressController {
+    /// ingress-nginx: `nginx.ingress.kubernetes.io/limit-rps` and friends.
+    Nginx,
+    /// AWS Load Balancer Controller: a WAF rate-based rule is referenced by annotation.
+    Alb,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SecretMount {
+    pub name: String,
+    pub mount_path: String,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct GuardrailPolicyStatus {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub observed_generation: Option<i64>,
+    #[serde(default)]
+    pub replicas: i32,
+    #[serde(default)]
+    pub ready_replicas: i32,
+    /// `ready/desired`, for `kubectl get guardrails`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replica_summary: Option<String>,
+    /// The limiter backend, for `kubectl get guardrails`: `local` or `redis/<mode>`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mode: Option<String>,
+    /// Hash of the rendered guard config the pods run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub config_hash: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub conditions: Vec<Condition>,
+}

@@ -1,0 +1,336 @@
+//! The reconciler, after kube-rs's controller-rs: level-based and idempotent. Each pass
+//! computes the desired objects with the pure functions of `resources`, writes only what
+//! differs from what the cluster holds (server-side apply, one field manager, every
+//! object owned by the policy), and reports status and Events.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt;
+use godel_crds::{GuardrailPolicy, GuardrailPolicyStatus};
+use k8s_openapi::api::apps::v1::Deployment;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::policy::v1::PodDisruptionBudget;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
+use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::core::PartialObjectMeta;
+use kube::runtime::controller::Action;
+use kube::runtime::events::{Event, EventType};
+use kube::runtime::reflector::ObjectRef;
+use kube::runtime::{Controller, watcher};
+use kube::{Client, Resource, ResourceExt};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::json;
+
+use crate::context::{Context, MANAGER};
+use crate::error::Error;
+use crate::resources::{self, content_hash, guard_name};
+use crate::status::{self, DEGRADED, MONITORING, PROGRESSING, READY, Wanted};
+use crate::validate::{self, Invalid};
+
+/// Annotation with the hash of what the operator last applied to an object; equal hash,
+/// no write, so an unchanged policy costs reads only.
+pub const APPLIED_HASH: &str = "guardrails.godel.dev/applied-hash";
+
+const MONITORING_GROUP: &str = "monitoring.coreos.com/v1";
+
+/// Applies `desired` unless the live object already carries its hash. Returns whether it
+/// wrote.
+async fn ensure<K>(api: &Api<K>, mut desired: K) -> Result<bool, Error>
+where
+    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
+{
+    let hash = content_hash(&serde_json::to_vec(&desired)?);
+    let name = desired.meta().name.clone().unwrap_or_default();
+    desired.meta_mut().annotations.get_or_insert_with(Default::default).insert(APPLIED_HASH.into(), hash.clone());
+    if let Some(live) = api.get_opt(&name).await?
+        && live.annotations().get(APPLIED_HASH) == Some(&hash)
+    {
+        return Ok(false);
+    }
+    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired)).await?;
+    Ok(true)
+}
+
+/// Deletes an object the policy no longer asks for (an autoscaler switched off).
+async fn remove<K>(api: &Api<K>, name: &str) -> Result<bool, Error>
+where
+    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+{
+    if api.get_opt(name).await?.is_none() {
+        return Ok(false);
+    }
+    api.delete(name, &DeleteParams::background()).await?;
+    Ok(true)
+}
+
+/// Whether prometheus-operator's kinds exist: discovery needs no extra RBAC.
+async fn monitoring_available(client: &Client) -> Result<bool, Error> {
+    match client.list_api_group_resources(MONITORING_GROUP).await {
+        Ok(list) => {
+            let names: Vec<&str> = list.resources.iter().map(|r| r.name.as_str()).collect();
+            Ok(names.contains(&"prometheusrules") && names.contains(&"servicemonitors"))
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Versions of the referenced Secrets (metadata only), or which one is missing.
+async fn secrets_hash(policy: &GuardrailPolicy, client: &Client, ns: &str) -> Result<Result<String, Invalid>, Error> {
+    if policy.spec.secrets.is_empty() {
+        return Ok(Ok("none".into()));
+    }
+    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+    let mut versions = String::new();
+    for mount in &policy.spec.secrets {
+        match api.get_metadata_opt(&mount.name).await? {
+            Some(meta) => {
+                versions.push_str(&format!("{}={};", mount.name, meta.resource_version().unwrap_or_default()))
+            }
+            None => {
+                return Ok(Err(Invalid {
+                    reason: "SecretNotFound",
+                    message: format!("spec.secrets: Secret {ns}/{} does not exist", mount.name),
+                }));
+            }
+        }
+    }
+    Ok(Ok(content_hash(versions.as_bytes())))
+}
+
+async fn publish(ctx: &Context, policy: &GuardrailPolicy, type_: EventType, reason: &str, note: String) {
+    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
+    if let Err(e) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
+        tracing::warn!(error = %e, "event not recorded");
+    }
+}
+
+async fn write_status(
+    api: &Api<GuardrailPolicy>,
+    policy: &GuardrailPolicy,
+    next: GuardrailPolicyStatus,
+) -> Result<(), Error> {
+    if status::changed(policy.status.as_ref(), &next) {
+        let patch = json!({"status": next});
+        api.patch_status(&policy.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+    }
+    Ok(())
+}
+
+fn was(policy: &GuardrailPolicy, type_: &str, status: &str) -> bool {
+    policy.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == type_ && c.status == status))
+}
+
+/// One reconcile pass for one policy.
+pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result<Action, Error> {
+    let ns = policy.namespace().ok_or(Error::MissingNamespace)?;
+    let client = &ctx.client;
+    let policies: Api<GuardrailPolicy> = Api::namespaced(client.clone(), &ns);
+    let generation = policy.metadata.generation;
+    let previous = policy.status.clone().unwrap_or_default();
+
+    let check = match validate::spec(policy) {
+        Ok(()) => secrets_hash(policy, client, &ns).await?,
+        Err(invalid) => Err(invalid),
+    };
+    let secrets_hash = match check {
+        Ok(hash) => hash,
+        Err(invalid) => {
+            // Leave the running fleet exactly as it is; say why, once.
+            let degraded_before = previous
+                .conditions
+                .iter()
+                .any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == invalid.reason);
+            let conditions = status::build(
+                vec![
+                    Wanted { type_: READY, status: false, reason: invalid.reason, message: invalid.message.clone() },
+                    Wanted {
+                        type_: PROGRESSING,
+                        status: false,
+                        reason: invalid.reason,
+                        message: "spec not applied".into(),
+                    },
+                    Wanted { type_: DEGRADED, status: true, reason: invalid.reason, message: invalid.message.clone() },
+                ],
+                &previous.conditions,
+                generation,
+                now,
+            );
+            let next = GuardrailPolicyStatus { observed_generation: generation, conditions, ..previous.clone() };
+            write_status(&policies, policy, next).await?;
+            if !degraded_before {
+                publish(ctx, policy, EventType::Warning, invalid.reason, invalid.message).await;
+            }
+            return Ok(Action::requeue(Duration::from_secs(300)));
+        }
+    };
+
+    let name = guard_name(policy);
+    let mut written: Vec<&str> = Vec::new();
+    let mut note = |wrote: bool, what: &'static str| {
+        if wrote {
+            written.push(what);
+        }
+    };
+    note(
+        ensure(&Api::<ServiceAccount>::namespaced(client.clone(), &ns), resources::service_account(policy)).await?,
+        "ServiceAccount",
+    );
+    note(ensure(&Api::<ConfigMap>::namespaced(client.clone(), &ns), resources::config_map(policy)).await?, "ConfigMap");
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
+    note(ensure(&deployments, resources::deployment(policy, &secrets_hash)).await?, "Deployment");
+    note(ensure(&Api::<Service>::namespaced(client.clone(), &ns), resources::service(policy)).await?, "Service");
+    note(
+        ensure(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns), resources::disruption_budget(policy))
+            .await?,
+        "PodDisruptionBudget",
+    );
+    let hpas = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns);
+    match resources::autoscaler(policy) {
+        Some(hpa) => note(ensure(&hpas, hpa).await?, "HorizontalPodAutoscaler"),
+        None => note(remove(&hpas, &name).await?, "HorizontalPodAutoscaler (removed)"),
+    }
+    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
+    match resources::dashboard_config_map(policy) {
+        Some(dashboard) => note(ensure(&config_maps, dashboard).await?, "dashboard ConfigMap"),
+        None => note(remove(&config_maps, &format!("{name}-dashboard")).await?, "dashboard ConfigMap (removed)"),
+    }
+    let ingresses = Api::<Ingress>::namespaced(client.clone(), &ns);
+    match resources::ingress(policy) {
+        Some(ingress) => note(ensure(&ingresses, ingress).await?, "Ingress"),
+        None => note(remove(&ingresses, &name).await?, "Ingress (removed)"),
+    }
+    let monitoring = monitoring_available(client).await?;
+    if monitoring {
+        let rules = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resources::prometheus_rule_resource());
+        note(ensure(&rules, resources::prometheus_rule(policy)).await?, "PrometheusRule");
+        let monitors =
+            Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resources::service_monitor_resource());
+        note(ensure(&monitors, resources::service_monitor(policy)).await?, "ServiceMonitor");
+    }
+    if !written.is_empty() {
+        tracing::info!(policy = %policy.name_any(), namespace = %ns, objects = ?written, "applied");
+        publish(ctx, policy, EventType::Normal, "Applied", format!("applied {}", written.join(", "))).await;
+    }
+
+    let live = deployments.get_opt(&name).await?;
+    let desired = live.as_ref().and_then(|d| d.spec.replicas).unwrap_or_else(|| resources::desired_replicas(policy));
+    let live_status = live.as_ref().and_then(|d| d.status.clone()).unwrap_or_default();
+    let ready = live_status.ready_replicas.unwrap_or(0);
+    let updated = live_status.updated_replicas.unwrap_or(0);
+    let observed = live_status.observed_generation >= live.as_ref().and_then(|d| d.metadata.generation);
+    let fleet_ready = observed && ready >= desired && updated >= desired;
+    let summary = format!("{ready}/{desired}");
+    let conditions = status::build(
+        vec![
+            if fleet_ready {
+                Wanted { type_: READY, status: true, reason: "FleetReady", message: format!("{summary} guards ready") }
+            } else {
+                Wanted {
+                    type_: READY,
+                    status: false,
+                    reason: "RollingOut",
+                    message: format!("{summary} guards ready, {updated} updated"),
+                }
+            },
+            Wanted {
+                type_: PROGRESSING,
+                status: !fleet_ready,
+                reason: if fleet_ready { "RolloutComplete" } else { "RollingOut" },
+                message: format!("{updated}/{desired} guards on the current spec"),
+            },
+            Wanted { type_: DEGRADED, status: false, reason: "AsExpected", message: String::new() },
+            if monitoring {
+                Wanted {
+                    type_: MONITORING,
+                    status: true,
+                    reason: "Applied",
+                    message: "PrometheusRule and ServiceMonitor applied".into(),
+                }
+            } else {
+                Wanted {
+                    type_: MONITORING,
+                    status: false,
+                    reason: "PrometheusOperatorNotInstalled",
+                    message: "monitoring.coreos.com/v1 PrometheusRule and ServiceMonitor are not served: skipped"
+                        .into(),
+                }
+            },
+        ],
+        &previous.conditions,
+        generation,
+        now,
+    );
+    if fleet_ready && !was(policy, READY, "True") {
+        publish(ctx, policy, EventType::Normal, "FleetReady", format!("{summary} guards ready")).await;
+    }
+    let next = GuardrailPolicyStatus {
+        observed_generation: generation,
+        replicas: desired,
+        ready_replicas: ready,
+        replica_summary: Some(summary),
+        mode: Some(status::mode(policy)),
+        config_hash: Some(content_hash(resources::render_guard_config(policy).as_bytes())),
+        conditions,
+    };
+    write_status(&policies, policy, next).await?;
+    Ok(Action::requeue(if fleet_ready { Duration::from_secs(300) } else { Duration::from_secs(15) }))
+}
+
+fn key(policy: &GuardrailPolicy) -> String {
+    format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any())
+}
+
+pub async fn reconcile(policy: Arc<GuardrailPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
+    let started = Instant::now();
+    let now = Time(k8s_openapi::jiff::Timestamp::now());
+    let result = apply(&policy, &ctx, now).await;
+    ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
+    ctx.metrics.count(if result.is_ok() { "ok" } else { "error" });
+    if result.is_ok() {
+        ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(&policy));
+    }
+    result
+}
+
+/// Retries with exponential backoff per policy: 5 s, 10 s, 20 s … capped at 5 minutes.
+pub fn error_policy(policy: Arc<GuardrailPolicy>, error: &Error, ctx: Arc<Context>) -> Action {
+    let mut failures = ctx.failures.lock().unwrap_or_else(|e| e.into_inner());
+    let n = failures.entry(key(&policy)).or_insert(0);
+    *n = n.saturating_add(1);
+    let delay = Duration::from_secs((5u64 << (*n - 1).min(6)).min(300));
+    tracing::warn!(policy = %key(&policy), error = %error, retry_in = ?delay, "reconcile failed");
+    Action::requeue(delay)
+}
+
+/// Runs the controller until SIGTERM.
+pub async fn run(client: Client, ctx: Arc<Context>) {
+    let controller = Controller::new(Api::<GuardrailPolicy>::all(client.clone()), watcher::Config::default());
+    let store = controller.store();
+    controller
+        .owns(Api::<Deployment>::all(client.clone()), watcher::Config::default())
+        // Secrets are watched by metadata only: thousands of Secrets cost their
+        // metadata, not their data. A change to a referenced one rolls its policy's pods.
+        .watches(Api::<PartialObjectMeta<Secret>>::all(client.clone()), watcher::Config::default(), move |secret| {
+            let ns = secret.namespace();
+            let name = secret.name_any();
+            store
+                .state()
+                .into_iter()
+                .filter(|p| p.namespace() == ns && p.spec.secrets.iter().any(|s| s.name == name))
+                .map(|p| ObjectRef::from_obj(&*p))
+                .collect::<Vec<_>>()
+        })
+        .shutdown_on_signal()
+        .run(reconcile, error_policy, ctx)
+        .for_each(|result| async move {
+            if let Err(e) = result {
+                tracing::debug!(error = %e, "controller event");
+            }
+        })
+        .await;
+}

@@ -1,0 +1,47 @@
+//! The operator's own metrics: reconciles by result, their duration, leadership.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+use std::sync::Arc;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone)]
+pub struct Metrics {
+    registry: Arc<Registry>,
+    pub reconciles: Family<ResultLabels, Counter>,
+    pub duration: Histogram,
+    pub leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let reconciles = Family::<ResultLabels, Counter>::default();
+        registry.register("godel_operator_reconciles", "Reconciles by result (ok, invalid, error)", reconciles.clone());
+        let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
+        registry.register("godel_operator_reconcile_duration_seconds", "Reconcile duration", duration.clone());
+        let leader = Gauge::default();
+        registry.register("godel_operator_leader", "1 while this replica holds the leader Lease", leader.clone());
+        Self { registry: Arc::new(registry), reconciles, duration, leader }
+    }
+}
+
+impl Metrics {
+    pub fn count(&self, result: &'static str) {
+        self.reconciles.get_or_create(&ResultLabels { result }).inc();
+    }
+
+    pub fn encode(&self) -> Result<String, std::fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)?;
+        Ok(out)
+    }
+}

@@ -1,0 +1,289 @@
+use std::collections::BTreeMap;
+
+use godel_crds::{DEFAULT_IMAGE, GuardrailPolicy};
+use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
+use k8s_openapi::api::core::v1::{
+    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, Lifecycle, LifecycleHandler,
+    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
+    SecurityContext, SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
+};
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
+use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
+
+use super::configmap::CONFIG_FILE;
+use super::{GUARD_PORT, content_hash, guard_name, labels, metadata, render_guard_config, selector_labels};
+
+/// Pod-template annotation with the rendered config's hash: a config change rolls pods.
+pub const CONFIG_HASH_ANNOTATION: &str = "guardrails.godel.dev/config-hash";
+/// Pod-template annotation with the referenced Secrets' versions: a rotation rolls pods.
+pub const SECRETS_HASH_ANNOTATION: &str = "guardrails.godel.dev/secrets-hash";
+
+const DEFAULT_REPLICAS: i32 = 3;
+const DEFAULT_GRACE_SECONDS: i64 = 30;
+const DEFAULT_PRE_STOP_SECONDS: i64 = 5;
+const CONFIG_DIR: &str = "/etc/godel";
+/// The distroless "nonroot" user.
+const NONROOT: i64 = 65532;
+
+/// Pods the fleet should have: the spec's count, or the autoscaler's minimum.
+pub fn desired_replicas(policy: &GuardrailPolicy) -> i32 {
+    match &policy.spec.autoscaling {
+        Some(a) => a.min_replicas.unwrap_or(2),
+        None => policy.spec.deployment.replicas.unwrap_or(DEFAULT_REPLICAS),
+    }
+}
+
+fn default_resources() -> ResourceRequirements {
+    let q = |s: &str| Quantity(s.to_owned());
+    ResourceRequirements {
+        requests: Some(BTreeMap::from([("cpu".into(), q("100m")), ("memory".into(), q("128Mi"))])),
+        limits: Some(BTreeMap::from([("cpu".into(), q("1")), ("memory".into(), q("256Mi"))])),
+        ..ResourceRequirements::default()
+    }
+}
+
+/// The guard fleet, following the production checklist: probes on `/health` and
+/// `/livez`, a preStop pause then the guard's own drain inside the grace period,
+/// non-root read-only containers, resources, and spread across zones and nodes.
+/// `secrets_hash` summarizes the referenced Secrets' versions.
+pub fn deployment(policy: &GuardrailPolicy, secrets_hash: &str) -> Deployment {
+    let settings = &policy.spec.deployment;
+    let grace = settings.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
+    let pre_stop = settings.pre_stop_delay_seconds.unwrap_or(DEFAULT_PRE_STOP_SECONDS);
+    // After the preStop pause the endpoints are gone; keep one more second of drain
+    // and leave the rest of the grace period for in-flight requests.
+    let shutdown_timeout_ms = ((grace - pre_stop - 2).max(1) * 1000).to_string();
+
+    let mut annotations = settings.pod_annotations.clone();
+    annotations.insert(CONFIG_HASH_ANNOTATION.into(), content_hash(render_guard_config(policy).as_bytes()));
+    annotations.insert(SECRETS_HASH_ANNOTATION.into(), secrets_hash.to_owned());
+    annotations.insert("prometheus.io/scrape".into(), "true".into());
+    annotations.insert("prometheus.io/port".into(), GUARD_PORT.to_string());
+
+    let mut volumes = vec![Volume {
+        name: "config".into(),
+        config_map: Some(ConfigMapVolumeSource { name: guard_name(policy), ..ConfigMapVolumeSource::default() }),
+        ..Volume::default()
+    }];
+    let mut mounts = vec![VolumeMount {
+        name: "config".into(),
+        mount_path: CONFIG_DIR.into(),
+        read_only: Some(true),
+        ..VolumeMount::default()
+    }];
+    for (i, secret) in policy.spec.secrets.iter().enumerate() {
+        let name = format!("secret-{i}");
+        volumes.push(Volume {
+            name: name.clone(),
+            secret: Some(SecretVolumeSource {
+                secret_name: Some(secret.name.clone()),
+                default_mode: Some(0o400),
+                ..SecretVolumeSource::default()
+            }),
+            ..Volume::default()
+        });
+        mounts.push(VolumeMount {
+            name,
+            mount_path: secret.mount_path.clone(),
+            read_only: Some(true),
+            ..VolumeMount::default()
+        });
+    }
+
+    let probe = |path: &str, period: i32, failures: i32| Probe {
+        http_get: Some(HTTPGetAction {
+            path: Some(path.into()),
+            port: IntOrString::String("http".into()),
+            ..HTTPGetAction::default()
+        }),
+        period_seconds: Some(period),
+        timeout_seconds: Some(2),
+        failure_threshold: Some(failures),
+        ..Probe::default()
+    };
+    let spread = |key: &str| TopologySpreadConstraint {
+        max_skew: 1,
+        topology_key: key.into(),
+        when_unsatisfiable: "ScheduleAnyway".into(),
+        label_selector: Some(LabelSelector { match_labels: Some(selector_labels(policy)), ..LabelSelector::default() }),
+        ..TopologySpreadConstraint::default()
+    };
+
+    let container = Container {
+        name: "guard".into(),
+        image: Some(settings.image.clone().unwrap_or_else(|| DEFAULT_IMAGE.to_owned())),
+        args: Some(
+            [
+                "serve",
+                "--listen",
+                &format!("0.0.0.0:{GUARD_PORT}"),
+                "--config",
+                &format!("{CONFIG_DIR}/{CONFIG_FILE}"),
+                "--production",
+                "--drain-delay-ms",
+                "1000",
+                "--shutdown-timeout-ms",
+                &shutdown_timeout_ms,
+            ]
+            .map(String::from)
+            .to_vec(),
+        ),
+        env: Some(vec![EnvVar { name: "RUST_LOG".into(), value: Some("info".into()), ..EnvVar::default() }]),
+        ports: Some(vec![ContainerPort {
+            name: Some("http".into()),
+            container_port: GUARD_PORT,
+            protocol: Some("TCP".into()),
+            ..ContainerPort::default()
+        }]),
+        readiness_probe: Some(probe("/health", 5, 2)),
+        liveness_probe: Some(probe("/livez", 10, 3)),
+        lifecycle: Some(Lifecycle {
+            pre_stop: Some(LifecycleHandler {
+                sleep: Some(SleepAction { seconds: pre_stop }),
+                ..LifecycleHandler::default()
+            }),
+            ..Lifecycle::default()
+        }),
+        resources: Some(settings.resources.clone().unwrap_or_else(default_resources)),
+        security_context: Some(SecurityContext {
+            allow_privilege_escalation: Some(false),
+            read_only_root_filesystem: Some(true),
+            run_as_non_root: Some(true),
+            capabilities: Some(Capabilities { drop: Some(vec!["ALL".into()]), ..Capabilities::default() }),
+            ..SecurityContext::default()
+        }),
+        volume_mounts: Some(mounts),
+        ..Container::default()
+    };
+
+    Deployment {
+        metadata: metadata(policy, guard_name(policy)),
+        spec: DeploymentSpec {
+            // With an autoscaler the HPA owns the count; leaving the field out of our
+            // apply keeps the two from fighting over it.
+            replicas: policy.spec.autoscaling.is_none().then(|| desired_replicas(policy)),
+            selector: LabelSelector { match_labels: Some(selector_labels(policy)), ..LabelSelector::default() },
+            strategy: Some(DeploymentStrategy {
+                type_: Some("RollingUpdate".into()),
+                rolling_update: Some(RollingUpdateDeployment {
+                    max_surge: Some(IntOrString::String("25%".into())),
+                    max_unavailable: Some(IntOrString::Int(0)),
+                }),
+            }),
+            template: PodTemplateSpec {
+                metadata: Some(ObjectMeta {
+                    labels: Some(labels(policy)),
+                    annotations: Some(annotations),
+                    ..ObjectMeta::default()
+                }),
+                spec: Some(PodSpec {
+                    service_account_name: Some(guard_name(policy)),
+                    automount_service_account_token: Some(false),
+                    termination_grace_period_seconds: Some(grace),
+                    security_context: Some(PodSecurityContext {
+                        run_as_non_root: Some(true),
+                        run_as_user: Some(NONROOT),
+                        run_as_group: Some(NONROOT),
+                        fs_group: Some(NONROOT),
+                        seccomp_profile: Some(SeccompProfile {
+                            type_: "RuntimeDefault".into(),
+                            ..SeccompProfile::default()
+                        }),
+                        ..PodSecurityContext::default()
+                    }),
+                    topology_spread_constraints: Some(vec![
+                        spread("topology.kubernetes.io/zone"),
+                        spread("kubernetes.io/hostname"),
+                    ]),
+                    containers: vec![container],
+                    volumes: Some(volumes),
+                    ..PodSpec::default()
+                }),
+            },
+            ..DeploymentSpec::default()
+        },
+        ..Deployment::default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::resources::fixtures;
+
+    fn pod(d: &Deployment) -> &PodSpec {
+        d.spec.template.spec.as_ref().unwrap()
+    }
+
+    fn pod_annotation(d: &Deployment, key: &str) -> String {
+        d.spec.template.metadata.as_ref().unwrap().annotations.as_ref().unwrap()[key].clone()
+    }
+
+    #[test]
+    fn production_checklist_defaults() {
+        let d = deployment(&fixtures::from_yaml("{}"), "none");
+        let spec = &d.spec;
+        assert_eq!(spec.replicas, Some(3));
+        let pod = pod(&d);
+        assert_eq!(pod.termination_grace_period_seconds, Some(30));
+        let c = &pod.containers[0];
+        let readiness = c.readiness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(readiness.path.as_deref(), Some("/health"));
+        let liveness = c.liveness_probe.as_ref().unwrap().http_get.as_ref().unwrap();
+        assert_eq!(liveness.path.as_deref(), Some("/livez"));
+        let pre_stop = c.lifecycle.as_ref().unwrap().pre_stop.as_ref().unwrap();
+        assert_eq!(pre_stop.sleep.as_ref().unwrap().seconds, 5);
+        let sc = c.security_context.as_ref().unwrap();
+        assert_eq!(
+            (sc.read_only_root_filesystem, sc.run_as_non_root, sc.allow_privilege_escalation),
+            (Some(true), Some(true), Some(false))
+        );
+        assert_eq!(sc.capabilities.as_ref().unwrap().drop.as_deref(), Some(&["ALL".to_owned()][..]));
+        assert_eq!(pod.security_context.as_ref().unwrap().run_as_non_root, Some(true));
+        let resources = c.resources.as_ref().unwrap();
+        assert!(resources.requests.as_ref().unwrap().contains_key("cpu"));
+        assert!(resources.limits.as_ref().unwrap().contains_key("memory"));
+        let keys: Vec<_> =
+            pod.topology_spread_constraints.as_ref().unwrap().iter().map(|t| t.topology_key.as_str()).collect();
+        assert!(keys.contains(&"topology.kubernetes.io/zone"));
+        assert!(c.args.as_ref().unwrap().contains(&"--production".to_owned()));
+        // Shutdown fits in the grace period: preStop 5 s + drain 1 s + in-flight 23 s < 30 s.
+        let args = c.args.as_ref().unwrap();
+        let timeout: i64 = args[args.iter().position(|a| a == "--shutdown-timeout-ms").unwrap() + 1].parse().unwrap();
+        assert!(5_000 + 1_000 + timeout < 30_000);
+        assert_eq!(pod.service_account_name.as_deref(), Some("payments-guard"));
+    }
+
+    #[test]
+    fn config_hash_changes_exactly_when_the_rendered_config_does() {
+        let base = fixtures::from_yaml("guard: {defaultTier: free}");
+        let same = fixtures::from_yaml("guard: {defaultTier: free}\ndeployment: {image: 'example/guard:2'}");
+        let changed = fixtures::from_yaml("guard: {defaultTier: premium}");
+        let hash = |p| pod_annotation(&deployment(p, "none"), CONFIG_HASH_ANNOTATION);
+        assert_eq!(hash(&base), hash(&same), "an image change is not a config change");
+        assert_ne!(hash(&base), hash(&changed));
+        let scaled = fixtures::from_yaml("guard: {defaultTier: free}\ndeployment: {replicas: 5}");
+        assert_ne!(hash(&base), hash(&scaled), "the fallback's replica divisor is part of the config");
+    }
+
+    #[test]
+    fn secrets_are_mounted_and_their_versions_roll_the_pods() {
+        let p = fixtures::from_yaml("secrets: [{name: godel-keys, mountPath: /etc/godel/keys}]");
+        let d = deployment(&p, "abc");
+        let pod = pod(&d);
+        let volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.secret.is_some()).unwrap();
+        assert_eq!(volume.secret.as_ref().unwrap().secret_name.as_deref(), Some("godel-keys"));
+        assert_ne!(
+            pod_annotation(&d, SECRETS_HASH_ANNOTATION),
+            pod_annotation(&deployment(&p, "abd"), SECRETS_HASH_ANNOTATION)
+        );
+    }
+
+    #[test]
+    fn autoscaled_fleet_leaves_replicas_to_the_hpa() {
+        let p = fixtures::from_yaml("autoscaling: {minReplicas: 2, maxReplicas: 10}");
+        assert_eq!(deployment(&p, "none").spec.replicas, None);
+        assert_eq!(desired_replicas(&p), 2);
+    }
+}

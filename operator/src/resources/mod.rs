@@ -1,0 +1,102 @@
+//! Pure functions from a policy to the objects that run its guard fleet. No I/O: the
+//! reconciler applies what these return, and the tests check them field by field.
+
+mod configmap;
+mod dashboard;
+mod deployment;
+mod hpa;
+mod ingress;
+mod monitoring;
+mod pdb;
+mod service;
+mod serviceaccount;
+
+use std::collections::BTreeMap;
+
+use godel_crds::{GuardConfig, GuardrailPolicy};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::{Resource, ResourceExt};
+use sha2::{Digest, Sha256};
+
+pub use configmap::{config_map, render_guard_config};
+pub use dashboard::dashboard_config_map;
+pub use deployment::{CONFIG_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION, deployment, desired_replicas};
+pub use hpa::autoscaler;
+pub use ingress::ingress;
+pub use monitoring::{
+    alert_groups, prometheus_rule, prometheus_rule_resource, service_monitor, service_monitor_resource,
+};
+pub use pdb::disruption_budget;
+pub use service::service;
+pub use serviceaccount::{IRSA_ANNOTATION, service_account};
+
+/// Port the guard listens on, named `http` in the pod and the Service.
+pub const GUARD_PORT: i32 = 8080;
+
+/// Name of every per-policy object (Deployment, Service, ConfigMap, …).
+pub fn guard_name(policy: &GuardrailPolicy) -> String {
+    format!("{}-guard", policy.name_any())
+}
+
+/// Labels that select a policy's guard pods.
+pub fn selector_labels(policy: &GuardrailPolicy) -> BTreeMap<String, String> {
+    BTreeMap::from([
+        ("app.kubernetes.io/name".to_owned(), "godel-guard".to_owned()),
+        ("app.kubernetes.io/instance".to_owned(), policy.name_any()),
+    ])
+}
+
+/// Labels on every object the operator writes.
+pub fn labels(policy: &GuardrailPolicy) -> BTreeMap<String, String> {
+    let mut labels = selector_labels(policy);
+    labels.insert("app.kubernetes.io/component".into(), "guard".into());
+    labels.insert("app.kubernetes.io/managed-by".into(), "godel-operator".into());
+    labels
+}
+
+/// Metadata in the policy's namespace, owned by the policy (so deleting it deletes
+/// them; owner references cannot cross namespaces, so nothing goes elsewhere).
+pub fn metadata(policy: &GuardrailPolicy, name: String) -> ObjectMeta {
+    ObjectMeta {
+        name: Some(name),
+        namespace: policy.namespace(),
+        labels: Some(labels(policy)),
+        owner_references: owner_reference(policy).map(|o| vec![o]),
+        ..ObjectMeta::default()
+    }
+}
+
+fn owner_reference(policy: &GuardrailPolicy) -> Option<OwnerReference> {
+    policy.controller_owner_ref(&())
+}
+
+/// Short content hash, for annotations that must change exactly when content does.
+pub fn content_hash(bytes: &[u8]) -> String {
+    hex::encode(&Sha256::digest(bytes)[..8])
+}
+
+/// The guard config a policy's pods run: `spec.guard` with the replica count the local
+/// fallback divides by filled in from the fleet size.
+pub fn effective_guard_config(policy: &GuardrailPolicy) -> GuardConfig {
+    let mut config = policy.spec.guard.clone();
+    config.rate_limit.replicas = desired_replicas(policy).max(1) as u32;
+    config
+}
+
+#[cfg(test)]
+pub(crate) mod fixtures {
+    use godel_crds::{GuardrailPolicy, GuardrailPolicySpec};
+
+    /// A policy as the API server would return it: named, namespaced, with a uid.
+    pub fn policy(spec: GuardrailPolicySpec) -> GuardrailPolicy {
+        let mut p = GuardrailPolicy::new("payments", spec);
+        p.metadata.namespace = Some("shop".into());
+        p.metadata.uid = Some("8b0e1c0e-2f3c-4c47-9b7a-1f4c7e0e9a11".into());
+        p.metadata.generation = Some(3);
+        p
+    }
+
+    pub fn from_yaml(yaml: &str) -> GuardrailPolicy {
+        policy(serde_yaml::from_value(serde_yaml::from_str::<serde_yaml::Value>(yaml).unwrap()).unwrap())
+    }
+}

@@ -1,0 +1,96 @@
+//! Conditions in the shape `kubectl wait` and Argo CD understand. A condition keeps its
+//! `lastTransitionTime` unless its status really changes, so writing the same status
+//! twice is a no-op and the operator never wakes itself in a loop.
+
+use godel_crds::{GuardrailPolicy, GuardrailPolicyStatus, LimiterBackend, RedisMode};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
+
+pub const READY: &str = "Ready";
+pub const PROGRESSING: &str = "Progressing";
+pub const DEGRADED: &str = "Degraded";
+pub const MONITORING: &str = "MonitoringConfigured";
+
+/// A condition as wanted now; `build` stamps it against the previous ones.
+pub struct Wanted<'a> {
+    pub type_: &'a str,
+    pub status: bool,
+    pub reason: &'a str,
+    pub message: String,
+}
+
+pub fn build(wanted: Vec<Wanted<'_>>, previous: &[Condition], generation: Option<i64>, now: Time) -> Vec<Condition> {
+    wanted
+        .into_iter()
+        .map(|w| {
+            let status = if w.status { "True" } else { "False" };
+            let last_transition_time = previous
+                .iter()
+                .find(|c| c.type_ == w.type_ && c.status == status)
+                .map_or_else(|| now.clone(), |c| c.last_transition_time.clone());
+            Condition {
+                type_: w.type_.to_owned(),
+                status: status.to_owned(),
+                reason: w.reason.to_owned(),
+                message: w.message,
+                observed_generation: generation,
+                last_transition_time,
+            }
+        })
+        .collect()
+}
+
+/// `local` or `redis/<mode>`, for the Mode printer column.
+pub fn mode(policy: &GuardrailPolicy) -> String {
+    let rate_limit = &policy.spec.guard.rate_limit;
+    match (rate_limit.backend, &rate_limit.redis) {
+        (LimiterBackend::Redis, Some(redis)) => format!(
+            "redis/{}",
+            match redis.mode {
+                RedisMode::Standalone => "standalone",
+                RedisMode::Sentinel => "sentinel",
+                RedisMode::Cluster => "cluster",
+            }
+        ),
+        _ => "local".to_owned(),
+    }
+}
+
+/// Whether a status write would change anything (timestamps of unchanged conditions
+/// are kept by `build`, so plain equality is the right test).
+pub fn changed(current: Option<&GuardrailPolicyStatus>, next: &GuardrailPolicyStatus) -> bool {
+    current != Some(next)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(seconds: i64) -> Time {
+        Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap())
+    }
+
+    #[test]
+    fn transition_time_moves_only_on_a_real_transition() {
+        let first = build(
+            vec![Wanted { type_: READY, status: false, reason: "Progressing", message: "0/3".into() }],
+            &[],
+            Some(1),
+            at(100),
+        );
+        let same = build(
+            vec![Wanted { type_: READY, status: false, reason: "Progressing", message: "1/3".into() }],
+            &first,
+            Some(2),
+            at(200),
+        );
+        assert_eq!(same[0].last_transition_time, at(100));
+        assert_eq!(same[0].observed_generation, Some(2));
+        let flipped = build(
+            vec![Wanted { type_: READY, status: true, reason: "FleetReady", message: "3/3".into() }],
+            &same,
+            Some(2),
+            at(300),
+        );
+        assert_eq!(flipped[0].last_transition_time, at(300));
+    }
+}
