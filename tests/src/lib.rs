@@ -1,3 +1,57 @@
-//! Tests that cross components live in `tests/`: the shipped samples against the guard's
-//! own loader, and (as the operator and packaging land) rendered manifests and alert
-//! rules against their real checkers.
+//! Helpers for the cross-component tests in `tests/tests`: where the repository is,
+//! generated files that must match their generator, and the real checkers
+//! (`kubectl`, `kubernetes-validate`, `promtool`, node) that `scripts/test.sh` installs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the repository").to_owned()
+}
+
+/// Fails when `path` (relative to the repository) differs from `expected`; with
+/// `GODEL_REGENERATE=1` it writes `expected` there instead.
+pub fn check_generated(path: &str, expected: &str) {
+    let full = repo().join(path);
+    if std::env::var_os("GODEL_REGENERATE").is_some() {
+        std::fs::write(&full, expected).expect("write generated file");
+        return;
+    }
+    let committed = std::fs::read_to_string(&full).unwrap_or_default();
+    assert!(
+        committed == expected,
+        "{path} is out of date with its generator: run `GODEL_REGENERATE=1 cargo test -p godel-tests` and commit"
+    );
+}
+
+/// Runs a checker; panics with its output when it is missing or fails.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    let output = Command::new(program).args(args).output().unwrap_or_else(|e| {
+        panic!("{program} is needed for this test and is not runnable ({e}); scripts/test.sh installs it")
+    });
+    assert!(
+        output.status.success(),
+        "{program} {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    output
+}
+
+/// A fresh directory for one test's files.
+pub fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("godel-tests-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    dir
+}
+
+/// Splits a YAML stream into JSON documents, skipping empty ones.
+pub fn yaml_documents(text: &str) -> Vec<serde_json::Value> {
+    text.split("\n---")
+        .map(|doc| doc.trim_start_matches("---"))
+        .filter(|doc| doc.lines().any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#')))
+        .map(|doc| serde_yaml::from_str(doc).expect("YAML document"))
+        .collect()
+}

@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 pub use configmap::{config_map, render_guard_config};
-pub use dashboard::dashboard_config_map;
+pub use dashboard::{DASHBOARD_JSON, dashboard_config_map};
 pub use deployment::{CONFIG_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION, deployment, desired_replicas};
 pub use hpa::autoscaler;
 pub use ingress::ingress;
@@ -68,6 +68,38 @@ pub fn metadata(policy: &GuardrailPolicy, name: String) -> ObjectMeta {
 
 fn owner_reference(policy: &GuardrailPolicy) -> Option<OwnerReference> {
     policy.controller_owner_ref(&())
+}
+
+/// Every object a policy produces, in apply order, as JSON: what `godel-operator render`
+/// prints for review or for GitOps without the operator. Monitoring objects are
+/// included when `monitoring` says the prometheus-operator kinds exist.
+pub fn all(
+    policy: &GuardrailPolicy,
+    secrets_hash: &str,
+    monitoring: bool,
+) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+    use serde_json::to_value;
+    let mut objects = vec![
+        to_value(service_account(policy))?,
+        to_value(config_map(policy))?,
+        to_value(deployment(policy, secrets_hash))?,
+        to_value(service(policy))?,
+        to_value(disruption_budget(policy))?,
+    ];
+    if let Some(hpa) = autoscaler(policy) {
+        objects.push(to_value(hpa)?);
+    }
+    if let Some(dashboard) = dashboard_config_map(policy) {
+        objects.push(to_value(dashboard)?);
+    }
+    if let Some(ingress) = ingress(policy) {
+        objects.push(to_value(ingress)?);
+    }
+    if monitoring {
+        objects.push(to_value(prometheus_rule(policy))?);
+        objects.push(to_value(service_monitor(policy))?);
+    }
+    Ok(objects)
 }
 
 /// Short content hash, for annotations that must change exactly when content does.

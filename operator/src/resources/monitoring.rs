@@ -37,7 +37,8 @@ fn cores(q: &Quantity) -> Option<f64> {
 /// The rule groups: P0 unhealthy and target down, P1 security debt rising, P2 CPU near
 /// the request. `selector` picks the guard's series, e.g. `job="payments-guard"`.
 pub fn alert_groups(selector: &str, debt_threshold: f64, cpu_request_cores: f64) -> Value {
-    let cpu_limit = cpu_request_cores * 0.8;
+    // Millicore precision, so rules read `> 0.08`, not `> 0.08000000000000002`.
+    let cpu_limit = (cpu_request_cores * 800.0).round() / 1000.0;
     json!([{
         "name": "godel-guard",
         "rules": [

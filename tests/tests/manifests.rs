@@ -1,0 +1,180 @@
+//! Every object the project ships or the operator can produce, checked by the tools that
+//! would reject it in real life: `kubectl kustomize` for the bases, `kubernetes-validate
+//! --strict` for built-in kinds, the CRD's own openAPIV3Schema for GuardrailPolicies,
+//! prometheus-operator's schemas for PrometheusRule and ServiceMonitor, and `promtool`
+//! for the alert rules.
+
+use std::path::{Path, PathBuf};
+
+use godel_crds::GuardrailPolicy;
+use godel_tests::{repo, run, temp_dir, yaml_documents};
+use serde_json::Value;
+
+/// Kubernetes minor release the manifests are validated against.
+const KUBERNETES: &str = "1.34.0";
+const BASES: [&str; 7] = ["crd", "operator", "default", "samples", "prometheus", "grafana", "argocd"];
+
+fn kustomize(base: &str) -> Vec<Value> {
+    let dir = repo().join("config").join(base);
+    let out = run("kubectl", &["kustomize", dir.to_str().unwrap()]);
+    yaml_documents(&String::from_utf8(out.stdout).unwrap())
+}
+
+fn samples() -> Vec<GuardrailPolicy> {
+    kustomize("samples")
+        .into_iter()
+        .map(|v| serde_json::from_value(v).expect("a sample is a GuardrailPolicy"))
+        .collect()
+}
+
+fn is_builtin(object: &Value) -> bool {
+    let api = object["apiVersion"].as_str().unwrap_or_default();
+    !api.contains("godel.dev") && !api.contains("monitoring.coreos.com") && !api.contains("argoproj.io")
+}
+
+fn write_all(dir: &Path, objects: &[Value]) -> Vec<PathBuf> {
+    objects
+        .iter()
+        .enumerate()
+        .map(|(i, o)| {
+            let path = dir.join(format!("{i:03}-{}.json", o["kind"].as_str().unwrap_or("unknown")));
+            std::fs::write(&path, serde_json::to_vec_pretty(o).unwrap()).unwrap();
+            path
+        })
+        .collect()
+}
+
+/// Everything the operator would apply for every sample, monitoring included.
+fn operator_output() -> Vec<Value> {
+    samples()
+        .iter()
+        .flat_map(|policy| {
+            godel_operator::validate::spec(policy)
+                .unwrap_or_else(|e| panic!("sample {:?}: {e:?}", policy.metadata.name));
+            godel_operator::resources::all(policy, "none", true).unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn every_kustomize_base_builds() {
+    for base in BASES {
+        assert!(!kustomize(base).is_empty(), "config/{base} renders nothing");
+    }
+}
+
+#[test]
+fn builtin_kinds_pass_kubernetes_validate_strict() {
+    let mut objects: Vec<Value> = BASES.iter().flat_map(|b| kustomize(b)).filter(is_builtin).collect();
+    objects.extend(operator_output().into_iter().filter(is_builtin));
+    let kinds: std::collections::BTreeSet<String> =
+        objects.iter().map(|o| o["kind"].as_str().unwrap().to_owned()).collect();
+    for kind in [
+        "Deployment",
+        "Service",
+        "ConfigMap",
+        "ServiceAccount",
+        "PodDisruptionBudget",
+        "HorizontalPodAutoscaler",
+        "Ingress",
+        "CustomResourceDefinition",
+        "ClusterRole",
+    ] {
+        assert!(kinds.contains(kind), "{kind} was not validated: {kinds:?}");
+    }
+    let dir = temp_dir("kubernetes-validate");
+    let files = write_all(&dir, &objects);
+    let mut args = vec!["--strict", "-k", KUBERNETES, "--no-warn"];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    let out = run("kubernetes-validate", &args);
+    let report = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(report.matches("INFO").count(), files.len(), "every file reported valid:\n{report}");
+}
+
+#[test]
+fn kubernetes_validate_rejects_a_broken_deployment() {
+    let mut deployment = operator_output().into_iter().find(|o| o["kind"] == "Deployment").unwrap();
+    deployment["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["periodSecond"] = 5.into();
+    let dir = temp_dir("kubernetes-validate-broken");
+    let files = write_all(&dir, &[deployment]);
+    let out = std::process::Command::new("kubernetes-validate")
+        .args(["--strict", "-k", KUBERNETES, files[0].to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "a typo'd field must fail strict validation");
+}
+
+/// Validates instances against the CRD's openAPIV3Schema with Python's jsonschema.
+fn validate_against_crd(objects: &[Value]) -> Result<(), String> {
+    let crd = serde_json::to_value(godel_crds::crd()).unwrap();
+    let schema = &crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"];
+    let dir = temp_dir("crd-schema");
+    std::fs::write(dir.join("schema.json"), schema.to_string()).unwrap();
+    std::fs::write(dir.join("objects.json"), Value::Array(objects.to_vec()).to_string()).unwrap();
+    let script = "import json, sys, jsonschema\n\
+        schema = json.load(open(sys.argv[1]))\n\
+        errors = 0\n\
+        for o in json.load(open(sys.argv[2])):\n\
+        \x20   for e in jsonschema.Draft7Validator(schema).iter_errors(o):\n\
+        \x20       errors += 1; print(o['metadata']['name'], list(e.absolute_path), e.message)\n\
+        sys.exit(1 if errors else 0)\n";
+    let out = std::process::Command::new("python3")
+        .args(["-c", script, dir.join("schema.json").to_str().unwrap(), dir.join("objects.json").to_str().unwrap()])
+        .output()
+        .expect("python3 with jsonschema (installed with kubernetes-validate)");
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr)))
+    }
+}
+
+#[test]
+fn samples_match_the_crd_schema() {
+    let samples = kustomize("samples");
+    assert!(samples.len() >= 2);
+    validate_against_crd(&samples).unwrap();
+    let mut broken = samples[1].clone();
+    broken["spec"]["guard"]["tiers"][0]["burst"] = "lots".into();
+    let err = validate_against_crd(&[broken]).unwrap_err();
+    assert!(err.contains("burst"), "{err}");
+}
+
+#[test]
+fn monitoring_objects_pass_prometheus_operator_schemas() {
+    let mut objects: Vec<Value> =
+        operator_output().into_iter().filter(|o| o["apiVersion"] == "monitoring.coreos.com/v1").collect();
+    objects.extend(kustomize("prometheus"));
+    assert!(
+        objects.iter().any(|o| o["kind"] == "ServiceMonitor") && objects.iter().any(|o| o["kind"] == "PrometheusRule")
+    );
+    let dir = temp_dir("prometheus-operator");
+    let files = write_all(&dir, &objects);
+    let script = repo().join("tests/validate/prometheus-operator.mjs");
+    let mut args = vec![script.to_str().unwrap()];
+    args.extend(files.iter().map(|f| f.to_str().unwrap()));
+    run("node", &args);
+    // And the validator does reject a broken one.
+    let mut broken = objects[0].clone();
+    broken["spec"]["groups"][0]["rules"][0]["for"] = "a while".into();
+    let broken_files = write_all(&temp_dir("prometheus-operator-broken"), &[broken]);
+    let out = std::process::Command::new("node")
+        .args([script.to_str().unwrap(), broken_files[0].to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+}
+
+#[test]
+fn alert_rules_pass_promtool_check_and_unit_tests() {
+    let rules = repo().join("config/prometheus/godel-rules.yaml");
+    run("promtool", &["check", "rules", rules.to_str().unwrap()]);
+    run("promtool", &["test", "rules", repo().join("config/prometheus/godel-rules.test.yaml").to_str().unwrap()]);
+    // The rules the operator writes for each sample policy check too.
+    let dir = temp_dir("promtool");
+    for (i, rule) in operator_output().iter().filter(|o| o["kind"] == "PrometheusRule").enumerate() {
+        let path = dir.join(format!("rules-{i}.yaml"));
+        std::fs::write(&path, serde_yaml::to_string(&rule["spec"]).unwrap()).unwrap();
+        run("promtool", &["check", "rules", path.to_str().unwrap()]);
+    }
+}
