@@ -6,7 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::redis::{RedisCluster, RedisServer};
+use common::redis::{RedisCluster, RedisServer, Sentinel};
 use godel_crds::{FailureMode, RedisConfig, RedisMode};
 use godel_guard::limiter::{BucketLimit, DebtPolicy, FailoverLimiter, Limiter, RedisBackend, bucket_key};
 use godel_guard::metrics::Metrics;
@@ -207,4 +207,51 @@ async fn redis_down_at_start_up_starts_on_the_failure_mode() {
         limiter.admit("free:z", limit, DEBT).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sentinel_mode_follows_a_failover_and_reloads_the_script() {
+    let mut master = RedisServer::start();
+    let replica = RedisServer::start_with(&[]);
+    assert_eq!(replica.cli(&["REPLICAOF", "127.0.0.1", &master.port.to_string()]), "OK");
+    let sentinel = Sentinel::start(&master);
+    let cfg = RedisConfig {
+        url: format!("redis://127.0.0.1:{}", sentinel.port),
+        mode: RedisMode::Sentinel,
+        nodes: vec![],
+        master_name: Some("mymaster".into()),
+        timeout_ms: 500,
+    };
+    let b = RedisBackend::new(&cfg).unwrap();
+    b.connect().await.unwrap();
+    let limit = BucketLimit { rate_per_second: 0.01, burst: 5.0 };
+    assert_eq!(take(&b, "free:s", limit, 2).await, [true, true]);
+    assert_eq!(master.cli(&["EXISTS", "godel:rl:{free:s}"]), "1", "written on the master Sentinel named");
+    // Let the replica catch up, then lose the master.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while replica.cli(&["EXISTS", "godel:rl:{free:s}"]) != "1" {
+        assert!(Instant::now() < deadline, "replica never synced");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    master.kill();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while sentinel.master_port() != replica.port {
+        assert!(Instant::now() < deadline, "sentinel did not fail over");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // The promoted replica never loaded the script (Redis does not replicate SCRIPT LOAD):
+    // the backend re-resolves the master and reloads the script after NOSCRIPT.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let admission = loop {
+        match b.admit("free:s", limit, DEBT).await {
+            Ok(a) => break a,
+            Err(_) => {
+                assert!(Instant::now() < deadline, "never reached the new master");
+                let _ = b.connect().await;
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    };
+    assert!(admission.allowed);
+    assert_eq!(admission.remaining, 2, "the bucket survived the failover: 5 - 2 - 1");
 }

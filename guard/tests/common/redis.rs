@@ -104,6 +104,56 @@ impl Drop for RedisServer {
     }
 }
 
+/// A Sentinel watching `master` (quorum 1), so a failover needs only this one sentinel.
+pub struct Sentinel {
+    pub port: u16,
+    child: Child,
+}
+
+impl Sentinel {
+    pub fn start(master: &RedisServer) -> Self {
+        let port = free_port();
+        let dir = super::temp_dir("sentinel");
+        let conf = dir.join("sentinel.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "port {port}\nbind 127.0.0.1\ndir {}\nsentinel monitor mymaster 127.0.0.1 {} 1\n\
+                 sentinel down-after-milliseconds mymaster 1000\nsentinel failover-timeout mymaster 10000\n",
+                dir.display(),
+                master.port
+            ),
+        )
+        .unwrap();
+        let child = Command::new("redis-server")
+            .arg(&conf)
+            .arg("--sentinel")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server --sentinel");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while redis_cli(port, &["PING"]) != "PONG" {
+            assert!(Instant::now() < deadline, "sentinel did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Self { port, child }
+    }
+
+    /// The port of the master Sentinel currently names.
+    pub fn master_port(&self) -> u16 {
+        let answer = redis_cli(self.port, &["SENTINEL", "get-master-addr-by-name", "mymaster"]);
+        answer.lines().nth(1).and_then(|p| p.trim().parse().ok()).unwrap_or(0)
+    }
+}
+
+impl Drop for Sentinel {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
 /// A Redis Cluster of `masters` master nodes without replicas.
 pub struct RedisCluster {
     pub nodes: Vec<RedisServer>,
