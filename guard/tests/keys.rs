@@ -103,7 +103,7 @@ async fn kms_data_key_round_trip_and_refusals() {
     let blob = base64::engine::general_purpose::STANDARD.decode(&blob_b64).unwrap();
     let plain = kms.decrypt().ciphertext_blob(Blob::new(blob)).send().await.unwrap().plaintext.unwrap();
     let key_file = dir.join("plain.key");
-    std::fs::write(&key_file, hex_encode(plain.as_ref())).unwrap();
+    std::fs::write(&key_file, common::hex_of(plain.as_ref())).unwrap();
     let opened = decrypt(&lines, &["--key-file", key_file.to_str().unwrap()], &[]);
     assert_eq!(opened[0]["user_id"], "patient-1");
     assert_eq!(opened[1]["user_id"], "patient-2");
@@ -162,7 +162,7 @@ async fn kms_credentials_through_irsa_web_identity() {
 async fn vault_agent_rendered_key_rotates_into_the_running_guard() {
     let dir = common::temp_dir("bao");
     let mut bao = Bao::start(&dir);
-    let (k1, k2) = (hex_encode(&[0x11; 32]), hex_encode(&[0x22; 32]));
+    let (k1, k2) = (common::hex_of(&[0x11; 32]), common::hex_of(&[0x22; 32]));
     bao.put("secret/godel", "key", &k1);
     let rendered = dir.join("godel-key");
     bao.render("godel", "key", &rendered);
@@ -202,7 +202,7 @@ async fn vault_agent_rendered_key_rotates_into_the_running_guard() {
 async fn keyring_file_rotation_and_clear_errors() {
     let dir = common::temp_dir("rotate");
     let key_path = dir.join("key");
-    let (k1, k2) = (hex_encode(&[1; 32]), hex_encode(&[2; 32]));
+    let (k1, k2) = (common::hex_of(&[1; 32]), common::hex_of(&[2; 32]));
     std::fs::write(&key_path, &k1).unwrap();
     let config = format!(
         "audit:\n  key: {{file: {{path: {}}}}}\n  salt: {{file: {{path: {}}}}}\n  reloadSeconds: 1\n",
@@ -245,7 +245,7 @@ async fn keyring_file_rotation_and_clear_errors() {
 // Multi-threaded: the fake Secret Manager must answer while the test thread waits.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn gcp_secret_manager_with_workload_identity_token() {
-    let key = hex_encode(&[0x33; 32]);
+    let key = common::hex_of(&[0x33; 32]);
     let payload = base64::engine::general_purpose::STANDARD.encode(&key);
     let app = axum::Router::new()
         .route(
@@ -302,8 +302,4 @@ fn salt_equal_to_the_key_is_refused() {
     let config = format!("audit:\n  key: {{file: {{path: {0}}}}}\n  salt: {{file: {{path: {0}}}}}\n", key.display());
     let err = start_fails(&config, &[]);
     assert!(err.contains("audit.salt must be a different secret"), "{err}");
-}
-
-fn hex_encode(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use godel_crds::{RedisConfig, RedisMode};
-use redis::aio::{ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
+use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{Script, ScriptInvocation};
+use redis::{RedisFuture, Script, ScriptInvocation};
 use tokio::sync::{Mutex, RwLock};
 
 use super::{Admission, BucketLimit, DebtPolicy, LimiterError};
@@ -27,6 +27,38 @@ enum Conn {
     Standalone(ConnectionManager),
     Sentinel(MultiplexedConnection),
     Cluster(ClusterConnection),
+}
+
+/// One connection type for scripts and commands, whichever deployment is behind it.
+impl ConnectionLike for Conn {
+    fn req_packed_command<'a>(&'a mut self, cmd: &'a redis::Cmd) -> RedisFuture<'a, redis::Value> {
+        match self {
+            Conn::Standalone(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => c.req_packed_command(cmd),
+            Conn::Cluster(c) => c.req_packed_command(cmd),
+        }
+    }
+
+    fn req_packed_commands<'a>(
+        &'a mut self,
+        pipeline: &'a redis::Pipeline,
+        offset: usize,
+        count: usize,
+    ) -> RedisFuture<'a, Vec<redis::Value>> {
+        match self {
+            Conn::Standalone(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Sentinel(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
+        }
+    }
+
+    fn get_db(&self) -> i64 {
+        match self {
+            Conn::Standalone(c) => c.get_db(),
+            Conn::Sentinel(c) => c.get_db(),
+            Conn::Cluster(c) => c.get_db(),
+        }
+    }
 }
 
 enum Target {
@@ -108,26 +140,28 @@ impl RedisBackend {
         Ok(())
     }
 
-    async fn invoke<T: redis::FromRedisValue>(&self, invocation: ScriptInvocation<'_>) -> Result<T, LimiterError> {
-        let Some(mut conn) = self.conn.read().await.clone() else {
+    /// Runs `call` on the current connection within the deadline. A failure in Sentinel
+    /// mode drops the connection: the master may have moved, and the next connect asks
+    /// Sentinel again.
+    async fn with_conn<T, F>(&self, deadline: Duration, call: impl FnOnce(Conn) -> F) -> Result<T, LimiterError>
+    where
+        F: std::future::Future<Output = redis::RedisResult<T>>,
+    {
+        let Some(conn) = self.conn.read().await.clone() else {
             return Err(unavailable("not connected"));
         };
-        let call = async {
-            match &mut conn {
-                Conn::Standalone(c) => invocation.invoke_async(c).await,
-                Conn::Sentinel(c) => invocation.invoke_async(c).await,
-                Conn::Cluster(c) => invocation.invoke_async(c).await,
-            }
-        };
-        let result = match tokio::time::timeout(self.timeout, call).await {
+        let result = match tokio::time::timeout(deadline, call(conn)).await {
             Ok(result) => result.map_err(unavailable),
-            Err(_) => Err(unavailable(format!("no answer within {} ms", self.timeout.as_millis()))),
+            Err(_) => Err(unavailable(format!("no answer within {} ms", deadline.as_millis()))),
         };
         if result.is_err() && matches!(self.target, Target::Sentinel(_)) {
-            // The master may have moved: resolve it again on the next connect.
             *self.conn.write().await = None;
         }
         result
+    }
+
+    async fn invoke<T: redis::FromRedisValue>(&self, invocation: ScriptInvocation<'_>) -> Result<T, LimiterError> {
+        self.with_conn(self.timeout, |mut conn| async move { invocation.invoke_async(&mut conn).await }).await
     }
 
     pub async fn admit(&self, bucket: &str, limit: BucketLimit, debt: DebtPolicy) -> Result<Admission, LimiterError> {
@@ -163,31 +197,14 @@ impl RedisBackend {
         Ok(())
     }
 
-    /// A cheap round trip for the recovery probe.
+    /// A cheap round trip for the recovery probe; connects first when needed.
     pub async fn ping(&self) -> Result<(), LimiterError> {
         if self.conn.read().await.is_none() {
             self.connect().await?;
         }
-        let Some(mut conn) = self.conn.read().await.clone() else {
-            return Err(unavailable("not connected"));
-        };
-        let ping = redis::cmd("PING");
-        let call = async {
-            match &mut conn {
-                Conn::Standalone(c) => ping.query_async::<String>(c).await,
-                Conn::Sentinel(c) => ping.query_async::<String>(c).await,
-                Conn::Cluster(c) => ping.query_async::<String>(c).await,
-            }
-        };
-        match tokio::time::timeout(self.timeout.max(Duration::from_millis(200)), call).await {
-            Ok(Ok(_)) => Ok(()),
-            Ok(Err(e)) => {
-                if matches!(self.target, Target::Sentinel(_)) {
-                    *self.conn.write().await = None;
-                }
-                Err(unavailable(e))
-            }
-            Err(_) => Err(unavailable("ping timed out")),
-        }
+        let deadline = self.timeout.max(Duration::from_millis(200));
+        self.with_conn(deadline, |mut conn| async move { redis::cmd("PING").query_async::<String>(&mut conn).await })
+            .await
+            .map(drop)
     }
 }

@@ -148,6 +148,6 @@ pub fn write_key(dir: &std::path::Path, name: &str, byte: u8) -> PathBuf {
     path
 }
 
-fn hex_of(bytes: &[u8]) -> String {
+pub fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -34,60 +34,76 @@ fn cores(q: &Quantity) -> Option<f64> {
     }
 }
 
+struct Alert {
+    name: &'static str,
+    expr: String,
+    for_: &'static str,
+    severity: &'static str,
+    priority: &'static str,
+    summary: &'static str,
+    description: String,
+}
+
 /// The rule groups: P0 unhealthy and target down, P1 security debt rising, P2 CPU near
 /// the request. `selector` picks the guard's series, e.g. `job="payments-guard"`.
 pub fn alert_groups(selector: &str, debt_threshold: f64, cpu_request_cores: f64) -> Value {
     // Millicore precision, so rules read `> 0.08`, not `> 0.08000000000000002`.
     let cpu_limit = (cpu_request_cores * 800.0).round() / 1000.0;
-    json!([{
-        "name": "godel-guard",
-        "rules": [
-            {
-                "alert": "GodelGuardUnhealthy",
-                "expr": format!("godel_health_status{{{selector}}} == 0"),
-                "for": "1m",
-                "labels": {"severity": "critical", "priority": "P0"},
+    let alerts = [
+        Alert {
+            name: "GodelGuardUnhealthy",
+            expr: format!("godel_health_status{{{selector}}} == 0"),
+            for_: "1m",
+            severity: "critical",
+            priority: "P0",
+            summary: "Guard {{ $labels.instance }} reports itself unhealthy",
+            description: "godel_health_status is 0: the pod is draining or cannot decide (Redis unreachable with failureMode closed).".into(),
+        },
+        Alert {
+            name: "GodelGuardTargetDown",
+            expr: format!("up{{{selector}}} == 0 or absent(up{{{selector}}})"),
+            for_: "2m",
+            severity: "critical",
+            priority: "P0",
+            summary: "A guard scrape target is down or no guard is scraped at all",
+            description: "A dead guard reports no health; this catches what GodelGuardUnhealthy cannot.".into(),
+        },
+        Alert {
+            name: "GodelSecurityDebtRising",
+            expr: format!("sum(rate(godel_security_debt_total{{{selector}}}[5m])) > {debt_threshold}"),
+            for_: "5m",
+            severity: "warning",
+            priority: "P1",
+            summary: "Security debt grows faster than {{ $value | humanize }} points/s",
+            description: "Traps are firing at an unusual rate: a campaign of injections or leaked secrets.".into(),
+        },
+        Alert {
+            name: "GodelGuardCPUHigh",
+            expr: format!("rate(process_cpu_seconds_total{{{selector}}}[5m]) > {cpu_limit}"),
+            for_: "15m",
+            severity: "info",
+            priority: "P2",
+            summary: "Guard {{ $labels.instance }} uses more than 80% of its CPU request",
+            description: format!("Above {cpu_limit} cores for 15 minutes: scale out or raise the request."),
+        },
+    ];
+    let rules: Vec<Value> = alerts
+        .into_iter()
+        .map(|a| {
+            json!({
+                "alert": a.name,
+                "expr": a.expr,
+                "for": a.for_,
+                "labels": {"severity": a.severity, "priority": a.priority},
                 "annotations": {
-                    "summary": "Guard {{ $labels.instance }} reports itself unhealthy",
-                    "description": "godel_health_status is 0: the pod is draining or cannot decide (Redis unreachable with failureMode closed).",
-                    "runbook_url": format!("{RUNBOOK}#godelguardunhealthy"),
-                }
-            },
-            {
-                "alert": "GodelGuardTargetDown",
-                "expr": format!("up{{{selector}}} == 0 or absent(up{{{selector}}})"),
-                "for": "2m",
-                "labels": {"severity": "critical", "priority": "P0"},
-                "annotations": {
-                    "summary": "A guard scrape target is down or no guard is scraped at all",
-                    "description": "A dead guard reports no health; this catches what GodelGuardUnhealthy cannot.",
-                    "runbook_url": format!("{RUNBOOK}#godelguardtargetdown"),
-                }
-            },
-            {
-                "alert": "GodelSecurityDebtRising",
-                "expr": format!("sum(rate(godel_security_debt_total{{{selector}}}[5m])) > {debt_threshold}"),
-                "for": "5m",
-                "labels": {"severity": "warning", "priority": "P1"},
-                "annotations": {
-                    "summary": "Security debt grows faster than {{ $value | humanize }} points/s",
-                    "description": "Traps are firing at an unusual rate: a campaign of injections or leaked secrets.",
-                    "runbook_url": format!("{RUNBOOK}#godelsecuritydebtrising"),
-                }
-            },
-            {
-                "alert": "GodelGuardCPUHigh",
-                "expr": format!("rate(process_cpu_seconds_total{{{selector}}}[5m]) > {cpu_limit}"),
-                "for": "15m",
-                "labels": {"severity": "info", "priority": "P2"},
-                "annotations": {
-                    "summary": "Guard {{ $labels.instance }} uses more than 80% of its CPU request",
-                    "description": format!("Above {cpu_limit} cores for 15 minutes: scale out or raise the request."),
-                    "runbook_url": format!("{RUNBOOK}#godelguardcpuhigh"),
-                }
-            }
-        ]
-    }])
+                    "summary": a.summary,
+                    "description": a.description,
+                    "runbook_url": format!("{RUNBOOK}#{}", a.name.to_lowercase()),
+                },
+            })
+        })
+        .collect();
+    json!([{ "name": "godel-guard", "rules": rules }])
 }
 
 fn cpu_request(policy: &GuardrailPolicy) -> f64 {
