@@ -24,6 +24,36 @@ pub struct GuardConfig {
     pub security_debt: SecurityDebtConfig,
     #[serde(default)]
     pub audit: AuditConfig,
+    /// The OpenAI-compatible proxy (`POST /v1/chat/completions`); off when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<ProxyConfig>,
+}
+
+/// Where allowed chat completions go, and how the proxy learns who is asking.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ProxyConfig {
+    /// Base URL of an OpenAI-compatible API, such as `https://api.openai.com`.
+    pub upstream: String,
+    /// Header with the end user's id; the request body's `user` field is the fallback.
+    #[serde(default = "default_user_header")]
+    pub user_header: String,
+    /// Header naming the tier; the default tier without it.
+    #[serde(default = "default_tier_header")]
+    pub tier_header: String,
+    /// Deadline for the upstream's whole answer, streaming included.
+    #[serde(default = "default_upstream_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_user_header() -> String {
+    "x-godel-user".to_owned()
+}
+fn default_tier_header() -> String {
+    "x-godel-tier".to_owned()
+}
+fn default_upstream_timeout() -> u64 {
+    300
 }
 
 impl Default for GuardConfig {
@@ -35,6 +65,7 @@ impl Default for GuardConfig {
             traps: TrapsConfig::default(),
             security_debt: SecurityDebtConfig::default(),
             audit: AuditConfig::default(),
+            proxy: None,
         }
     }
 }

@@ -15,7 +15,7 @@ use tokio::net::TcpListener;
 use crate::audit::{AuditSink, AuditWriter, Keyring, SharedKeyring};
 use crate::config::{self, ConfigError};
 use crate::engine::{Guard, GuardParts};
-use crate::http::{self, AppState};
+use crate::http::{self, AppState, Upstream};
 use crate::keys::{self, KeyError, KeyRole, Origin};
 use crate::limiter::{FailoverLimiter, Limiter, LimiterError, LocalLimiter};
 use crate::metrics::Metrics;
@@ -34,6 +34,8 @@ pub enum StartupError {
     Listen { addr: SocketAddr, reason: String },
     #[error("rate limiter: {0}")]
     Limiter(#[from] LimiterError),
+    #[error("proxy: {0}")]
+    Proxy(String),
     #[error("cannot start the audit writer: {0}")]
     Audit(std::io::Error),
     #[error("server failed: {0}")]
@@ -116,8 +118,10 @@ pub async fn build(config: &GuardConfig, production: bool) -> Result<Built, Star
             audit,
         },
     );
+    let upstream =
+        config.proxy.clone().map(Upstream::new).transpose().map_err(|e| StartupError::Proxy(e.to_string()))?;
     Ok(Built {
-        state: Arc::new(AppState::new(guard, metrics)),
+        state: Arc::new(AppState::new(guard, metrics, upstream)),
         body_limit: http::body_limit(config.traps.max_prompt_bytes),
         audit_writer,
     })

@@ -5,6 +5,7 @@ mod error;
 mod health;
 mod inspect;
 mod metrics;
+mod proxy;
 mod timing;
 
 use std::sync::Arc;
@@ -18,17 +19,20 @@ use crate::engine::Guard;
 use crate::metrics::Metrics;
 
 pub use error::ApiError;
+pub use proxy::Upstream;
 
 /// Shared by every handler.
 pub struct AppState {
     pub guard: Guard,
     pub metrics: Arc<Metrics>,
+    /// The proxy's upstream, when `proxy` is configured.
+    pub upstream: Option<Upstream>,
     draining: AtomicBool,
 }
 
 impl AppState {
-    pub fn new(guard: Guard, metrics: Arc<Metrics>) -> Self {
-        Self { guard, metrics, draining: AtomicBool::new(false) }
+    pub fn new(guard: Guard, metrics: Arc<Metrics>, upstream: Option<Upstream>) -> Self {
+        Self { guard, metrics, upstream, draining: AtomicBool::new(false) }
     }
 
     /// Turns readiness off at once: the first step of a graceful shutdown.
@@ -54,6 +58,7 @@ pub fn body_limit(max_prompt_bytes: usize) -> usize {
 pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
     Router::new()
         .route("/v1/inspect", post(inspect::inspect))
+        .route("/v1/chat/completions", post(proxy::chat_completions))
         .route("/health", get(health::health))
         .route("/livez", get(health::livez))
         .route("/metrics", get(metrics::metrics))

@@ -13,6 +13,7 @@ use crate::metrics::RouteLabels;
 pub async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let route = match request.extensions().get::<MatchedPath>().map(MatchedPath::as_str) {
         Some("/v1/inspect") => "/v1/inspect",
+        Some("/v1/chat/completions") => "/v1/chat/completions",
         Some("/health") => "/health",
         Some("/livez") => "/livez",
         Some("/metrics") => "/metrics",
