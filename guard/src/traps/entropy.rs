@@ -72,24 +72,37 @@ impl EntropyTrap {
 impl Trap for EntropyTrap {
     fn inspect(&self, prompt: &Prompt<'_>, findings: &mut Vec<Finding>) {
         let text = prompt.normalized().as_bytes();
+        let in_run = |b: u8| CLASS[b as usize] & B64 != 0;
+        let min = self.min_length;
         let mut i = 0;
-        while i < text.len() {
-            if CLASS[text[i] as usize] & B64 == 0 {
-                i += 1;
+        // Any run of at least `min` bytes starting at or after `i` covers byte
+        // `i + min - 1`, so when that byte is outside the alphabet the whole window is
+        // skipped: prose is scanned a word per probe rather than a byte per step.
+        while i + min <= text.len() {
+            let probe = i + min - 1;
+            if !in_run(text[probe]) {
+                i = probe + 1;
                 continue;
             }
-            let start = i;
-            i += text[i..].iter().position(|&b| CLASS[b as usize] & B64 == 0).unwrap_or(text.len() - i);
-            let body_end = i;
-            while i < text.len() && text[i] == b'=' {
-                i += 1;
+            let mut start = probe;
+            while start > i && in_run(text[start - 1]) {
+                start -= 1;
             }
-            if body_end - start < self.min_length {
+            let mut end = probe + 1;
+            while end < text.len() && in_run(text[end]) {
+                end += 1;
+            }
+            let mut padded = end;
+            while padded < text.len() && text[padded] == b'=' {
+                padded += 1;
+            }
+            i = padded;
+            if end - start < min {
                 continue;
             }
-            let all_hex = text[start..body_end].iter().all(|&b| CLASS[b as usize] & HEX != 0);
-            if let Some(rule) = self.judge(text, start, body_end, all_hex) {
-                let span = prompt.to_raw(start..i);
+            let all_hex = text[start..end].iter().all(|&b| CLASS[b as usize] & HEX != 0);
+            if let Some(rule) = self.judge(text, start, end, all_hex) {
+                let span = prompt.to_raw(start..padded);
                 findings.push(Finding {
                     trap: "entropy",
                     rule: rule.into(),
@@ -202,6 +215,55 @@ mod tests {
         assert!(rules(&allowing, text).is_empty());
         let bare = "my key is 2f8a3c9e1b7d4f6a0c5e8b2d9f1a3c7e5b0d4f8a";
         assert_eq!(rules(&allowing, bare).len(), 1, "a bare 40-hex token is still a secret");
+    }
+
+    /// The skip-ahead scan must find exactly the runs a byte-by-byte scan finds.
+    #[test]
+    fn skipping_scan_finds_every_run_a_plain_scan_finds() {
+        let everything = EntropyConfig {
+            base64_threshold: -1.0,
+            hex_threshold: -1.0,
+            allow: vec![],
+            min_length: 7,
+            ..EntropyConfig::default()
+        };
+        let alphabet = b"aZ09+/_-= .,\n";
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        for _ in 0..200 {
+            let text: String = (0..300)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    // Mostly alphabet bytes, so runs of every length occur.
+                    alphabet[(x % 100) as usize % if x.is_multiple_of(7) { alphabet.len() } else { 8 }] as char
+                })
+                .collect();
+            let bytes = text.as_bytes();
+            let mut expected = Vec::new();
+            let mut i = 0;
+            while i < bytes.len() {
+                if CLASS[bytes[i] as usize] & B64 == 0 {
+                    i += 1;
+                    continue;
+                }
+                let start = i;
+                while i < bytes.len() && CLASS[bytes[i] as usize] & B64 != 0 {
+                    i += 1;
+                }
+                let body = i;
+                while i < bytes.len() && bytes[i] == b'=' {
+                    i += 1;
+                }
+                if body - start >= 7 {
+                    expected.push((start, i));
+                }
+            }
+            let mut found = Vec::new();
+            EntropyTrap::new(&everything).inspect(&Prompt::new(&text), &mut found);
+            let found: Vec<_> = found.iter().map(|f| (f.start, f.end)).collect();
+            assert_eq!(found, expected, "{text:?}");
+        }
     }
 
     #[test]

@@ -31,6 +31,14 @@ pub enum RuleError {
 /// states away and rebuild them, which otherwise halves throughput on mixed text.
 const SET_DFA_CACHE: usize = 32 << 20;
 
+/// Pack patterns are written in ordinary syntax and compiled with ASCII word boundaries
+/// and whitespace: what they look for is ASCII (credentials, and phrases after NFKC has
+/// folded exotic spaces and letters), and the Unicode forms make the combined automaton
+/// about 15 % slower. Policy rules keep full Unicode semantics.
+fn ascii_classes(pattern: &str) -> String {
+    pattern.replace(r"\b", r"(?-u:\b)").replace(r"\s", r"[\t\n\x0B\x0C\r ]")
+}
+
 struct Rule {
     name: Arc<str>,
     regex: Regex,
@@ -55,13 +63,13 @@ impl RegexTrap {
         let packs = PACK_RULES
             .iter()
             .filter(|r| config.packs.contains(&r.pack) && !config.disabled.iter().any(|d| d == r.name))
-            .map(|r| (r.name, r.pattern, r.severity, r.action, r.validate));
-        let own = config.rules.iter().map(|r| (r.name.as_str(), r.pattern.as_str(), r.severity, r.action, None));
+            .map(|r| (r.name, ascii_classes(r.pattern), r.severity, r.action, r.validate));
+        let own = config.rules.iter().map(|r| (r.name.as_str(), r.pattern.clone(), r.severity, r.action, None));
         for (name, pattern, severity, action, validate) in packs.chain(own) {
             if rules.iter().any(|r| &*r.name == name) {
                 return Err(RuleError::Duplicate(name.to_owned()));
             }
-            let regex = RegexBuilder::new(pattern)
+            let regex = RegexBuilder::new(&pattern)
                 .size_limit(RULE_SIZE_LIMIT)
                 .build()
                 .map_err(|e| RuleError::Invalid { rule: name.to_owned(), reason: e.to_string() })?;
