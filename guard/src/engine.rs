@@ -202,26 +202,29 @@ impl Guard {
 
 /// Masks every `redact` span; `None` when there is none.
 fn redact(prompt: &str, findings: &[Finding]) -> Option<String> {
-    let mut spans: Vec<(usize, usize, &str)> =
+    let spans: Vec<(usize, usize, &str)> =
         findings.iter().filter(|f| f.action == Action::Redact).map(|f| (f.start, f.end, &*f.rule)).collect();
-    if spans.is_empty() {
-        return None;
-    }
+    (!spans.is_empty()).then(|| mask(prompt, spans))
+}
+
+/// Replaces each `(start, end, rule)` byte span of `text` with `[REDACTED:<rule>]`;
+/// overlapping spans merge into the first.
+pub fn mask(text: &str, mut spans: Vec<(usize, usize, &str)>) -> String {
     spans.sort_unstable();
-    let mut out = String::with_capacity(prompt.len());
+    let mut out = String::with_capacity(text.len());
     let mut cursor = 0;
     for (start, end, rule) in spans {
         if end <= cursor {
             continue;
         }
-        out.push_str(&prompt[cursor..start.max(cursor)]);
+        out.push_str(&text[cursor..start.max(cursor)]);
         out.push_str("[REDACTED:");
         out.push_str(rule);
         out.push(']');
         cursor = end;
     }
-    out.push_str(&prompt[cursor..]);
-    Some(out)
+    out.push_str(&text[cursor..]);
+    out
 }
 
 fn new_request_id() -> String {

@@ -14,7 +14,7 @@ use godel_crds::{Action, ProxyConfig};
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::engine::{Decision, InspectRequest};
+use crate::engine::{Decision, InspectRequest, mask};
 use crate::traps::Finding;
 
 /// An upstream API and the client that reaches it.
@@ -83,7 +83,7 @@ fn collect_text(body: &Value) -> Result<(String, Vec<Segment>), &'static str> {
 /// Masks every `redact` finding inside the message it falls in.
 fn redact(body: &mut Value, prompt: &str, segments: &[Segment], findings: &[Finding]) {
     for segment in segments {
-        let mut spans: Vec<(usize, usize, &str)> = findings
+        let spans: Vec<(usize, usize, &str)> = findings
             .iter()
             .filter(|f| f.action == Action::Redact && f.start < segment.end && f.end > segment.start)
             .map(|f| (f.start.max(segment.start) - segment.start, f.end.min(segment.end) - segment.start, &*f.rule))
@@ -91,19 +91,7 @@ fn redact(body: &mut Value, prompt: &str, segments: &[Segment], findings: &[Find
         if spans.is_empty() {
             continue;
         }
-        spans.sort_unstable();
-        let text = &prompt[segment.start..segment.end];
-        let mut out = String::with_capacity(text.len());
-        let mut cursor = 0;
-        for (start, end, rule) in spans {
-            if end <= cursor {
-                continue;
-            }
-            out.push_str(&text[cursor..start.max(cursor)]);
-            out.push_str(&format!("[REDACTED:{rule}]"));
-            cursor = end;
-        }
-        out.push_str(&text[cursor..]);
+        let out = mask(&prompt[segment.start..segment.end], spans);
         if let Some(slot) = body.pointer_mut(&segment.pointer) {
             *slot = Value::String(out);
         }
