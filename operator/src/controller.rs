@@ -311,8 +311,19 @@ pub fn error_policy(policy: Arc<GuardrailPolicy>, error: &Error, ctx: Arc<Contex
 pub async fn run(client: Client, ctx: Arc<Context>) {
     let controller = Controller::new(Api::<GuardrailPolicy>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
+    // Owned objects, selected by label so the caches hold only what the operator wrote:
+    // a Deployment's rollout updates the status, and a deleted object is recreated by
+    // the next pass. (An object edited by hand keeps our hash annotation and is left as
+    // it is until the policy changes: the price of an unchanged pass writing nothing.)
+    let owned = || watcher::Config::default().labels("app.kubernetes.io/managed-by=godel-operator");
     controller
-        .owns(Api::<Deployment>::all(client.clone()), watcher::Config::default())
+        .owns(Api::<Deployment>::all(client.clone()), owned())
+        .owns(Api::<ConfigMap>::all(client.clone()), owned())
+        .owns(Api::<Service>::all(client.clone()), owned())
+        .owns(Api::<ServiceAccount>::all(client.clone()), owned())
+        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned())
+        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), owned())
+        .owns(Api::<Ingress>::all(client.clone()), owned())
         // Secrets are watched by metadata only: thousands of Secrets cost their
         // metadata, not their data. A change to a referenced one rolls its policy's pods.
         .watches(Api::<PartialObjectMeta<Secret>>::all(client.clone()), watcher::Config::default(), move |secret| {
