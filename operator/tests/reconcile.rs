@@ -306,3 +306,29 @@ async fn missing_secret_is_reported_and_a_rotated_secret_rolls_the_pods() {
     );
     assert_ne!(hash(&h), before, "the pod template changes, so the pods roll");
 }
+
+#[tokio::test]
+async fn a_running_fleet_is_left_alone_when_its_spec_turns_invalid() {
+    let h = Harness::new(false);
+    h.reconcile(&h.policy("guard: {defaultTier: free}")).await;
+    let deployment = format!("{NS_APPS}/deployments/payments-guard");
+    let before = h.fake.lock().unwrap().objects[&deployment].clone();
+
+    let mut broken = h.stored_policy();
+    broken.metadata.generation = Some(2);
+    broken.spec.guard.default_tier = "gold".into();
+    h.reconcile(&broken).await;
+    assert_eq!(
+        h.writes(),
+        [
+            "PATCH guardrails.godel.dev/v1alpha1/namespaces/shop/guardrailpolicies/payments/status",
+            "POST events.k8s.io/v1/namespaces/shop/events",
+        ]
+    );
+    assert_eq!(h.fake.lock().unwrap().objects[&deployment], before, "the Deployment is untouched");
+    let stored = h.stored_policy();
+    assert_eq!(condition(&stored, "Degraded"), ("True".into(), "InvalidGuardConfig".into()));
+    let ready = stored.status.as_ref().unwrap().conditions.iter().find(|c| c.type_ == "Ready").unwrap();
+    assert_eq!(ready.observed_generation, Some(2));
+    assert!(ready.message.contains("defaultTier"), "{}", ready.message);
+}
