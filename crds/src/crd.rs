@@ -25,11 +25,39 @@ pub fn crd_yaml() -> String {
     serde_yaml::to_string(&crd()).expect("a CRD always serializes")
 }
 
+/// The API server knows only the `int32` and `int64` formats, and enforces neither's
+/// range: a `burst: 5000000000` would be stored, then fail to deserialize into a `u32`
+/// in every watcher, stalling the operator for the whole cluster. So each integer gets
+/// the bounds of its Rust type as `minimum`/`maximum` (keeping tighter ones), and the
+/// unsigned formats become `int64`.
+fn bound_integers(object: &mut serde_json::Map<String, Value>) {
+    let (min, max) = match object.get("format").and_then(Value::as_str) {
+        Some("int32") => (i64::from(i32::MIN), i64::from(i32::MAX)),
+        Some("uint32") => (0, i64::from(u32::MAX)),
+        // The API server holds bounds as doubles and refuses one past int64; 2^53 - 1 is
+        // the largest exact one. Fields with a meaningful limit set a tighter one.
+        Some("uint64" | "uint") => (0, (1 << 53) - 1),
+        _ => return,
+    };
+    if max > i64::from(i32::MAX) {
+        object.insert("format".into(), Value::from("int64"));
+    }
+    // Keep a tighter bound the type's attributes already set.
+    let bound = |value: Option<&Value>, pick: fn(i64, i64) -> i64, limit: i64| {
+        value.and_then(Value::as_f64).map_or(limit, |v| pick(v as i64, limit))
+    };
+    let min = bound(object.get("minimum"), i64::max, min);
+    let max = bound(object.get("maximum"), i64::min, max);
+    object.insert("minimum".into(), Value::from(min));
+    object.insert("maximum".into(), Value::from(max));
+}
+
 /// Removes the `default` keyword from a schema and every schema nested in it, without
 /// touching properties that happen to be named `default`.
 fn strip_defaults(schema: &mut Value) {
     let Some(object) = schema.as_object_mut() else { return };
     object.remove("default");
+    bound_integers(object);
     // `deny_unknown_fields` becomes `additionalProperties: false`, which a structural
     // schema may not combine with `properties`; the API server prunes unknown fields.
     if object.get("additionalProperties") == Some(&Value::Bool(false)) {
@@ -88,12 +116,57 @@ mod tests {
         assert!(crd.spec.versions[0].subresources.as_ref().unwrap().status.is_some());
     }
 
+    /// Walks a schema, calling `visit` with each property's path and schema.
+    fn walk(path: &str, schema: &Value, visit: &mut dyn FnMut(&str, &Value)) {
+        visit(path, schema);
+        if let Some(properties) = schema["properties"].as_object() {
+            for (name, nested) in properties {
+                walk(&format!("{path}.{name}"), nested, visit);
+            }
+        }
+        if schema["items"].is_object() {
+            walk(&format!("{path}[]"), &schema["items"], visit);
+        }
+        if schema["additionalProperties"].is_object() {
+            walk(&format!("{path}{{}}"), &schema["additionalProperties"], visit);
+        }
+    }
+
+    #[test]
+    fn integers_are_bounded_in_formats_the_api_server_knows() {
+        let mut integers = 0;
+        walk("", &schema(), &mut |path, s| {
+            if s["type"] == "integer" {
+                integers += 1;
+                let format = s["format"].as_str().unwrap_or_default();
+                assert!(["int32", "int64"].contains(&format), "{path}: format {format}");
+                // int64 is the API server's own integer; every narrower one is bounded.
+                let (min, max) = (s["minimum"].as_f64(), s["maximum"].as_f64());
+                assert!(format == "int64" || (min.is_some() && max.is_some()), "{path} has no bounds");
+                assert!(max.is_none_or(|m| m < 9.2e18), "{path}: maximum past int64");
+            }
+        });
+        assert!(integers > 10);
+        let burst = &schema()["properties"]["spec"]["properties"]["guard"]["properties"]["tiers"]["items"]["properties"]
+            ["burst"];
+        assert_eq!((burst["minimum"].as_f64(), burst["maximum"].as_f64()), (Some(1.0), Some(f64::from(u32::MAX))));
+        let reload = &schema()["properties"]["spec"]["properties"]["guard"]["properties"]["audit"]["properties"]["reloadSeconds"];
+        assert_eq!((reload["format"].as_str(), reload["maximum"].as_f64()), (Some("int64"), Some(86400.0)));
+    }
+
+    #[test]
+    fn lists_under_cel_rules_have_max_items() {
+        let guard = &schema()["properties"]["spec"]["properties"]["guard"];
+        assert_eq!(guard["properties"]["tiers"]["maxItems"], 32);
+        assert_eq!(guard["properties"]["tiers"]["items"]["properties"]["name"]["maxLength"], 63);
+        assert_eq!(guard["properties"]["defaultTier"]["maxLength"], 63);
+    }
+
     #[test]
     fn cel_rules_cover_what_the_schema_cannot_say() {
         let text = schema().to_string();
         for rule in [
             "self.minReplicas <= self.maxReplicas",
-            "self.burst >= 1",
             "self.tiers.exists(t, t.name == self.defaultTier)",
             "has(self.masterName)",
         ] {

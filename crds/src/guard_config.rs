@@ -11,10 +11,12 @@ use serde::{Deserialize, Serialize};
 pub struct GuardConfig {
     /// Tier used when a request names none.
     #[serde(default = "default_tier_name")]
+    #[schemars(length(min = 1, max = 63))]
     pub default_tier: String,
     /// Rate limits per tier; a request naming another tier is refused with 400, so
     /// clients cannot mint new metric label values.
     #[serde(default = "default_tiers")]
+    #[schemars(length(min = 1, max = 32))]
     pub tiers: Vec<Tier>,
     #[serde(default)]
     pub rate_limit: RateLimitConfig,
@@ -43,6 +45,7 @@ pub struct ProxyConfig {
     pub tier_header: String,
     /// Deadline for the upstream's whole answer, streaming included.
     #[serde(default = "default_upstream_timeout")]
+    #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: u64,
 }
 
@@ -85,12 +88,14 @@ fn default_tiers() -> Vec<Tier> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.burst >= 1", "message": "burst must be at least 1"},
     {"rule": "self.ratePerSecond > 0.0", "message": "ratePerSecond must be positive"}
 ]))]
 pub struct Tier {
+    /// A metric label value: short, and one of a fixed list.
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
     pub rate_per_second: f64,
+    #[schemars(range(min = 1))]
     pub burst: u32,
 }
 
@@ -145,12 +150,14 @@ pub struct RedisConfig {
     pub mode: RedisMode,
     /// Further seed nodes for Cluster or Sentinel mode.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
     pub nodes: Vec<String>,
     /// Sentinel mode: the monitored master's name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub master_name: Option<String>,
     /// Deadline for every Redis call; past it the failure mode decides.
     #[serde(default = "default_redis_timeout_ms")]
+    #[schemars(range(min = 1, max = 60000))]
     pub timeout_ms: u64,
 }
 
@@ -185,6 +192,7 @@ pub enum FailureMode {
 pub struct TrapsConfig {
     /// Prompts larger than this are blocked by the size trap without being scanned.
     #[serde(default = "default_max_prompt_bytes")]
+    #[schemars(range(min = 1, max = 67108864))]
     pub max_prompt_bytes: usize,
     #[serde(default)]
     pub entropy: EntropyConfig,
@@ -256,6 +264,7 @@ pub struct EntropyConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
     #[serde(default = "default_min_length")]
+    #[schemars(range(min = 1, max = 4096))]
     pub min_length: usize,
     #[serde(default = "default_base64_threshold")]
     pub base64_threshold: f64,
@@ -267,6 +276,7 @@ pub struct EntropyConfig {
     pub severity: Severity,
     /// High-entropy shapes that are harmless in prompts.
     #[serde(default = "default_allow_shapes")]
+    #[schemars(length(max = 8))]
     pub allow: Vec<AllowShape>,
 }
 
@@ -331,12 +341,15 @@ pub enum RulePack {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegexConfig {
     #[serde(default = "default_packs")]
+    #[schemars(length(max = 8))]
     pub packs: Vec<RulePack>,
     /// The policy's own rules, checked after the packs.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 512))]
     pub rules: Vec<RegexRule>,
     /// Names of pack rules to switch off (for example `email` where e-mail is expected).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 512))]
     pub disabled: Vec<String>,
 }
 
@@ -419,6 +432,7 @@ pub struct AuditConfig {
     pub salt: Option<KeySource>,
     /// How often key sources are read again, so a rotated key reaches running pods.
     #[serde(default = "default_reload_seconds")]
+    #[schemars(range(min = 1, max = 86400))]
     pub reload_seconds: u64,
 }
 

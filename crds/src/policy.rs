@@ -49,6 +49,7 @@ pub struct GuardrailPolicySpec {
     /// Secrets mounted into the guard pods (key files, KMS ciphertext files). They are
     /// watched: a change rolls the pods, and a missing one is reported, not applied.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 16))]
     pub secrets: Vec<SecretMount>,
 }
 
@@ -88,8 +89,8 @@ pub struct AutoscalingSettings {
     pub min_replicas: Option<i32>,
     #[schemars(range(min = 1))]
     pub max_replicas: i32,
-    /// [default: 70]
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// [default: 70] Spelled as in the HorizontalPodAutoscaler's own API.
+    #[serde(default, rename = "targetCPUUtilizationPercentage", skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1, max = 100))]
     pub target_cpu_utilization_percentage: Option<i32>,
 }

@@ -14,7 +14,7 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -22,7 +22,6 @@ use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource, ResourceExt};
 use serde::Serialize;
-use serde::de::DeserializeOwned;
 use serde_json::json;
 
 use crate::context::{Context, MANAGER};
@@ -37,30 +36,136 @@ pub const APPLIED_HASH: &str = "guardrails.godel.dev/applied-hash";
 
 const MONITORING_GROUP: &str = "monitoring.coreos.com/v1";
 
-/// Applies `desired` unless the live object already carries its hash. Returns whether it
-/// wrote.
-async fn ensure<K>(api: &Api<K>, mut desired: K) -> Result<bool, Error>
-where
-    K: Resource + Clone + Serialize + DeserializeOwned + std::fmt::Debug,
-{
-    let hash = content_hash(&serde_json::to_vec(&desired)?);
-    let name = desired.meta().name.clone().unwrap_or_default();
-    desired.meta_mut().annotations.get_or_insert_with(Default::default).insert(APPLIED_HASH.into(), hash.clone());
-    if let Some(live) = api.get_opt(&name).await?
-        && live.annotations().get(APPLIED_HASH) == Some(&hash)
-    {
-        return Ok(false);
-    }
-    api.patch(&name, &PatchParams::apply(MANAGER).force(), &Patch::Apply(&desired)).await?;
-    Ok(true)
+/// One object the policy asks for, as the API server will receive it.
+struct Owned {
+    resource: ApiResource,
+    object: DynamicObject,
 }
 
-/// Deletes an object the policy no longer asks for (an autoscaler switched off).
-async fn remove<K>(api: &Api<K>, name: &str) -> Result<bool, Error>
+fn owned<K>(object: K) -> Result<Owned, Error>
 where
-    K: Resource + Clone + DeserializeOwned + std::fmt::Debug,
+    K: Resource<DynamicType = ()> + Serialize,
 {
-    if api.get_opt(name).await?.is_none() {
+    Ok(Owned { resource: ApiResource::erase::<K>(&()), object: serde_json::from_value(serde_json::to_value(object)?)? })
+}
+
+impl Owned {
+    fn api(&self, client: &Client, ns: &str) -> Api<DynamicObject> {
+        Api::namespaced_with(client.clone(), ns, &self.resource)
+    }
+
+    fn name(&self) -> String {
+        self.object.name_any()
+    }
+
+    fn describe(&self) -> String {
+        format!("{} {}", self.resource.kind, self.name())
+    }
+}
+
+/// Every object the policy asks for, in apply order, and the names of those it no
+/// longer asks for (an autoscaler, dashboard or ingress switched off).
+fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Result<Vec<Owned>, Error> {
+    let mut objects = vec![
+        owned(resources::service_account(policy))?,
+        owned(resources::config_map(policy))?,
+        owned(resources::deployment(policy, secrets_hash))?,
+        owned(resources::service(policy))?,
+        owned(resources::disruption_budget(policy))?,
+    ];
+    if let Some(hpa) = resources::autoscaler(policy) {
+        objects.push(owned(hpa)?);
+    }
+    if let Some(dashboard) = resources::dashboard_config_map(policy) {
+        objects.push(owned(dashboard)?);
+    }
+    if let Some(ingress) = resources::ingress(policy) {
+        objects.push(owned(ingress)?);
+    }
+    if monitoring {
+        for (resource, object) in [
+            (resources::prometheus_rule_resource(), resources::prometheus_rule(policy)),
+            (resources::service_monitor_resource(), resources::service_monitor(policy)),
+        ] {
+            objects.push(Owned { resource, object });
+        }
+    }
+    Ok(objects)
+}
+
+fn absent(policy: &GuardrailPolicy) -> Vec<(ApiResource, String)> {
+    let name = guard_name(policy);
+    let mut gone = Vec::new();
+    if resources::autoscaler(policy).is_none() {
+        gone.push((ApiResource::erase::<HorizontalPodAutoscaler>(&()), name.clone()));
+    }
+    if resources::dashboard_config_map(policy).is_none() {
+        gone.push((ApiResource::erase::<ConfigMap>(&()), format!("{name}-dashboard")));
+    }
+    if resources::ingress(policy).is_none() {
+        gone.push((ApiResource::erase::<Ingress>(&()), name));
+    }
+    gone
+}
+
+/// The objects whose live copy lacks the hash of what we would apply now, each stamped
+/// with that hash; an unchanged policy costs reads only.
+async fn stale(client: &Client, ns: &str, objects: Vec<Owned>) -> Result<Vec<(Owned, Option<DynamicObject>)>, Error> {
+    let mut out = Vec::new();
+    for mut owned in objects {
+        let hash = content_hash(&serde_json::to_vec(&owned.object)?);
+        owned.object.annotations_mut().insert(APPLIED_HASH.into(), hash.clone());
+        let live = owned.api(client, ns).get_opt(&owned.name()).await?;
+        if live.as_ref().is_none_or(|l| l.annotations().get(APPLIED_HASH) != Some(&hash)) {
+            out.push((owned, live));
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the API server refused the object itself (schema, immutable field, a
+/// malformed quantity), as opposed to failing to answer. A quantity it cannot parse
+/// comes back as a 500 "failed to convert" from the apply path, not as a 422: that
+/// too is the object's fault, and retrying will not change the answer.
+fn refused(e: &kube::Error) -> Option<String> {
+    match e {
+        kube::Error::Api(status) if matches!(status.code, 400 | 422) => Some(status.message.clone()),
+        kube::Error::Api(status) if status.code == 500 && status.message.contains("failed to convert") => {
+            Some(status.message.clone())
+        }
+        _ => None,
+    }
+}
+
+/// Whether the operator's apply owns the live Deployment's `spec.replicas`.
+fn owns_replicas(live: &DynamicObject) -> bool {
+    live.metadata.managed_fields.iter().flatten().any(|entry| {
+        entry.manager.as_deref() == Some(MANAGER)
+            && entry.operation.as_deref() == Some("Apply")
+            && entry.fields_v1.as_ref().and_then(|f| f.0.pointer("/f:spec/f:replicas")).is_some()
+    })
+}
+
+/// When autoscaling is switched on, the operator's apply stops setting `replicas`; if it
+/// owned the field alone, the API server would reset it to 1 until the HPA reacts. A
+/// second field manager first takes shared ownership at the live value, so releasing
+/// ours keeps the fleet's size and the HPA takes over from there.
+async fn hand_over_replicas(client: &Client, ns: &str, live: &DynamicObject) -> Result<(), Error> {
+    let Some(replicas) = live.data.pointer("/spec/replicas").cloned() else { return Ok(()) };
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<Deployment>(&()));
+    let patch = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": live.name_any()},
+                       "spec": {"replicas": replicas}});
+    api.patch(&live.name_any(), &PatchParams::apply(HANDOVER_MANAGER), &Patch::Apply(&patch)).await?;
+    Ok(())
+}
+
+/// Field manager that holds `spec.replicas` between the operator and the autoscaler.
+pub const HANDOVER_MANAGER: &str = "godel-operator-replicas-handover";
+
+/// Deletes an object the policy no longer asks for. Returns whether it deleted.
+async fn remove(client: &Client, ns: &str, resource: &ApiResource, name: &str) -> Result<bool, Error> {
+    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
+    if api.get_metadata_opt(name).await?.is_none() {
         return Ok(false);
     }
     api.delete(name, &DeleteParams::background()).await?;
@@ -121,6 +226,36 @@ async fn write_status(
     Ok(())
 }
 
+/// Reports a spec that cannot be applied and leaves the running fleet exactly as it is;
+/// the Event is recorded once per reason.
+async fn degrade(
+    ctx: &Context,
+    policy: &GuardrailPolicy,
+    policies: &Api<GuardrailPolicy>,
+    invalid: Invalid,
+    now: Time,
+) -> Result<Action, Error> {
+    let previous = policy.status.clone().unwrap_or_default();
+    let degraded_before =
+        previous.conditions.iter().any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == invalid.reason);
+    let conditions = status::build(
+        vec![
+            Wanted { type_: READY, status: false, reason: invalid.reason, message: invalid.message.clone() },
+            Wanted { type_: PROGRESSING, status: false, reason: invalid.reason, message: "spec not applied".into() },
+            Wanted { type_: DEGRADED, status: true, reason: invalid.reason, message: invalid.message.clone() },
+        ],
+        &previous.conditions,
+        policy.metadata.generation,
+        now,
+    );
+    let next = GuardrailPolicyStatus { observed_generation: policy.metadata.generation, conditions, ..previous };
+    write_status(policies, policy, next).await?;
+    if !degraded_before {
+        publish(ctx, policy, EventType::Warning, invalid.reason, invalid.message).await;
+    }
+    Ok(Action::requeue(Duration::from_secs(300)))
+}
+
 fn was(policy: &GuardrailPolicy, type_: &str, status: &str) -> bool {
     policy.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == type_ && c.status == status))
 }
@@ -139,84 +274,46 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
     };
     let secrets_hash = match check {
         Ok(hash) => hash,
-        Err(invalid) => {
-            // Leave the running fleet exactly as it is; say why, once.
-            let degraded_before = previous
-                .conditions
-                .iter()
-                .any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == invalid.reason);
-            let conditions = status::build(
-                vec![
-                    Wanted { type_: READY, status: false, reason: invalid.reason, message: invalid.message.clone() },
-                    Wanted {
-                        type_: PROGRESSING,
-                        status: false,
-                        reason: invalid.reason,
-                        message: "spec not applied".into(),
-                    },
-                    Wanted { type_: DEGRADED, status: true, reason: invalid.reason, message: invalid.message.clone() },
-                ],
-                &previous.conditions,
-                generation,
-                now,
-            );
-            let next = GuardrailPolicyStatus { observed_generation: generation, conditions, ..previous.clone() };
-            write_status(&policies, policy, next).await?;
-            if !degraded_before {
-                publish(ctx, policy, EventType::Warning, invalid.reason, invalid.message).await;
-            }
-            return Ok(Action::requeue(Duration::from_secs(300)));
-        }
+        Err(invalid) => return degrade(ctx, policy, &policies, invalid, now).await,
     };
 
-    let name = guard_name(policy);
-    let mut written: Vec<&str> = Vec::new();
-    let mut note = |wrote: bool, what: &'static str| {
-        if wrote {
-            written.push(what);
-        }
-    };
-    note(
-        ensure(&Api::<ServiceAccount>::namespaced(client.clone(), &ns), resources::service_account(policy)).await?,
-        "ServiceAccount",
-    );
-    note(ensure(&Api::<ConfigMap>::namespaced(client.clone(), &ns), resources::config_map(policy)).await?, "ConfigMap");
-    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
-    note(ensure(&deployments, resources::deployment(policy, &secrets_hash)).await?, "Deployment");
-    note(ensure(&Api::<Service>::namespaced(client.clone(), &ns), resources::service(policy)).await?, "Service");
-    note(
-        ensure(&Api::<PodDisruptionBudget>::namespaced(client.clone(), &ns), resources::disruption_budget(policy))
-            .await?,
-        "PodDisruptionBudget",
-    );
-    let hpas = Api::<HorizontalPodAutoscaler>::namespaced(client.clone(), &ns);
-    match resources::autoscaler(policy) {
-        Some(hpa) => note(ensure(&hpas, hpa).await?, "HorizontalPodAutoscaler"),
-        None => note(remove(&hpas, &name).await?, "HorizontalPodAutoscaler (removed)"),
-    }
-    let config_maps = Api::<ConfigMap>::namespaced(client.clone(), &ns);
-    match resources::dashboard_config_map(policy) {
-        Some(dashboard) => note(ensure(&config_maps, dashboard).await?, "dashboard ConfigMap"),
-        None => note(remove(&config_maps, &format!("{name}-dashboard")).await?, "dashboard ConfigMap (removed)"),
-    }
-    let ingresses = Api::<Ingress>::namespaced(client.clone(), &ns);
-    match resources::ingress(policy) {
-        Some(ingress) => note(ensure(&ingresses, ingress).await?, "Ingress"),
-        None => note(remove(&ingresses, &name).await?, "Ingress (removed)"),
-    }
     let monitoring = monitoring_available(client).await?;
-    if monitoring {
-        let rules = Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resources::prometheus_rule_resource());
-        note(ensure(&rules, resources::prometheus_rule(policy)).await?, "PrometheusRule");
-        let monitors =
-            Api::<DynamicObject>::namespaced_with(client.clone(), &ns, &resources::service_monitor_resource());
-        note(ensure(&monitors, resources::service_monitor(policy)).await?, "ServiceMonitor");
+    let writes = stale(client, &ns, desired(policy, &secrets_hash, monitoring)?).await?;
+    // Every write is first checked by the API server (dry run), so an object it refuses
+    // leaves the whole fleet as it was rather than half-applied.
+    for (owned, _) in &writes {
+        let dry_run = PatchParams { dry_run: true, ..PatchParams::apply(MANAGER).force() };
+        if let Err(e) = owned.api(client, &ns).patch(&owned.name(), &dry_run, &Patch::Apply(&owned.object)).await {
+            let Some(message) = refused(&e) else { return Err(e.into()) };
+            let invalid = Invalid { reason: "ApplyRejected", message: format!("{}: {message}", owned.describe()) };
+            return degrade(ctx, policy, &policies, invalid, now).await;
+        }
+    }
+    let mut written: Vec<String> = Vec::new();
+    for (owned, live) in &writes {
+        if owned.resource.kind == "Deployment"
+            && owned.object.data.pointer("/spec/replicas").is_none()
+            && let Some(live) = live
+            && owns_replicas(live)
+        {
+            hand_over_replicas(client, &ns, live).await?;
+        }
+        let params = PatchParams::apply(MANAGER).force();
+        owned.api(client, &ns).patch(&owned.name(), &params, &Patch::Apply(&owned.object)).await?;
+        written.push(owned.describe());
+    }
+    for (resource, name) in absent(policy) {
+        if remove(client, &ns, &resource, &name).await? {
+            written.push(format!("{} {name} (removed)", resource.kind));
+        }
     }
     if !written.is_empty() {
         tracing::info!(policy = %policy.name_any(), namespace = %ns, objects = ?written, "applied");
         publish(ctx, policy, EventType::Normal, "Applied", format!("applied {}", written.join(", "))).await;
     }
 
+    let name = guard_name(policy);
+    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     let live = deployments.get_opt(&name).await?;
     let desired = live.as_ref().and_then(|d| d.spec.replicas).unwrap_or_else(|| resources::desired_replicas(policy));
     let live_status = live.as_ref().and_then(|d| d.status.clone()).unwrap_or_default();

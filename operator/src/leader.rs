@@ -82,12 +82,28 @@ impl LeaderElector {
 
     /// Campaigns until this replica leads, then keeps renewing; resolves when
     /// leadership is lost (the caller exits, and the pod campaigns again on restart).
+    /// A failed renewal (an API server restart, a dropped connection) is retried: the
+    /// leader steps down only when it could not renew for two thirds of the lease, well
+    /// before another replica may take the expired Lease.
     pub async fn lead(&self, on_change: impl Fn(bool)) {
-        let retry = self.lease_duration / 3;
+        // client-go's defaults for a 15 s lease: retry every 2 s, give up after 10 s.
+        let retry = (self.lease_duration / 3).min(Duration::from_secs(2));
+        let renew_deadline = self.lease_duration * 2 / 3;
         let mut leading = false;
+        let mut renewed = tokio::time::Instant::now();
         loop {
             let held = match self.try_acquire_or_renew(Timestamp::now()).await {
-                Ok(held) => held,
+                Ok(held) => {
+                    if held {
+                        renewed = tokio::time::Instant::now();
+                    }
+                    held
+                }
+                Err(e) if leading && renewed.elapsed() < renew_deadline => {
+                    tracing::warn!(error = %e, "lease renewal failed; retrying");
+                    tokio::time::sleep(retry).await;
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "lease round failed");
                     false

@@ -16,15 +16,15 @@ struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
     /// Address of /metrics, /healthz and /readyz.
-    #[arg(long, env = "GODEL_OPERATOR_LISTEN", default_value = "0.0.0.0:8081")]
+    #[arg(long, global = true, env = "GODEL_OPERATOR_LISTEN", default_value = "0.0.0.0:8081")]
     listen: SocketAddr,
     /// Namespace of the leader-election Lease (the operator's own).
-    #[arg(long, env = "POD_NAMESPACE", default_value = "godel-system")]
+    #[arg(long, global = true, env = "POD_NAMESPACE", default_value = "godel-system")]
     namespace: String,
     /// This replica's identity in the Lease.
-    #[arg(long, env = "POD_NAME")]
+    #[arg(long, global = true, env = "POD_NAME")]
     identity: Option<String>,
-    #[arg(long, default_value = "godel-operator-leader")]
+    #[arg(long, global = true, default_value = "godel-operator-leader")]
     lease_name: String,
 }
 

@@ -38,8 +38,13 @@ fn ok(value: &Value) -> Response<Body> {
 }
 
 impl Fake {
-    fn answer(&mut self, method: &Method, path: &str, body: &[u8]) -> Response<Body> {
+    fn answer(&mut self, method: &Method, path: &str, query: Option<&str>, body: &[u8]) -> Response<Body> {
         let short = path.strip_prefix("/apis/").or_else(|| path.strip_prefix("/api/")).unwrap_or(path);
+        // A dry run is answered as the real server does: checked, returned, not stored.
+        if query.is_some_and(|q| q.contains("dryRun=All")) {
+            self.calls.push(format!("DRYRUN {method} {short}"));
+            return ok(&serde_json::from_slice(body).unwrap());
+        }
         self.calls.push(format!("{method} {short}"));
         if path == "/apis/monitoring.coreos.com/v1" {
             return if self.monitoring {
@@ -90,7 +95,7 @@ impl Fake {
 
     /// Calls that change something.
     fn writes(&self) -> Vec<String> {
-        self.calls.iter().filter(|c| !c.starts_with("GET ")).cloned().collect()
+        self.calls.iter().filter(|c| !c.starts_with("GET ") && !c.starts_with("DRYRUN ")).cloned().collect()
     }
 }
 
@@ -108,7 +113,8 @@ impl Harness {
             while let Some((request, respond)) = handle.next_request().await {
                 let (parts, body) = request.into_parts();
                 let bytes = body.collect_bytes().await.unwrap();
-                let response = served.lock().unwrap().answer(&parts.method, parts.uri.path(), &bytes);
+                let response =
+                    served.lock().unwrap().answer(&parts.method, parts.uri.path(), parts.uri.query(), &bytes);
                 respond.send_response(response);
             }
         });
@@ -169,26 +175,30 @@ async fn new_policy_applies_every_object_then_reports_status() {
     let h = Harness::new(false);
     let policy = h.policy("{}");
     let calls = h.reconcile(&policy).await;
-    let expected = [
-        "GET v1/namespaces/shop/serviceaccounts/payments-guard",
-        "PATCH v1/namespaces/shop/serviceaccounts/payments-guard",
-        "GET v1/namespaces/shop/configmaps/payments-guard",
-        "PATCH v1/namespaces/shop/configmaps/payments-guard",
-        "GET apps/v1/namespaces/shop/deployments/payments-guard",
-        "PATCH apps/v1/namespaces/shop/deployments/payments-guard",
-        "GET v1/namespaces/shop/services/payments-guard",
-        "PATCH v1/namespaces/shop/services/payments-guard",
-        "GET policy/v1/namespaces/shop/poddisruptionbudgets/payments-guard",
-        "PATCH policy/v1/namespaces/shop/poddisruptionbudgets/payments-guard",
-        "GET autoscaling/v2/namespaces/shop/horizontalpodautoscalers/payments-guard",
-        "GET v1/namespaces/shop/configmaps/payments-guard-dashboard",
-        "PATCH v1/namespaces/shop/configmaps/payments-guard-dashboard",
-        "GET networking.k8s.io/v1/namespaces/shop/ingresses/payments-guard",
-        "GET monitoring.coreos.com/v1",
-        "POST events.k8s.io/v1/namespaces/shop/events",
-        "GET apps/v1/namespaces/shop/deployments/payments-guard",
-        "PATCH guardrails.godel.dev/v1alpha1/namespaces/shop/guardrailpolicies/payments/status",
+    let objects = [
+        "v1/namespaces/shop/serviceaccounts/payments-guard",
+        "v1/namespaces/shop/configmaps/payments-guard",
+        "apps/v1/namespaces/shop/deployments/payments-guard",
+        "v1/namespaces/shop/services/payments-guard",
+        "policy/v1/namespaces/shop/poddisruptionbudgets/payments-guard",
+        "v1/namespaces/shop/configmaps/payments-guard-dashboard",
     ];
+    // Read all, check all with a dry run, then write all: a refused object stops the
+    // pass before anything changed.
+    let mut expected = vec!["GET monitoring.coreos.com/v1".to_owned()];
+    for prefix in ["GET", "DRYRUN PATCH", "PATCH"] {
+        expected.extend(objects.iter().map(|o| format!("{prefix} {o}")));
+    }
+    expected.extend(
+        [
+            "GET autoscaling/v2/namespaces/shop/horizontalpodautoscalers/payments-guard",
+            "GET networking.k8s.io/v1/namespaces/shop/ingresses/payments-guard",
+            "POST events.k8s.io/v1/namespaces/shop/events",
+            "GET apps/v1/namespaces/shop/deployments/payments-guard",
+            "PATCH guardrails.godel.dev/v1alpha1/namespaces/shop/guardrailpolicies/payments/status",
+        ]
+        .map(String::from),
+    );
     assert_eq!(calls, expected);
     let stored = h.stored_policy();
     let status = stored.status.as_ref().unwrap();

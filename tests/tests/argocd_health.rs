@@ -46,7 +46,14 @@ fn health_follows_the_operators_conditions() {
     assert_eq!(health(policy(2, 2, rolling)).0, "Progressing");
     let degraded = json!([{"type": "Ready", "status": "False", "message": "x"},
                           {"type": "Degraded", "status": "True", "message": "spec.guard: regex rule `bad` does not compile"}]);
-    let (status, message) = health(policy(2, 2, degraded));
+    let (status, message) = health(policy(2, 2, degraded.clone()));
     assert_eq!(status, "Degraded");
     assert!(message.contains("regex rule"));
+    // A fix the operator has not seen yet must not be reported as still broken.
+    let (status, message) = health(policy(3, 2, degraded));
+    assert_eq!(status, "Progressing");
+    assert!(message.contains("generation 3"), "{message}");
+    let unobserved = json!({"metadata": {"name": "p", "generation": 1},
+                            "status": {"conditions": [{"type": "Degraded", "status": "True", "message": "x"}]}});
+    assert_eq!(health(unobserved).0, "Progressing");
 }

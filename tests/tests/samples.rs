@@ -1,13 +1,13 @@
-//! Every sample config in `config/samples` must load and pass the guard's start-up
+//! Every guard config sample in `config/guard` must load and pass the guard's start-up
 //! checks, so the README never points users at a broken file.
 
 use std::path::Path;
 
 #[test]
 fn sample_guard_configs_pass_the_guards_checks() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/samples");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/guard");
     let mut checked = 0;
-    for entry in std::fs::read_dir(&dir).expect("config/samples exists") {
+    for entry in std::fs::read_dir(&dir).expect("config/guard exists") {
         let path = entry.unwrap().path();
         if !path.file_name().unwrap().to_string_lossy().starts_with("guard-config") {
             continue;

@@ -12,12 +12,17 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::configmap::CONFIG_FILE;
-use super::{GUARD_PORT, content_hash, guard_name, labels, metadata, render_guard_config, selector_labels};
+use super::{
+    GUARD_PORT, content_hash, guard_name, labels, metadata, render_guard_config, selector_labels, service_account,
+};
 
 /// Pod-template annotation with the rendered config's hash: a config change rolls pods.
 pub const CONFIG_HASH_ANNOTATION: &str = "guardrails.godel.dev/config-hash";
 /// Pod-template annotation with the referenced Secrets' versions: a rotation rolls pods.
 pub const SECRETS_HASH_ANNOTATION: &str = "guardrails.godel.dev/secrets-hash";
+/// Pod-template annotation with the ServiceAccount's annotations (the IRSA role): EKS's
+/// webhook reads the role only when a pod is created, so a changed role must roll pods.
+pub const IDENTITY_HASH_ANNOTATION: &str = "guardrails.godel.dev/identity-hash";
 
 const DEFAULT_REPLICAS: i32 = 3;
 const DEFAULT_GRACE_SECONDS: i64 = 30;
@@ -58,6 +63,11 @@ pub fn deployment(policy: &GuardrailPolicy, secrets_hash: &str) -> Deployment {
     let mut annotations = settings.pod_annotations.clone();
     annotations.insert(CONFIG_HASH_ANNOTATION.into(), content_hash(render_guard_config(policy).as_bytes()));
     annotations.insert(SECRETS_HASH_ANNOTATION.into(), secrets_hash.to_owned());
+    let identity = service_account(policy).metadata.annotations.unwrap_or_default();
+    annotations.insert(
+        IDENTITY_HASH_ANNOTATION.into(),
+        content_hash(serde_json::to_string(&identity).unwrap_or_default().as_bytes()),
+    );
     annotations.insert("prometheus.io/scrape".into(), "true".into());
     annotations.insert("prometheus.io/port".into(), GUARD_PORT.to_string());
 
@@ -278,6 +288,14 @@ mod tests {
             pod_annotation(&d, SECRETS_HASH_ANNOTATION),
             pod_annotation(&deployment(&p, "abd"), SECRETS_HASH_ANNOTATION)
         );
+    }
+
+    #[test]
+    fn a_changed_iam_role_rolls_the_pods() {
+        let hash = |yaml| pod_annotation(&deployment(&fixtures::from_yaml(yaml), "none"), IDENTITY_HASH_ANNOTATION);
+        let one = hash("serviceAccount: {roleArn: 'arn:aws:iam::1:role/a'}");
+        assert_ne!(one, hash("serviceAccount: {roleArn: 'arn:aws:iam::1:role/b'}"));
+        assert_eq!(one, hash("serviceAccount: {roleArn: 'arn:aws:iam::1:role/a'}\ndeployment: {replicas: 4}"));
     }
 
     #[test]

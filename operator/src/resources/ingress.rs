@@ -8,6 +8,9 @@ use k8s_openapi::api::networking::v1::{
 
 use super::{guard_name, metadata};
 
+/// The API routes clients call. `/metrics` and the probes stay inside the cluster.
+pub const PUBLIC_PATHS: [&str; 2] = ["/v1/inspect", "/v1/chat/completions"];
+
 /// The coarse first layer: per-client-address limits at the edge, before the guards'
 /// per-user buckets. NGINX enforces them itself; the AWS ALB delegates them to a WAF
 /// web ACL whose rate-based rule the annotation attaches.
@@ -51,20 +54,23 @@ pub fn ingress(policy: &GuardrailPolicy) -> Option<Ingress> {
             rules: Some(vec![IngressRule {
                 host: Some(settings.host.clone()),
                 http: Some(HTTPIngressRuleValue {
-                    paths: vec![HTTPIngressPath {
-                        path: Some("/".into()),
-                        path_type: "Prefix".into(),
-                        backend: IngressBackend {
-                            service: Some(IngressServiceBackend {
-                                name: guard_name(policy),
-                                port: Some(ServiceBackendPort {
-                                    name: Some("http".into()),
-                                    ..ServiceBackendPort::default()
+                    paths: PUBLIC_PATHS
+                        .iter()
+                        .map(|path| HTTPIngressPath {
+                            path: Some((*path).into()),
+                            path_type: "Exact".into(),
+                            backend: IngressBackend {
+                                service: Some(IngressServiceBackend {
+                                    name: guard_name(policy),
+                                    port: Some(ServiceBackendPort {
+                                        name: Some("http".into()),
+                                        ..ServiceBackendPort::default()
+                                    }),
                                 }),
-                            }),
-                            ..IngressBackend::default()
-                        },
-                    }],
+                                ..IngressBackend::default()
+                            },
+                        })
+                        .collect(),
                 }),
             }]),
             ..IngressSpec::default()
@@ -86,6 +92,15 @@ mod tests {
         ))
         .unwrap();
         assert_eq!(nginx.metadata.annotations.unwrap()["nginx.ingress.kubernetes.io/limit-rps"], "20");
+        let paths: Vec<_> = nginx.spec.unwrap().rules.unwrap()[0]
+            .http
+            .as_ref()
+            .unwrap()
+            .paths
+            .iter()
+            .map(|p| (p.path.clone().unwrap(), p.path_type.clone()))
+            .collect();
+        assert_eq!(paths, [("/v1/inspect".into(), "Exact".into()), ("/v1/chat/completions".into(), "Exact".into())]);
         let alb = ingress(&fixtures::from_yaml(
             "ingress: {host: g.example.com, controller: alb, requestsPerSecond: 20, wafAclArn: 'arn:aws:wafv2:eu-west-1:1:regional/webacl/g/1'}",
         ))

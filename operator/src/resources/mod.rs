@@ -20,7 +20,9 @@ use sha2::{Digest, Sha256};
 
 pub use configmap::{config_map, render_guard_config};
 pub use dashboard::{DASHBOARD_JSON, dashboard_config_map};
-pub use deployment::{CONFIG_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION, deployment, desired_replicas};
+pub use deployment::{
+    CONFIG_HASH_ANNOTATION, IDENTITY_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION, deployment, desired_replicas,
+};
 pub use hpa::autoscaler;
 pub use ingress::ingress;
 pub use monitoring::{

@@ -1,0 +1,202 @@
+//! A disposable Kubernetes control plane on loopback: etcd, kube-apiserver,
+//! kube-controller-manager, kube-scheduler and kwok, started by `kwokctl --runtime binary`
+//! from the binaries `scripts/control-plane.sh` builds from pinned Go modules (nothing is
+//! downloaded). Three kwok nodes in three zones make pods Running and Ready without
+//! containers, so Deployments roll, topology spread and the PDB have real nodes to count.
+//! Dropped, it deletes the cluster; after a failure it keeps the component logs.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+/// The repository root.
+pub fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("operator/ sits in the repository").to_owned()
+}
+
+pub struct Cluster {
+    name: String,
+    /// kwokctl's home (`KWOK_WORKDIR`): PKI, component logs, etcd data.
+    workdir: PathBuf,
+    /// The cluster-admin kubeconfig kwokctl writes.
+    pub kubeconfig: PathBuf,
+    /// Where kubectl, kwokctl and the components are.
+    pub bin: PathBuf,
+    /// Set when a test failed: the workdir and its logs are kept.
+    pub keep: bool,
+}
+
+/// Builds (or finds in the cache) the control-plane binaries.
+fn control_plane_bin() -> PathBuf {
+    if let Some(dir) = std::env::var_os("GODEL_CONTROL_PLANE_BIN") {
+        return dir.into();
+    }
+    let script = repo().join("scripts/control-plane.sh");
+    let out = Command::new("bash")
+        .arg(&script)
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {}: {e}", script.display()));
+    assert!(out.status.success(), "{} failed: the control plane could not be built", script.display());
+    PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+}
+
+impl Cluster {
+    /// Starts the control plane and its three nodes; panics (failing the run, never
+    /// skipping it) when it does not come up.
+    pub fn start() -> Cluster {
+        let bin = control_plane_bin();
+        let name = format!("godel-e2e-{}", std::process::id());
+        let workdir = std::env::temp_dir().join(&name);
+        let _ = std::fs::remove_dir_all(&workdir);
+        std::fs::create_dir_all(&workdir).expect("cluster workdir");
+        let kubeconfig = workdir.join("kubeconfig");
+        // Every component on loopback; kwokctl picks the free ports.
+        let config = workdir.join("kwok.yaml");
+        std::fs::write(
+            &config,
+            "kind: KwokctlConfiguration\napiVersion: config.kwok.x-k8s.io/v1alpha1\noptions:\n  bindAddress: 127.0.0.1\n",
+        )
+        .expect("kwokctl config");
+        let cluster = Cluster { name, workdir, kubeconfig, bin, keep: false };
+        let started = Instant::now();
+        let b = |tool: &str| cluster.bin.join(tool).display().to_string();
+        let out = cluster
+            .kwokctl()
+            .args(["-c", &config.display().to_string()])
+            .args(["create", "cluster", "--name", &cluster.name, "--runtime", "binary"])
+            .args(["--kubeconfig", &cluster.kubeconfig.display().to_string()])
+            .args(["--etcd-binary", &b("etcd")])
+            .args(["--kube-apiserver-binary", &b("kube-apiserver")])
+            .args(["--kube-controller-manager-binary", &b("kube-controller-manager")])
+            .args(["--kube-scheduler-binary", &b("kube-scheduler")])
+            .args(["--kwok-controller-binary", &b("kwok")])
+            .args(["--kube-authorization", "--wait", "3m"])
+            .output()
+            .expect("kwokctl runs");
+        if !out.status.success() {
+            let mut cluster = cluster;
+            cluster.keep = true;
+            panic!(
+                "the control plane did not come up ({}):\n{}\n{}\ncomponent logs kept in {}",
+                out.status,
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr),
+                cluster.logs().display()
+            );
+        }
+        cluster.kubectl_stdin(&["apply", "-f", "-"], &nodes());
+        eprintln!("control plane up in {:.1} s ({})", started.elapsed().as_secs_f64(), cluster.workdir.display());
+        cluster
+    }
+
+    fn kwokctl(&self) -> Command {
+        let mut command = Command::new(self.bin.join("kwokctl"));
+        command.env("KWOK_WORKDIR", &self.workdir);
+        command
+    }
+
+    /// Where the suite's own files go (operator logs, kubeconfigs).
+    pub fn workdir(&self) -> &Path {
+        &self.workdir
+    }
+
+    /// Component logs (etcd, kube-apiserver, …), one file each.
+    pub fn logs(&self) -> PathBuf {
+        self.workdir.join("clusters").join(&self.name).join("logs")
+    }
+
+    /// `kubectl` against this cluster as cluster-admin, returning its whole output.
+    pub fn kubectl_output(&self, args: &[&str]) -> Output {
+        self.kubectl_command(&self.kubeconfig).args(args).output().expect("kubectl runs")
+    }
+
+    /// A kubectl command with the given kubeconfig, from the repository root (where the
+    /// README's commands are run) and with the cluster's binaries first on PATH.
+    pub fn kubectl_command(&self, kubeconfig: &Path) -> Command {
+        let mut command = Command::new(self.bin.join("kubectl"));
+        command.env("KUBECONFIG", kubeconfig).current_dir(repo());
+        command
+    }
+
+    /// `kubectl`; panics with its output unless it succeeds.
+    pub fn kubectl(&self, args: &[&str]) -> String {
+        let out = self.kubectl_output(args);
+        assert!(out.status.success(), "kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// `kubectl` with `input` on stdin; returns the output, success or not.
+    pub fn kubectl_stdin_output(&self, args: &[&str], input: &str) -> Output {
+        use std::io::Write as _;
+        let mut child = self
+            .kubectl_command(&self.kubeconfig)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("kubectl runs");
+        child.stdin.take().expect("piped stdin").write_all(input.as_bytes()).expect("write to kubectl");
+        child.wait_with_output().expect("kubectl finishes")
+    }
+
+    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> String {
+        let out = self.kubectl_stdin_output(args, input);
+        assert!(out.status.success(), "kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// A kubeconfig that acts as `user` through impersonation, so RBAC judges every
+    /// request as it would judge that identity's in the cluster.
+    pub fn impersonating_kubeconfig(&self, user: &str) -> PathBuf {
+        let admin = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
+        let mut config: serde_json::Value = serde_yaml::from_str(&admin).expect("kubeconfig is YAML");
+        for entry in config["users"].as_array_mut().expect("kubeconfig users") {
+            entry["user"]["as"] = user.into();
+        }
+        let path = self.workdir.join(format!("kubeconfig-{}", user.replace(':', "-")));
+        std::fs::write(&path, serde_yaml::to_string(&config).expect("YAML")).expect("write kubeconfig");
+        path
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if self.keep {
+            // Stopping keeps the cluster's files; deleting would remove its logs.
+            let _ = self.kwokctl().args(["stop", "cluster", "--name", &self.name]).output();
+            eprintln!("a test failed: logs kept in {}", self.workdir.display());
+        } else {
+            let _ = self.kwokctl().args(["delete", "cluster", "--name", &self.name]).output();
+            let _ = std::fs::remove_dir_all(&self.workdir);
+        }
+    }
+}
+
+/// Three fake nodes, one per zone, each with room for the guards.
+fn nodes() -> String {
+    ["a", "b", "c"]
+        .iter()
+        .map(|zone| {
+            format!(
+                "apiVersion: v1\nkind: Node\nmetadata:\n  name: kwok-node-{zone}\n  annotations: {{kwok.x-k8s.io/node: fake}}\n  \
+                 labels:\n    type: kwok\n    kubernetes.io/hostname: kwok-node-{zone}\n    kubernetes.io/os: linux\n    \
+                 topology.kubernetes.io/zone: zone-{zone}\nstatus:\n  allocatable: {{cpu: '32', memory: 256Gi, pods: '110'}}\n  \
+                 capacity: {{cpu: '32', memory: 256Gi, pods: '110'}}\n---\n"
+            )
+        })
+        .collect()
+}
+
+/// Polls `check` every 250 ms until it returns `Some`, or panics naming `what`.
+pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return value;
+        }
+        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting for {what}");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+}

@@ -1,0 +1,668 @@
+//! The operator against a real Kubernetes control plane (see `cluster.rs`), started by
+//! this suite on loopback: the API server judges the CRD, its CEL rules and their cost,
+//! server-side apply, the status subresource, RBAC, garbage collection and the printer
+//! columns. Every scenario is one named test; they run one after another on one
+//! cluster, each in its own namespace. Part of `scripts/test.sh`: a control plane that
+//! does not come up fails the run.
+
+mod cluster;
+mod operators;
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use cluster::{Cluster, repo, wait_for};
+use libtest_mimic::{Arguments, Failed, Trial};
+use operators::{LEASE, Operator, SERVICE_ACCOUNT};
+use serde_json::Value;
+
+/// The cluster and the operators every scenario shares.
+struct World {
+    cluster: Cluster,
+    operators: Mutex<Vec<Operator>>,
+    installed: AtomicBool,
+    failed: AtomicBool,
+}
+
+type Scenario = fn(&World);
+
+const SCENARIOS: &[(&str, Scenario)] = &[
+    ("quickstart_from_the_readme", quickstart),
+    ("cel_rules_samples_and_integer_ranges_at_admission", admission),
+    ("steady_state_writes_nothing", steady_state),
+    ("changes_roll_the_fleet_and_autoscaling_keeps_its_size", rollouts),
+    ("failures_are_visible_in_status_and_leave_the_fleet_alone", failures),
+    ("deleting_a_policy_removes_what_it_owned", garbage_collection),
+    ("monitoring_objects_follow_the_prometheus_operator_crds", monitoring),
+    ("leader_election_survives_a_crash_and_a_failed_renewal", leader_election),
+];
+
+fn main() {
+    let mut args = Arguments::from_args();
+    // One cluster, scenarios in order: they share the operators and the leader test
+    // restarts them.
+    args.test_threads = Some(1);
+    let world = (!args.list).then(|| {
+        Arc::new(World {
+            cluster: Cluster::start(),
+            operators: Mutex::new(Vec::new()),
+            installed: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        })
+    });
+    let trials = SCENARIOS
+        .iter()
+        .map(|(name, scenario)| {
+            let world = world.clone();
+            let scenario = *scenario;
+            Trial::test(*name, move || {
+                let world = world.expect("the cluster is started unless only listing");
+                let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| scenario(&world)));
+                result.map_err(|panic| {
+                    world.failed.store(true, Ordering::SeqCst);
+                    let message = panic
+                        .downcast_ref::<String>()
+                        .cloned()
+                        .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                        .unwrap_or_else(|| "panicked".into());
+                    Failed::from(message)
+                })
+            })
+        })
+        .collect();
+    let conclusion = libtest_mimic::run(&args, trials);
+    if let Some(world) = world {
+        let failed = world.failed.load(Ordering::SeqCst) || conclusion.has_failed();
+        let operators = std::mem::take(&mut *world.operators.lock().unwrap_or_else(|e| e.into_inner()));
+        for operator in &operators {
+            if failed {
+                eprintln!("operator {} log: {}", operator.identity, operator.log.display());
+            }
+        }
+        drop(operators);
+        match Arc::try_unwrap(world) {
+            Ok(mut world) => {
+                world.cluster.keep = failed;
+            }
+            Err(_) => eprintln!("the cluster is still referenced; it is deleted at exit"),
+        }
+    }
+    conclusion.exit();
+}
+
+impl World {
+    fn operators(&self) -> MutexGuard<'_, Vec<Operator>> {
+        self.operators.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn log_dir(&self) -> std::path::PathBuf {
+        self.cluster.workdir().to_owned()
+    }
+
+    /// The two operator replicas, acting as the shipped ServiceAccount.
+    fn start_operators(&self) {
+        let kubeconfig = self.cluster.impersonating_kubeconfig(SERVICE_ACCOUNT);
+        let mut operators = self.operators();
+        operators.clear();
+        for identity in ["operator-a", "operator-b"] {
+            operators.push(Operator::spawn(identity, &kubeconfig, &self.log_dir()));
+        }
+    }
+
+    /// `config/default` applied and the operators running: what the quickstart does,
+    /// for scenarios run on their own.
+    fn install(&self) {
+        if self.installed.load(Ordering::SeqCst) {
+            return;
+        }
+        self.cluster.kubectl(&["apply", "--server-side", "-k", "config/default"]);
+        self.wait_crd_established("guardrailpolicies.guardrails.godel.dev");
+        self.start_operators();
+        self.installed.store(true, Ordering::SeqCst);
+    }
+
+    fn wait_crd_established(&self, crd: &str) {
+        self.cluster.kubectl(&["wait", "--for=condition=Established", "--timeout=60s", &format!("crd/{crd}")]);
+    }
+
+    fn namespace(&self, ns: &str) {
+        let out = self.cluster.kubectl_output(&["create", "namespace", ns]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success() || stderr.contains("AlreadyExists"), "create namespace {ns}: {stderr}");
+    }
+
+    /// The keys Secret, created as docs/SECURITY.md says.
+    fn keys_secret(&self, ns: &str, name: &str) {
+        self.cluster.kubectl(&[
+            "-n",
+            ns,
+            "create",
+            "secret",
+            "generic",
+            name,
+            &format!("--from-literal=audit-key={}", random_hex()),
+            &format!("--from-literal=salt={}", random_hex()),
+        ]);
+    }
+
+    fn apply(&self, manifest: &str) {
+        self.cluster.kubectl_stdin(&["apply", "--server-side", "--validate=strict", "-f", "-"], manifest);
+    }
+
+    /// `kubectl get <what> -o json`; `what` may carry flags (`pods -l app=x`).
+    fn get(&self, ns: &str, what: &str) -> Option<Value> {
+        let mut args = vec!["-n", ns, "get"];
+        args.extend(what.split_whitespace());
+        args.extend(["-o", "json"]);
+        let out = self.cluster.kubectl_output(&args);
+        out.status.success().then(|| serde_json::from_slice(&out.stdout).expect("kubectl prints JSON"))
+    }
+
+    fn policy(&self, ns: &str, name: &str) -> Value {
+        self.get(ns, &format!("guardrailpolicy/{name}")).expect("the policy exists")
+    }
+
+    /// `(status, reason, message)` of a condition, once the operator has observed the
+    /// current generation.
+    fn condition(&self, ns: &str, name: &str, type_: &str) -> Option<(String, String, String)> {
+        let policy = self.policy(ns, name);
+        let observed = policy["status"]["observedGeneration"] == policy["metadata"]["generation"];
+        let conditions = policy["status"]["conditions"].as_array()?;
+        let c = conditions.iter().find(|c| c["type"] == type_)?;
+        let text = |key: &str| c[key].as_str().unwrap_or_default().to_owned();
+        observed.then(|| (text("status"), text("reason"), text("message")))
+    }
+
+    fn wait_condition(&self, ns: &str, name: &str, type_: &str, status: &str, timeout: Duration) -> (String, String) {
+        wait_for(&format!("{ns}/{name} {type_}={status}"), timeout, || {
+            self.condition(ns, name, type_).filter(|(s, ..)| s == status).map(|(_, reason, message)| (reason, message))
+        })
+    }
+
+    fn wait_ready(&self, ns: &str, name: &str) {
+        self.wait_condition(ns, name, "Ready", "True", Duration::from_secs(90));
+    }
+
+    /// Events about a policy with this reason.
+    fn events(&self, ns: &str, name: &str, reason: &str) -> Vec<Value> {
+        let list = self.get(ns, "events.events.k8s.io").expect("events list");
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["regarding"]["name"] == name && e["reason"] == reason)
+            .cloned()
+            .collect()
+    }
+
+    /// ReplicaSets of a policy's Deployment.
+    fn replica_sets(&self, ns: &str, name: &str) -> usize {
+        let list = self.get(ns, &format!("replicasets -l app.kubernetes.io/instance={name}")).expect("list");
+        list["items"].as_array().map_or(0, Vec::len)
+    }
+
+    /// `kind/name` → resourceVersion of everything labelled as the policy's.
+    fn owned_versions(&self, ns: &str, name: &str) -> BTreeMap<String, String> {
+        let kinds =
+            "serviceaccounts,configmaps,deployments,services,poddisruptionbudgets,horizontalpodautoscalers,ingresses";
+        let out = self.cluster.kubectl(&[
+            "-n",
+            ns,
+            "get",
+            kinds,
+            "-l",
+            &format!("app.kubernetes.io/instance={name}"),
+            "-o",
+            "json",
+        ]);
+        let list: Value = serde_json::from_str(&out).expect("JSON");
+        list["items"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|o| {
+                let key =
+                    format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or(""));
+                // The HPA controller writes its own status every sync; what the
+                // operator wrote is the spec, whose changes move the generation.
+                let version = if o["kind"] == "HorizontalPodAutoscaler" {
+                    format!("generation {}", o["metadata"]["generation"])
+                } else {
+                    o["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned()
+                };
+                (key, version)
+            })
+            .collect()
+    }
+
+    fn leader(&self) -> Option<String> {
+        let lease = self.get("godel-system", &format!("lease/{LEASE}"))?;
+        lease["spec"]["holderIdentity"].as_str().filter(|s| !s.is_empty()).map(str::to_owned)
+    }
+}
+
+fn random_hex() -> String {
+    let out = std::process::Command::new("openssl").args(["rand", "-hex", "32"]).output().expect("openssl runs");
+    String::from_utf8(out.stdout).expect("hex").trim().to_owned()
+}
+
+fn policy_manifest(ns: &str, name: &str, spec: &str) -> String {
+    let spec: String = spec.lines().map(|l| format!("  {l}\n")).collect();
+    format!(
+        "apiVersion: guardrails.godel.dev/v1alpha1\nkind: GuardrailPolicy\nmetadata:\n  name: {name}\n  namespace: {ns}\nspec:\n{spec}"
+    )
+}
+
+/// A policy with keys from a mounted Secret, as the basic sample.
+fn keyed_spec(secret: &str, extra: &str) -> String {
+    format!(
+        "guard:\n  audit:\n    key: {{file: {{path: /etc/godel/keys/audit-key}}}}\n    salt: {{file: {{path: /etc/godel/keys/salt}}}}\n\
+         secrets:\n  - {{name: {secret}, mountPath: /etc/godel/keys}}\n{extra}\n"
+    )
+}
+
+/// The commands of the README's Kubernetes quickstart, with continuation lines joined
+/// and trailing comments dropped, and the output it shows.
+fn readme_quickstart() -> (Vec<String>, Vec<String>) {
+    let readme = std::fs::read_to_string(repo().join("README.md")).expect("README.md");
+    let section = readme.split("## On Kubernetes: the operator").nth(1).expect("the README's Kubernetes section");
+    let block = section.split("```sh\n").nth(1).and_then(|b| b.split("```").next()).expect("a sh block");
+    let mut commands = Vec::new();
+    let mut output = Vec::new();
+    let mut current = String::new();
+    for line in block.lines() {
+        if let Some(shown) = line.strip_prefix("# ") {
+            output.push(shown.to_owned());
+            continue;
+        }
+        let code = line.split("  #").next().unwrap_or("").trim_end();
+        match code.strip_suffix('\\') {
+            Some(head) => current.push_str(head),
+            None => {
+                current.push_str(code);
+                if !current.trim().is_empty() {
+                    commands.push(current.trim().to_owned());
+                }
+                current.clear();
+            }
+        }
+    }
+    (commands, output)
+}
+
+fn quickstart(world: &World) {
+    let (commands, shown) = readme_quickstart();
+    assert!(commands.len() >= 4, "the quickstart lost commands: {commands:?}");
+    let security = std::fs::read_to_string(repo().join("docs/SECURITY.md")).expect("SECURITY.md");
+    let secret_command =
+        commands.iter().find(|c| c.contains("create secret")).expect("the quickstart creates the keys Secret");
+    let security_flat = security.replace("\\\n", "").split_whitespace().collect::<Vec<_>>().join(" ");
+    let secret_flat = secret_command.split_whitespace().collect::<Vec<_>>().join(" ");
+    assert!(security_flat.contains(&secret_flat), "docs/SECURITY.md must say `{secret_command}`");
+
+    let path = format!("{}:{}", world.cluster.bin.display(), std::env::var("PATH").unwrap_or_default());
+    let mut listing = String::new();
+    for command in &commands {
+        if command.contains("get guardrails") {
+            world.wait_ready("default", "chatbot");
+        }
+        let out = std::process::Command::new("bash")
+            .args(["-ec", command])
+            .env("PATH", &path)
+            .env("KUBECONFIG", &world.cluster.kubeconfig)
+            .current_dir(repo())
+            .output()
+            .expect("bash runs");
+        assert!(out.status.success(), "README command `{command}` failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        if command.contains("apply --server-side -k config/default") {
+            world.wait_crd_established("guardrailpolicies.guardrails.godel.dev");
+            world.start_operators();
+            world.installed.store(true, Ordering::SeqCst);
+        }
+        if command.contains("get guardrails") {
+            listing = String::from_utf8_lossy(&out.stdout).into_owned();
+        }
+    }
+
+    // The listing has the README's columns and the row it shows, but for the age.
+    let rows: Vec<Vec<&str>> = listing.lines().map(|l| l.split_whitespace().collect()).collect();
+    let shown: Vec<Vec<&str>> = shown.iter().map(|l| l.split_whitespace().collect()).collect();
+    assert_eq!(rows.first(), shown.first(), "columns of `kubectl get guardrails -A`:\n{listing}");
+    let chatbot = rows.iter().find(|r| r.get(1) == Some(&"chatbot")).expect("chatbot is listed");
+    let readme_row = shown.iter().find(|r| r.get(1) == Some(&"chatbot")).expect("the README shows chatbot");
+    assert_eq!(chatbot[..5], readme_row[..5], "listing:\n{listing}");
+    assert_eq!(&chatbot[2..5], &["True", "3/3", "local"]);
+    assert!(chatbot[5].ends_with('s') || chatbot[5].ends_with('m'), "AGE column: {listing}");
+
+    // Two replicas, one leader.
+    let leader = wait_for("a leader", Duration::from_secs(30), || world.leader());
+    assert!(["operator-a", "operator-b"].contains(&leader.as_str()), "leader {leader}");
+    let mut operators = world.operators();
+    assert!(operators.iter_mut().all(Operator::running), "both operator replicas run");
+    let leading: Vec<_> =
+        operators.iter().filter(|o| o.log_text().contains("\"leading\"")).map(|o| o.identity.clone()).collect();
+    assert_eq!(leading, [leader], "exactly one replica leads");
+    drop(operators);
+
+    // The guard pods spread over the three zones.
+    let pods = world.get("default", "pods -l app.kubernetes.io/instance=chatbot").expect("pods");
+    let mut nodes: Vec<&str> =
+        pods["items"].as_array().unwrap().iter().filter_map(|p| p["spec"]["nodeName"].as_str()).collect();
+    nodes.sort_unstable();
+    nodes.dedup();
+    assert_eq!(nodes.len(), 3, "three guards on three nodes (zones): {nodes:?}");
+}
+
+fn admission(world: &World) {
+    world.install();
+    let ns = "e2e-admission";
+    world.namespace(ns);
+    let refused = |spec: &str, expected: &str| {
+        let out = world.cluster.kubectl_stdin_output(
+            &["apply", "--server-side", "--dry-run=server", "--validate=strict", "-f", "-"],
+            &policy_manifest(ns, "refused", spec),
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "the API server accepted:\n{spec}");
+        assert!(stderr.contains(expected), "refusal of\n{spec}\nlacks `{expected}`:\n{stderr}");
+    };
+    refused(
+        "guard: {defaultTier: gold, tiers: [{name: free, ratePerSecond: 1, burst: 1}]}",
+        "defaultTier must name one of the tiers",
+    );
+    refused("guard: {tiers: [{name: free, ratePerSecond: 0, burst: 10}]}", "ratePerSecond must be positive");
+    refused("guard: {rateLimit: {backend: redis}}", "backend redis needs the redis settings");
+    refused(
+        "guard: {rateLimit: {backend: redis, redis: {url: 'redis://r:26379', mode: sentinel}}}",
+        "sentinel mode needs masterName",
+    );
+    refused("autoscaling: {minReplicas: 5, maxReplicas: 2}", "minReplicas must not exceed maxReplicas");
+    refused(
+        "ingress: {host: g.example.com, controller: alb, requestsPerSecond: 10}",
+        "an ALB rate-limits through a WAF web ACL: set wafAclArn",
+    );
+    // Out-of-range integers stop at admission instead of stalling every watcher.
+    refused("guard: {tiers: [{name: free, ratePerSecond: 1, burst: 5000000000}]}", "4294967295");
+    refused("guard: {tiers: [{name: free, ratePerSecond: 1, burst: 0}]}", "spec.guard.tiers[0].burst");
+    refused("deployment: {replicas: 5000000000}", "2147483647");
+    refused("guard: {traps: {maxPromptBytes: -1}}", "spec.guard.traps.maxPromptBytes");
+    // Strict field validation names an unknown field.
+    refused("guard: {tierz: []}", "tierz");
+    refused("autoscaling: {maxReplicas: 3, targetCpuUtilizationPercentage: 50}", "targetCpuUtilizationPercentage");
+
+    // Every sample is accepted as a directory, with strict validation.
+    let out = world.cluster.kubectl(&["apply", "--server-side", "--validate=strict", "-f", "config/samples/"]);
+    assert!(out.contains("chatbot") && out.contains("payments-assistant"), "{out}");
+}
+
+fn steady_state(world: &World) {
+    world.install();
+    let ns = "e2e-steady";
+    world.namespace(ns);
+    world.keys_secret(ns, "steady-keys");
+    let manifest = policy_manifest(
+        ns,
+        "steady",
+        &keyed_spec(
+            "steady-keys",
+            "autoscaling: {minReplicas: 3, maxReplicas: 6}\ningress: {host: guard.example.com, controller: nginx, requestsPerSecond: 20}",
+        ),
+    );
+    world.apply(&manifest);
+    world.wait_ready(ns, "steady");
+    let before = world.owned_versions(ns, "steady");
+    for kind in [
+        "ServiceAccount/steady-guard",
+        "ConfigMap/steady-guard",
+        "ConfigMap/steady-guard-dashboard",
+        "Deployment/steady-guard",
+        "Service/steady-guard",
+        "PodDisruptionBudget/steady-guard",
+        "HorizontalPodAutoscaler/steady-guard",
+        "Ingress/steady-guard",
+    ] {
+        assert!(before.contains_key(kind), "{kind} missing from {before:?}");
+    }
+    let status_before = world.policy(ns, "steady")["status"].clone();
+
+    // A metadata change wakes the reconciler without changing the spec.
+    world.cluster.kubectl(&["-n", ns, "annotate", "guardrailpolicy/steady", "e2e/touched=1"]);
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(world.owned_versions(ns, "steady"), before, "a pass over an unchanged policy wrote");
+
+    // A restarted operator reads everything again and writes nothing.
+    world.start_operators();
+    wait_for("a new leader", Duration::from_secs(30), || {
+        world.leader().filter(|_| world.operators().iter().any(|o| o.log_text().contains("\"leading\"")))
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(world.owned_versions(ns, "steady"), before, "a restarted operator wrote");
+    assert_eq!(world.policy(ns, "steady")["status"], status_before, "the status was rewritten");
+
+    // What Argo CD's diff sees: nothing, for this policy and for each sample.
+    let diff = world.cluster.kubectl_stdin_output(&["diff", "--server-side", "-f", "-"], &manifest);
+    assert!(diff.status.success() && diff.stdout.is_empty(), "kubectl diff: {}", String::from_utf8_lossy(&diff.stdout));
+    world.cluster.kubectl(&["apply", "--server-side", "--validate=strict", "-f", "config/samples/"]);
+    for sample in ["guardrailpolicy-basic.yaml", "guardrailpolicy-production.yaml"] {
+        let out = world.cluster.kubectl_output(&["diff", "--server-side", "-f", &format!("config/samples/{sample}")]);
+        assert!(
+            out.status.success() && out.stdout.is_empty(),
+            "kubectl diff {sample}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+fn rollouts(world: &World) {
+    world.install();
+    let ns = "e2e-rollouts";
+    world.namespace(ns);
+    world.keys_secret(ns, "roll-keys");
+    let base = keyed_spec("roll-keys", "serviceAccount: {roleArn: 'arn:aws:iam::123456789012:role/a'}");
+    world.apply(&policy_manifest(ns, "roll", &base));
+    world.wait_ready(ns, "roll");
+    assert_eq!(world.replica_sets(ns, "roll"), 1);
+    let rolled = |n: usize, what: &str| {
+        wait_for(&format!("a new ReplicaSet after {what}"), Duration::from_secs(60), || {
+            (world.replica_sets(ns, "roll") >= n).then_some(())
+        });
+        world.wait_ready(ns, "roll");
+    };
+
+    let edited = base.replacen("guard:\n", "guard:\n  defaultTier: premium\n", 1);
+    world.apply(&policy_manifest(ns, "roll", &edited));
+    rolled(2, "a config edit");
+
+    let rotated = format!(
+        "apiVersion: v1\nkind: Secret\nmetadata: {{name: roll-keys, namespace: {ns}}}\nstringData:\n  audit-key: {}\n  salt: {}\n",
+        random_hex(),
+        random_hex()
+    );
+    world.apply(&rotated);
+    rolled(3, "a rotated Secret");
+
+    let role_b = edited.replace("role/a", "role/b");
+    world.apply(&policy_manifest(ns, "roll", &role_b));
+    rolled(4, "a changed roleArn");
+    let sa = world.get(ns, "serviceaccount/roll-guard").expect("service account");
+    assert_eq!(sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], "arn:aws:iam::123456789012:role/b");
+
+    // Autoscaling on: the fleet never shrinks below its current 3 pods.
+    let autoscaled = format!("{role_b}autoscaling: {{minReplicas: 2, maxReplicas: 10}}\n");
+    world.apply(&policy_manifest(ns, "roll", &autoscaled));
+    let started = Instant::now();
+    let mut hpa_seen = false;
+    while started.elapsed() < Duration::from_secs(8) {
+        let d = world.get(ns, "deployment/roll-guard").expect("deployment");
+        let replicas = d["spec"]["replicas"].as_i64().expect("replicas");
+        assert!(replicas >= 3, "switching autoscaling on dropped the Deployment to {replicas} replicas");
+        hpa_seen |= world.get(ns, "hpa/roll-guard").is_some();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(hpa_seen, "the HorizontalPodAutoscaler was created");
+    let d = world.get(ns, "deployment/roll-guard --show-managed-fields").expect("deployment");
+    let managers: Vec<&str> =
+        d["metadata"]["managedFields"].as_array().unwrap().iter().filter_map(|m| m["manager"].as_str()).collect();
+    assert!(managers.contains(&"godel-operator"), "{managers:?}");
+}
+
+fn failures(world: &World) {
+    world.install();
+    let ns = "e2e-failures";
+    world.namespace(ns);
+    world.keys_secret(ns, "fail-keys");
+    let good = keyed_spec("fail-keys", "");
+    world.apply(&policy_manifest(ns, "fail", &good));
+    world.wait_ready(ns, "fail");
+    let fleet = || {
+        let d = world.get(ns, "deployment/fail-guard").expect("deployment");
+        (d["metadata"]["resourceVersion"].clone(), world.replica_sets(ns, "fail"))
+    };
+    let running = fleet();
+
+    let cases = [
+        (
+            good.replacen(
+                "guard:\n",
+                "guard:\n  traps: {regex: {rules: [{name: broken-rule, pattern: '(unclosed'}]}}\n",
+                1,
+            ),
+            "InvalidGuardConfig",
+            "broken-rule",
+        ),
+        (keyed_spec("no-such-secret", ""), "SecretNotFound", "no-such-secret"),
+        (
+            format!("{good}deployment: {{resources: {{requests: {{cpu: lots}}}}}}\n"),
+            "ApplyRejected",
+            "Deployment fail-guard",
+        ),
+    ];
+    for (spec, reason, needle) in cases {
+        world.apply(&policy_manifest(ns, "fail", &spec));
+        let (got, message) = world.wait_condition(ns, "fail", "Degraded", "True", Duration::from_secs(30));
+        assert_eq!(got, reason, "{message}");
+        assert!(message.contains(needle), "Degraded message lacks {needle}: {message}");
+        let (ready, ready_reason, _) = world.condition(ns, "fail", "Ready").expect("Ready");
+        assert_eq!((ready.as_str(), ready_reason.as_str()), ("False", reason));
+        std::thread::sleep(Duration::from_secs(2));
+        let events = world.events(ns, "fail", reason);
+        assert_eq!(events.len(), 1, "one {reason} Event: {events:?}");
+        assert_eq!(events[0]["type"], "Warning");
+        assert_eq!(fleet(), running, "the running fleet was touched ({reason})");
+    }
+    world.apply(&policy_manifest(ns, "fail", &good));
+    world.wait_ready(ns, "fail");
+    let (_, reason, _) = world.condition(ns, "fail", "Degraded").expect("Degraded");
+    assert_eq!(reason, "AsExpected");
+}
+
+fn garbage_collection(world: &World) {
+    world.install();
+    let ns = "e2e-gc";
+    world.namespace(ns);
+    world.keys_secret(ns, "gc-keys");
+    world.apply(&policy_manifest(
+        ns,
+        "gc",
+        &keyed_spec(
+            "gc-keys",
+            "autoscaling: {maxReplicas: 4}\ningress: {host: gc.example.com, controller: nginx, requestsPerSecond: 5}",
+        ),
+    ));
+    world.wait_ready(ns, "gc");
+    assert!(world.owned_versions(ns, "gc").len() >= 8);
+    world.cluster.kubectl(&["-n", ns, "delete", "guardrailpolicy/gc", "--wait=true"]);
+    wait_for("the garbage collector", Duration::from_secs(60), || {
+        let left = world.owned_versions(ns, "gc");
+        let pods = world.get(ns, "pods -l app.kubernetes.io/instance=gc").expect("pods");
+        (left.is_empty() && world.replica_sets(ns, "gc") == 0 && pods["items"].as_array().is_some_and(Vec::is_empty))
+            .then_some(())
+    });
+}
+
+fn monitoring(world: &World) {
+    world.install();
+    let ns = "e2e-monitoring";
+    world.namespace(ns);
+    world.keys_secret(ns, "mon-keys");
+    world.apply(&policy_manifest(
+        ns,
+        "mon",
+        &keyed_spec("mon-keys", "monitoring: {labels: {release: kube-prometheus-stack}}"),
+    ));
+    world.wait_ready(ns, "mon");
+    let installed = world.get("", "crd/prometheusrules.monitoring.coreos.com").is_some();
+    if !installed {
+        let (reason, message) =
+            world.wait_condition(ns, "mon", "MonitoringConfigured", "False", Duration::from_secs(30));
+        assert_eq!(reason, "PrometheusOperatorNotInstalled", "{message}");
+        for file in ["monitoring.coreos.com_prometheusrules.yaml", "monitoring.coreos.com_servicemonitors.yaml"] {
+            let path = world.cluster.bin.join("prometheus-operator-crds").join(file);
+            world.cluster.kubectl(&["apply", "--server-side", "-f", &path.display().to_string()]);
+        }
+        world.wait_crd_established("prometheusrules.monitoring.coreos.com");
+        world.wait_crd_established("servicemonitors.monitoring.coreos.com");
+    }
+    // Installing prometheus-operator later is noticed at the next pass; nudge it.
+    world.cluster.kubectl(&["-n", ns, "annotate", "--overwrite", "guardrailpolicy/mon", "e2e/nudge=1"]);
+    world.wait_condition(ns, "mon", "MonitoringConfigured", "True", Duration::from_secs(60));
+    let rule = world.get(ns, "prometheusrule/mon-guard-rules").expect("the PrometheusRule exists");
+    assert_eq!(rule["metadata"]["labels"]["release"], "kube-prometheus-stack");
+    assert!(rule["spec"]["groups"][0]["rules"].as_array().is_some_and(|r| r.len() >= 3));
+    let monitor = world.get(ns, "servicemonitor/mon-guard").expect("the ServiceMonitor exists");
+    assert!(monitor["spec"]["endpoints"][0]["path"].as_str().is_some_and(|p| p == "/metrics"), "{monitor}");
+}
+
+fn leader_election(world: &World) {
+    world.install();
+    let leader = wait_for("a leader", Duration::from_secs(30), || world.leader());
+    let lease_seconds =
+        world.get("godel-system", &format!("lease/{LEASE}")).expect("lease")["spec"]["leaseDurationSeconds"]
+            .as_u64()
+            .expect("duration");
+
+    // One renewal refused (the Role's binding gone for a moment) is retried, not fatal.
+    let binding = world.cluster.kubectl(&[
+        "-n",
+        "godel-system",
+        "get",
+        "rolebinding/godel-operator-leader-election",
+        "-o",
+        "json",
+    ]);
+    world.cluster.kubectl(&["-n", "godel-system", "delete", "rolebinding/godel-operator-leader-election"]);
+    std::thread::sleep(Duration::from_secs(4));
+    let binding: Value = serde_json::from_str(&binding).expect("JSON");
+    let restored = serde_json::json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding",
+        "metadata": {"name": "godel-operator-leader-election", "namespace": "godel-system"},
+        "roleRef": binding["roleRef"], "subjects": binding["subjects"]});
+    world.cluster.kubectl_stdin(&["apply", "-f", "-"], &restored.to_string());
+    std::thread::sleep(Duration::from_secs(3));
+    {
+        let mut operators = world.operators();
+        let current = operators.iter_mut().find(|o| o.identity == leader).expect("the leader is ours");
+        assert!(current.log_text().contains("lease renewal failed"), "no renewal failed: the test proved nothing");
+        assert!(current.running(), "one failed renewal stopped the leader:\n{}", current.log_text());
+    }
+    assert_eq!(world.leader().as_deref(), Some(leader.as_str()), "leadership moved after one failed renewal");
+
+    // A crashed leader is replaced within the lease duration (plus one retry period).
+    let killed = Instant::now();
+    world.operators().iter_mut().find(|o| o.identity == leader).expect("leader").kill();
+    let next =
+        wait_for("another leader", Duration::from_secs(lease_seconds + 15), || world.leader().filter(|l| *l != leader));
+    let took = killed.elapsed();
+    assert!(took <= Duration::from_secs(lease_seconds + 3), "{next} took over after {took:?}");
+    eprintln!("{next} took over {:.1} s after {leader} was killed", took.as_secs_f64());
+
+    // The new leader reconciles: a fresh policy becomes Ready.
+    let ns = "e2e-leader";
+    world.namespace(ns);
+    world.keys_secret(ns, "leader-keys");
+    world.apply(&policy_manifest(ns, "after", &keyed_spec("leader-keys", "deployment: {replicas: 1}")));
+    world.wait_ready(ns, "after");
+    world.start_operators();
+}
