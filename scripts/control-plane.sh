@@ -1,21 +1,22 @@
 #!/usr/bin/env bash
 # Builds the end-to-end tests' Kubernetes control plane from the Go modules pinned in
-# tests/control-plane/{kubernetes,etcd,kwok}: kube-apiserver, kube-controller-manager,
-# kube-scheduler, kubectl, etcd, kwok and kwokctl. Nothing is downloaded but modules from
-# the Go module proxy.
+# tests/control-plane: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
+# (kubernetes/), the oldest supported kube-apiserver (kubernetes-oldest/), etcd, kwok and
+# kwokctl, and prometheus-operator's CRDs. Nothing is downloaded but modules from the Go
+# module proxy.
 #
-# The binaries land in $GODEL_CP_CACHE/bin/<key>, where <key> hashes the three go.mod and
-# go.sum files and the Go version, so a later run (or a CI run on the same machine) reuses
+# The binaries land in $GODEL_CP_CACHE/bin/<key>, where <key> hashes every go.mod and
+# go.sum file and the Go version, so a later run (or a CI run on the same machine) reuses
 # them; the Go build and module caches live beside them, outside the clone. Prints the bin
 # directory on stdout, progress on stderr.
 set -euo pipefail
 cd "$(dirname "$0")/../tests/control-plane"
 
 cache="${GODEL_CP_CACHE:-${TMPDIR:-/tmp}/godel-control-plane}"
-key="$({ go version; cat kubernetes/go.mod kubernetes/go.sum etcd/go.mod etcd/go.sum kwok/go.mod kwok/go.sum \
-  prometheus-operator/go.mod prometheus-operator/go.sum; } | sha256sum | cut -c1-16)"
+modules=(kubernetes kubernetes-oldest etcd kwok prometheus-operator)
+key="$({ go version; for m in "${modules[@]}"; do cat "$m/go.mod" "$m/go.sum"; done; } | sha256sum | cut -c1-16)"
 bin="$cache/bin/$key"
-tools=(kube-apiserver kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl)
+tools=(kube-apiserver kube-apiserver-oldest kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl)
 crds=(monitoring.coreos.com_prometheusrules.yaml monitoring.coreos.com_servicemonitors.yaml)
 
 complete=1
@@ -30,17 +31,22 @@ export GOCACHE="$cache/go-build" GOMODCACHE="$cache/go-mod" GOFLAGS="-modcacherw
 export CGO_ENABLED=0
 mkdir -p "$bin.partial"
 start=$(date +%s)
-k8s_version="$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' kubernetes/go.mod)"
-minor="$(echo "$k8s_version" | cut -d. -f2)"
-# The components report this version (kubectl version, /version, kwokctl's flag choice).
-version_flags="-X k8s.io/component-base/version.gitVersion=$k8s_version \
-  -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
-  -X k8s.io/client-go/pkg/version.gitVersion=$k8s_version \
-  -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+# The components report the Kubernetes version of their module (kubectl version,
+# /version, and kwokctl's choice of flags).
+version_flags() { # module dir
+  local version minor
+  version="$(sed -n 's/^require k8s.io\/kubernetes \(v[0-9.]*\)$/\1/p' "$1/go.mod")"
+  [ -n "$version" ] || return 0
+  minor="$(echo "$version" | cut -d. -f2)"
+  echo "-X k8s.io/component-base/version.gitVersion=$version \
+    -X k8s.io/component-base/version.gitMajor=1 -X k8s.io/component-base/version.gitMinor=$minor \
+    -X k8s.io/client-go/pkg/version.gitVersion=$version \
+    -X k8s.io/client-go/pkg/version.gitMajor=1 -X k8s.io/client-go/pkg/version.gitMinor=$minor"
+}
 
 build() { # module dir, output name, package
   echo "control plane: building $2 ($3)" >&2
-  (cd "$1" && go build -trimpath -ldflags "-s -w $version_flags" -o "$bin.partial/$2" "$3")
+  (cd "$1" && go build -trimpath -ldflags "-s -w $(version_flags .)" -o "$bin.partial/$2" "$3")
 }
 build etcd etcd go.etcd.io/etcd/server/v3
 build kwok kwok sigs.k8s.io/kwok/cmd/kwok
@@ -49,6 +55,7 @@ build kubernetes kubectl k8s.io/kubernetes/cmd/kubectl
 build kubernetes kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kubernetes kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kubernetes kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
+build kubernetes-oldest kube-apiserver-oldest k8s.io/kubernetes/cmd/kube-apiserver
 
 echo "control plane: prometheus-operator CRDs" >&2
 src="$(cd prometheus-operator && go mod download -json github.com/prometheus-operator/prometheus-operator | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
@@ -57,5 +64,7 @@ for c in "${crds[@]}"; do cp "$src/example/prometheus-operator-crd/$c" "$bin.par
 
 rm -rf "$bin"
 mv "$bin.partial" "$bin"
+# Binaries of earlier pins are not used again.
+find "$cache/bin" -mindepth 1 -maxdepth 1 ! -name "$key" -exec rm -rf {} +
 echo "control plane: built in $(($(date +%s) - start)) s into $bin" >&2
 echo "$bin"

@@ -45,35 +45,59 @@ impl Cluster {
     /// Starts the control plane and its three nodes; panics (failing the run, never
     /// skipping it) when it does not come up.
     pub fn start() -> Cluster {
+        let cluster = Cluster::start_with("godel-e2e", "kube-apiserver", None);
+        cluster.kubectl_stdin(&["apply", "-f", "-"], &nodes());
+        cluster
+    }
+
+    /// Only etcd and the oldest supported kube-apiserver: enough to judge the CRD.
+    pub fn start_oldest() -> Cluster {
+        let version = "v1.30.14";
+        let cluster = Cluster::start_with("godel-e2e-oldest", "kube-apiserver-oldest", Some(version));
+        let served = cluster.kubectl(&["version", "-o", "json"]);
+        assert!(served.contains(&format!("\"gitVersion\": \"{version}\"")), "{served}");
+        cluster
+    }
+
+    fn start_with(prefix: &str, apiserver: &str, only_apiserver_at: Option<&str>) -> Cluster {
         let bin = control_plane_bin();
-        let name = format!("godel-e2e-{}", std::process::id());
+        let name = format!("{prefix}-{}", std::process::id());
         let workdir = std::env::temp_dir().join(&name);
         let _ = std::fs::remove_dir_all(&workdir);
         std::fs::create_dir_all(&workdir).expect("cluster workdir");
         let kubeconfig = workdir.join("kubeconfig");
         // Every component on loopback; kwokctl picks the free ports.
         let config = workdir.join("kwok.yaml");
+        let mut options = "  bindAddress: 127.0.0.1\n".to_owned();
+        if let Some(version) = only_apiserver_at {
+            // kwokctl picks each component's flags by this version.
+            options.push_str(&format!("  kubeVersion: {version}\n"));
+        }
         std::fs::write(
             &config,
-            "kind: KwokctlConfiguration\napiVersion: config.kwok.x-k8s.io/v1alpha1\noptions:\n  bindAddress: 127.0.0.1\n",
+            format!("kind: KwokctlConfiguration\napiVersion: config.kwok.x-k8s.io/v1alpha1\noptions:\n{options}"),
         )
         .expect("kwokctl config");
         let cluster = Cluster { name, workdir, kubeconfig, bin, keep: false };
         let started = Instant::now();
         let b = |tool: &str| cluster.bin.join(tool).display().to_string();
-        let out = cluster
-            .kwokctl()
+        let mut command = cluster.kwokctl();
+        command
             .args(["-c", &config.display().to_string()])
             .args(["create", "cluster", "--name", &cluster.name, "--runtime", "binary"])
             .args(["--kubeconfig", &cluster.kubeconfig.display().to_string()])
             .args(["--etcd-binary", &b("etcd")])
-            .args(["--kube-apiserver-binary", &b("kube-apiserver")])
-            .args(["--kube-controller-manager-binary", &b("kube-controller-manager")])
-            .args(["--kube-scheduler-binary", &b("kube-scheduler")])
-            .args(["--kwok-controller-binary", &b("kwok")])
-            .args(["--kube-authorization", "--wait", "3m"])
-            .output()
-            .expect("kwokctl runs");
+            .args(["--kube-apiserver-binary", &b(apiserver)])
+            .args(["--kube-authorization", "--wait", "3m"]);
+        if only_apiserver_at.is_some() {
+            command.args(["--disable", "kube-controller-manager,kube-scheduler,kwok-controller"]);
+        } else {
+            command
+                .args(["--kube-controller-manager-binary", &b("kube-controller-manager")])
+                .args(["--kube-scheduler-binary", &b("kube-scheduler")])
+                .args(["--kwok-controller-binary", &b("kwok")]);
+        }
+        let out = command.output().expect("kwokctl runs");
         if !out.status.success() {
             let mut cluster = cluster;
             cluster.keep = true;
@@ -85,7 +109,6 @@ impl Cluster {
                 cluster.logs().display()
             );
         }
-        cluster.kubectl_stdin(&["apply", "-f", "-"], &nodes());
         eprintln!("control plane up in {:.1} s ({})", started.elapsed().as_secs_f64(), cluster.workdir.display());
         cluster
     }

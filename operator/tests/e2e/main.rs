@@ -37,6 +37,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("deleting_a_policy_removes_what_it_owned", garbage_collection),
     ("monitoring_objects_follow_the_prometheus_operator_crds", monitoring),
     ("leader_election_survives_a_crash_and_a_failed_renewal", leader_election),
+    ("rbac_allows_what_the_operator_does_and_no_more", rbac),
+    ("the_oldest_supported_kubernetes_accepts_the_crd", oldest_kubernetes),
 ];
 
 fn main() {
@@ -665,4 +667,78 @@ fn leader_election(world: &World) {
     world.apply(&policy_manifest(ns, "after", &keyed_spec("leader-keys", "deployment: {replicas: 1}")));
     world.wait_ready(ns, "after");
     world.start_operators();
+}
+
+/// The operators run as the ServiceAccount throughout, so every verb they use is proven
+/// granted by the scenarios above; this checks, with the API server's own authorizer,
+/// that the verbs they never use are not.
+fn rbac(world: &World) {
+    world.install();
+    let can = |verb: &str, resource: &str, ns: &str| {
+        let mut args = vec!["auth", "can-i", verb, "-n", ns, "--as", SERVICE_ACCOUNT];
+        match resource.split_once('/') {
+            Some((resource, sub)) => args.extend([resource, "--subresource", sub]),
+            None => args.push(resource),
+        }
+        let out = world.cluster.kubectl_output(&args);
+        String::from_utf8_lossy(&out.stdout).trim() == "yes"
+    };
+    for (verb, resource) in [
+        ("patch", "deployments.apps"),
+        ("create", "deployments.apps"),
+        ("delete", "horizontalpodautoscalers.autoscaling"),
+        ("patch", "guardrailpolicies.guardrails.godel.dev/status"),
+        ("watch", "secrets"),
+        ("create", "events.events.k8s.io"),
+    ] {
+        assert!(can(verb, resource, "default"), "the operator needs {verb} {resource}");
+    }
+    for (verb, resource) in [
+        ("update", "guardrailpolicies.guardrails.godel.dev"),
+        ("patch", "guardrailpolicies.guardrails.godel.dev"),
+        ("delete", "deployments.apps"),
+        ("delete", "services"),
+        ("delete", "serviceaccounts"),
+        ("create", "secrets"),
+        ("update", "secrets"),
+        ("create", "pods"),
+        ("create", "roles.rbac.authorization.k8s.io"),
+        ("escalate", "clusterroles.rbac.authorization.k8s.io"),
+    ] {
+        assert!(!can(verb, resource, "default"), "the operator must not {verb} {resource}");
+    }
+    assert!(can("update", "leases.coordination.k8s.io", "godel-system"));
+    assert!(!can("update", "leases.coordination.k8s.io", "default"), "Leases only in its own namespace");
+}
+
+/// Kubernetes 1.30 (the preStop `sleep` action's first GA release) serves the CRD, with
+/// its CEL rules inside that release's cost budget, and accepts the samples.
+fn oldest_kubernetes(world: &World) {
+    let oldest = Cluster::start_oldest();
+    let keep = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        oldest.kubectl(&["apply", "--server-side", "-k", "config/crd"]);
+        oldest.kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "--timeout=60s",
+            "crd/guardrailpolicies.guardrails.godel.dev",
+        ]);
+        oldest.kubectl(&["apply", "--server-side", "--validate=strict", "-f", "config/samples/"]);
+        let out = oldest.kubectl_stdin_output(
+            &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+            &policy_manifest(
+                "default",
+                "refused",
+                "guard: {defaultTier: gold, tiers: [{name: free, ratePerSecond: 1, burst: 1}]}",
+            ),
+        );
+        assert!(!out.status.success(), "1.30 accepted an invalid defaultTier");
+        assert!(String::from_utf8_lossy(&out.stderr).contains("defaultTier must name one of the tiers"));
+    }));
+    if let Err(panic) = keep {
+        let mut oldest = oldest;
+        oldest.keep = true;
+        world.failed.store(true, Ordering::SeqCst);
+        std::panic::resume_unwind(panic);
+    }
 }
