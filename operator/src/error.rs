@@ -6,4 +6,6 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
     #[error("GuardrailPolicy has no namespace")]
     MissingNamespace,
+    #[error("a rendered object lacks apiVersion or kind")]
+    MissingTypeMeta,
 }

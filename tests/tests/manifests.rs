@@ -74,6 +74,19 @@ fn every_kustomize_base_builds() {
     }
 }
 
+/// Argo CD syncs `config/default` with pruning on; pruning the CRD would delete every
+/// policy and, through owner references, every guard fleet.
+#[test]
+fn argo_cd_never_prunes_the_crd() {
+    let objects = kustomize("default");
+    let crd = objects.iter().find(|o| o["kind"] == "CustomResourceDefinition").expect("the CRD");
+    assert_eq!(crd["metadata"]["annotations"]["argocd.argoproj.io/sync-options"], "Prune=false");
+    let others = objects.iter().filter(|o| o["kind"] != "CustomResourceDefinition");
+    for o in others {
+        assert!(o["metadata"]["annotations"]["argocd.argoproj.io/sync-options"].is_null(), "{}", o["kind"]);
+    }
+}
+
 #[test]
 fn builtin_kinds_pass_kubernetes_validate_strict() {
     let mut objects: Vec<Value> = BASES.iter().flat_map(|b| kustomize(b)).filter(is_builtin).collect();

@@ -61,6 +61,7 @@ impl Cluster {
 
     fn start_with(prefix: &str, apiserver: &str, only_apiserver_at: Option<&str>) -> Cluster {
         let bin = control_plane_bin();
+        stop_orphans(&bin);
         let name = format!("{prefix}-{}", std::process::id());
         let workdir = std::env::temp_dir().join(&name);
         let _ = std::fs::remove_dir_all(&workdir);
@@ -194,6 +195,25 @@ impl Drop for Cluster {
             let _ = self.kwokctl().args(["delete", "cluster", "--name", &self.name]).output();
             let _ = std::fs::remove_dir_all(&self.workdir);
         }
+    }
+}
+
+/// Stops the components of clusters whose test run was killed before its teardown (their
+/// directory names the dead process), keeping their files and logs.
+fn stop_orphans(bin: &Path) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(pid) = name.strip_prefix("godel-e2e-").map(|rest| rest.rsplit('-').next().unwrap_or(rest)) else {
+            continue;
+        };
+        if pid.parse::<u32>().is_err() || Path::new("/proc").join(pid).exists() {
+            continue;
+        }
+        let _ = Command::new(bin.join("kwokctl"))
+            .env("KWOK_WORKDIR", entry.path())
+            .args(["stop", "cluster", "--name", &name])
+            .output();
     }
 }
 

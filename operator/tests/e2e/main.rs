@@ -657,7 +657,8 @@ fn leader_election(world: &World) {
     let next =
         wait_for("another leader", Duration::from_secs(lease_seconds + 15), || world.leader().filter(|l| *l != leader));
     let took = killed.elapsed();
-    assert!(took <= Duration::from_secs(lease_seconds + 3), "{next} took over after {took:?}");
+    // Expiry, then the candidate's next 2 s retry, with a little slack for a busy machine.
+    assert!(took <= Duration::from_secs(lease_seconds + 2 + 3), "{next} took over after {took:?}");
     eprintln!("{next} took over {:.1} s after {leader} was killed", took.as_secs_f64());
 
     // The new leader reconciles: a fresh policy becomes Ready.
