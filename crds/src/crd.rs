@@ -8,12 +8,21 @@ use serde_json::Value;
 
 use crate::GuardrailPolicy;
 
+/// Longest policy name: its objects append `-guard`, and a Service name is a DNS label.
+pub const MAX_NAME_LENGTH: usize = 63 - "-guard".len();
+
 pub fn crd() -> CustomResourceDefinition {
     let mut value = serde_json::to_value(GuardrailPolicy::crd()).expect("a CRD always serializes");
     if let Some(versions) = value.pointer_mut("/spec/versions").and_then(Value::as_array_mut) {
         for version in versions {
             if let Some(schema) = version.pointer_mut("/schema/openAPIV3Schema") {
                 strip_defaults(schema);
+                schema["x-kubernetes-validations"] = serde_json::json!([{
+                    "rule": format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"),
+                    "message": format!(
+                        "metadata.name must be at most {MAX_NAME_LENGTH} characters: the guard's Service is named <name>-guard, and Service names stop at 63"
+                    ),
+                }]);
             }
         }
     }

@@ -144,7 +144,7 @@ pub enum LimiterBackend {
      "message": "sentinel mode needs masterName"}
 ]))]
 pub struct RedisConfig {
-    /// `redis://` or `rediss://` URL; for Cluster and Sentinel, the first seed node.
+    /// `redis://` or `rediss://` (TLS) URL; for Cluster and Sentinel, the first seed node.
     pub url: String,
     #[serde(default)]
     pub mode: RedisMode,
@@ -366,6 +366,8 @@ fn default_packs() -> Vec<RulePack> {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegexRule {
+    /// Reported in findings and metric labels.
+    #[schemars(length(min = 1, max = 63))]
     pub name: String,
     /// Rust `regex` syntax; matching is linear-time, so no pattern can hang a pod.
     pub pattern: String,

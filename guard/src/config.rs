@@ -78,6 +78,17 @@ pub fn validate(config: &GuardConfig) -> Result<(), ConfigError> {
         if redis.timeout_ms == 0 {
             return invalid("rateLimit.redis.timeoutMs must be at least 1".into());
         }
+        // Parsed as the client will parse it; the URL is not echoed (it may hold a password).
+        let urls = std::iter::once(("url".to_owned(), &redis.url))
+            .chain(redis.nodes.iter().enumerate().map(|(i, node)| (format!("nodes[{i}]"), node)));
+        for (field, url) in urls {
+            if redis::IntoConnectionInfo::into_connection_info(url.as_str()).is_err() {
+                return invalid(format!("rateLimit.redis.{field} is not a redis:// or rediss:// URL"));
+            }
+        }
+    }
+    if let Some(i) = config.traps.regex.rules.iter().position(|r| r.name.trim().is_empty()) {
+        return invalid(format!("traps.regex.rules[{i}].name must not be empty"));
     }
     if config.traps.max_prompt_bytes == 0 {
         return invalid("traps.maxPromptBytes must be at least 1".into());
@@ -115,6 +126,16 @@ mod tests {
         assert!(validate(&dup).unwrap_err().to_string().contains("used twice"));
         let redis_without_url = parse("rateLimit: {backend: redis}").unwrap();
         assert!(validate(&redis_without_url).unwrap_err().to_string().contains("rateLimit.redis"));
+        let bad_url = parse("rateLimit: {backend: redis, redis: {url: 'not a url:hunter2'}}").unwrap();
+        let err = validate(&bad_url).unwrap_err().to_string();
+        assert!(err.contains("rateLimit.redis.url") && !err.contains("hunter2"), "{err}");
+        let bad_node = parse("rateLimit: {backend: redis, redis: {url: 'redis://a:6379', nodes: ['b c']}}").unwrap();
+        assert!(validate(&bad_node).unwrap_err().to_string().contains("nodes[0]"));
+        assert!(
+            validate(&parse("rateLimit: {backend: redis, redis: {url: 'rediss://u:p@a:6380/0'}}").unwrap()).is_ok()
+        );
+        let unnamed = parse("traps: {regex: {rules: [{name: ' ', pattern: x}]}}").unwrap();
+        assert!(validate(&unnamed).unwrap_err().to_string().contains("rules[0].name"));
     }
 
     #[test]

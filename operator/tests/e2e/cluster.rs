@@ -47,6 +47,20 @@ impl Cluster {
     pub fn start() -> Cluster {
         let cluster = Cluster::start_with("godel-e2e", "kube-apiserver", None);
         cluster.kubectl_stdin(&["apply", "-f", "-"], &nodes());
+        // The scheduler skips a node until it is Ready and the node lifecycle controller
+        // has lifted its not-ready taint: wait for both, so spread is judged on all three.
+        wait_for("three Ready, untainted nodes", Duration::from_secs(60), || {
+            let nodes: serde_json::Value =
+                serde_json::from_str(&cluster.kubectl(&["get", "nodes", "-o", "json"])).ok()?;
+            let items = nodes["items"].as_array()?;
+            let schedulable = items.iter().filter(|n| {
+                let ready = n["status"]["conditions"]
+                    .as_array()
+                    .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "True"));
+                ready && n["spec"]["taints"].as_array().is_none_or(Vec::is_empty)
+            });
+            (schedulable.count() == 3).then_some(())
+        });
         cluster
     }
 

@@ -390,6 +390,13 @@ fn admission(world: &World) {
     refused("guard: {tiers: [{name: free, ratePerSecond: 1, burst: 0}]}", "spec.guard.tiers[0].burst");
     refused("deployment: {replicas: 5000000000}", "2147483647");
     refused("guard: {traps: {maxPromptBytes: -1}}", "spec.guard.traps.maxPromptBytes");
+    refused("guard: {traps: {regex: {rules: [{name: '', pattern: x}]}}}", "rules[0].name");
+    let long_name = "a".repeat(58);
+    let out = world.cluster.kubectl_stdin_output(
+        &["apply", "--server-side", "--dry-run=server", "-f", "-"],
+        &policy_manifest(ns, &long_name, "{}"),
+    );
+    assert!(String::from_utf8_lossy(&out.stderr).contains("metadata.name must be at most 57 characters"));
     // Strict field validation names an unknown field.
     refused("guard: {tierz: []}", "tierz");
     refused("autoscaling: {maxReplicas: 3, targetCpuUtilizationPercentage: 50}", "targetCpuUtilizationPercentage");
