@@ -11,6 +11,14 @@ build:
 test:
     ./scripts/test.sh
 
+# Build (or find in the cache) the e2e control plane; prints its bin directory.
+control-plane:
+    ./scripts/control-plane.sh
+
+# The operator against a real control plane (builds it first when missing).
+e2e:
+    cargo test -p godel-operator --test e2e
+
 # Trap engine throughput (criterion); results go to BENCHMARKS.md.
 bench:
     cargo bench -p godel-guard --bench traps

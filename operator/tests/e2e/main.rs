@@ -149,6 +149,18 @@ impl World {
         ]);
     }
 
+    /// A namespace with a keys Secret `<name>-keys` and a Ready policy mounting it,
+    /// with `extra` spec lines; returns the policy's spec, for edits.
+    fn ready_policy(&self, ns: &str, name: &str, extra: &str) -> String {
+        self.install();
+        self.namespace(ns);
+        self.keys_secret(ns, &format!("{name}-keys"));
+        let spec = keyed_spec(&format!("{name}-keys"), extra);
+        self.apply(&policy_manifest(ns, name, &spec));
+        self.wait_ready(ns, name);
+        spec
+    }
+
     fn apply(&self, manifest: &str) {
         self.cluster.kubectl_stdin(&["apply", "--server-side", "--validate=strict", "-f", "-"], manifest);
     }
@@ -407,20 +419,13 @@ fn admission(world: &World) {
 }
 
 fn steady_state(world: &World) {
-    world.install();
     let ns = "e2e-steady";
-    world.namespace(ns);
-    world.keys_secret(ns, "steady-keys");
-    let manifest = policy_manifest(
+    let spec = world.ready_policy(
         ns,
         "steady",
-        &keyed_spec(
-            "steady-keys",
-            "autoscaling: {minReplicas: 3, maxReplicas: 6}\ningress: {host: guard.example.com, controller: nginx, requestsPerSecond: 20}",
-        ),
+        "autoscaling: {minReplicas: 3, maxReplicas: 6}\ningress: {host: guard.example.com, controller: nginx, requestsPerSecond: 20}",
     );
-    world.apply(&manifest);
-    world.wait_ready(ns, "steady");
+    let manifest = policy_manifest(ns, "steady", &spec);
     let before = world.owned_versions(ns, "steady");
     for kind in [
         "ServiceAccount/steady-guard",
@@ -466,13 +471,8 @@ fn steady_state(world: &World) {
 }
 
 fn rollouts(world: &World) {
-    world.install();
     let ns = "e2e-rollouts";
-    world.namespace(ns);
-    world.keys_secret(ns, "roll-keys");
-    let base = keyed_spec("roll-keys", "serviceAccount: {roleArn: 'arn:aws:iam::123456789012:role/a'}");
-    world.apply(&policy_manifest(ns, "roll", &base));
-    world.wait_ready(ns, "roll");
+    let base = world.ready_policy(ns, "roll", "serviceAccount: {roleArn: 'arn:aws:iam::123456789012:role/a'}");
     assert_eq!(world.replica_sets(ns, "roll"), 1);
     let rolled = |n: usize, what: &str| {
         wait_for(&format!("a new ReplicaSet after {what}"), Duration::from_secs(60), || {
@@ -519,13 +519,8 @@ fn rollouts(world: &World) {
 }
 
 fn failures(world: &World) {
-    world.install();
     let ns = "e2e-failures";
-    world.namespace(ns);
-    world.keys_secret(ns, "fail-keys");
-    let good = keyed_spec("fail-keys", "");
-    world.apply(&policy_manifest(ns, "fail", &good));
-    world.wait_ready(ns, "fail");
+    let good = world.ready_policy(ns, "fail", "");
     let fleet = || {
         let d = world.get(ns, "deployment/fail-guard").expect("deployment");
         (d["metadata"]["resourceVersion"].clone(), world.replica_sets(ns, "fail"))
@@ -569,19 +564,12 @@ fn failures(world: &World) {
 }
 
 fn garbage_collection(world: &World) {
-    world.install();
     let ns = "e2e-gc";
-    world.namespace(ns);
-    world.keys_secret(ns, "gc-keys");
-    world.apply(&policy_manifest(
+    world.ready_policy(
         ns,
         "gc",
-        &keyed_spec(
-            "gc-keys",
-            "autoscaling: {maxReplicas: 4}\ningress: {host: gc.example.com, controller: nginx, requestsPerSecond: 5}",
-        ),
-    ));
-    world.wait_ready(ns, "gc");
+        "autoscaling: {maxReplicas: 4}\ningress: {host: gc.example.com, controller: nginx, requestsPerSecond: 5}",
+    );
     assert!(world.owned_versions(ns, "gc").len() >= 8);
     world.cluster.kubectl(&["-n", ns, "delete", "guardrailpolicy/gc", "--wait=true"]);
     wait_for("the garbage collector", Duration::from_secs(60), || {
@@ -593,16 +581,8 @@ fn garbage_collection(world: &World) {
 }
 
 fn monitoring(world: &World) {
-    world.install();
     let ns = "e2e-monitoring";
-    world.namespace(ns);
-    world.keys_secret(ns, "mon-keys");
-    world.apply(&policy_manifest(
-        ns,
-        "mon",
-        &keyed_spec("mon-keys", "monitoring: {labels: {release: kube-prometheus-stack}}"),
-    ));
-    world.wait_ready(ns, "mon");
+    world.ready_policy(ns, "mon", "monitoring: {labels: {release: kube-prometheus-stack}}");
     let installed = world.get("", "crd/prometheusrules.monitoring.coreos.com").is_some();
     if !installed {
         let (reason, message) =
@@ -669,11 +649,7 @@ fn leader_election(world: &World) {
     eprintln!("{next} took over {:.1} s after {leader} was killed", took.as_secs_f64());
 
     // The new leader reconciles: a fresh policy becomes Ready.
-    let ns = "e2e-leader";
-    world.namespace(ns);
-    world.keys_secret(ns, "leader-keys");
-    world.apply(&policy_manifest(ns, "after", &keyed_spec("leader-keys", "deployment: {replicas: 1}")));
-    world.wait_ready(ns, "after");
+    world.ready_policy("e2e-leader", "after", "deployment: {replicas: 1}");
     world.start_operators();
 }
 
