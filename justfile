@@ -21,7 +21,7 @@ e2e:
 
 # Trap engine throughput (criterion); results go to BENCHMARKS.md.
 bench:
-    cargo bench -p godel-guard --bench traps
+    cargo bench -p godel-traps --bench traps
 
 lint:
     cargo fmt --all -- --check

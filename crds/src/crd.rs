@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::GuardrailPolicy;
 
 /// Longest policy name: its objects append `-guard`, and a Service name is a DNS label.
-pub const MAX_NAME_LENGTH: usize = 63 - "-guard".len();
+pub const MAX_POLICY_NAME_LENGTH: usize = 63 - "-guard".len();
 
 pub fn crd() -> CustomResourceDefinition {
     let mut value = serde_json::to_value(GuardrailPolicy::crd()).expect("a CRD always serializes");
@@ -18,9 +18,9 @@ pub fn crd() -> CustomResourceDefinition {
             if let Some(schema) = version.pointer_mut("/schema/openAPIV3Schema") {
                 strip_defaults(schema);
                 schema["x-kubernetes-validations"] = serde_json::json!([{
-                    "rule": format!("self.metadata.name.size() <= {MAX_NAME_LENGTH}"),
+                    "rule": format!("self.metadata.name.size() <= {MAX_POLICY_NAME_LENGTH}"),
                     "message": format!(
-                        "metadata.name must be at most {MAX_NAME_LENGTH} characters: the guard's Service is named <name>-guard, and Service names stop at 63"
+                        "metadata.name must be at most {MAX_POLICY_NAME_LENGTH} characters: the guard's Service is named <name>-guard, and Service names stop at 63"
                     ),
                 }]);
             }
@@ -97,7 +97,8 @@ mod tests {
 
     #[test]
     fn committed_yaml_is_up_to_date() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/guardrailpolicy.yaml");
+        let dir = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+        let path = format!("{dir}/guardrailpolicy.yaml");
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         if committed != crd_yaml() {
             panic!(

@@ -8,7 +8,9 @@
 mod crd;
 mod guard_config;
 mod policy;
+mod validate;
 
 pub use crd::{crd, crd_yaml};
 pub use guard_config::*;
 pub use policy::*;
+pub use validate::{InvalidConfig, MAX_NAME_LENGTH};

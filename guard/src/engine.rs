@@ -12,7 +12,7 @@ use crate::audit::{AuditFinding, AuditLine, AuditSink, SharedKeyring};
 use crate::limiter::{Admission, BucketLimit, DebtPolicy, Limiter};
 use crate::metrics::{FindingLabels, Metrics, RequestLabels};
 use crate::pseudonym::Pseudonymizer;
-use crate::traps::{Finding, TrapEngine};
+use godel_traps::{Finding, TrapEngine};
 
 /// Longest accepted user id, in bytes: ids are references, not documents.
 pub const MAX_USER_ID_BYTES: usize = 512;

@@ -13,4 +13,3 @@ pub mod limiter;
 pub mod metrics;
 pub mod pseudonym;
 pub mod server;
-pub mod traps;

@@ -20,14 +20,14 @@ use crate::keys::{self, KeyError, KeyRole, Origin};
 use crate::limiter::{FailoverLimiter, Limiter, LimiterError, LocalLimiter};
 use crate::metrics::Metrics;
 use crate::pseudonym::Pseudonymizer;
-use crate::traps::{RuleError, TrapEngine};
+use godel_traps::CheckError;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("traps: {0}")]
-    Rules(#[from] RuleError),
+    #[error(transparent)]
+    Check(#[from] CheckError),
     #[error(transparent)]
     Key(#[from] KeyError),
     #[error("cannot listen on {addr}: {reason}")]
@@ -61,8 +61,7 @@ pub struct Built {
 
 /// Builds a guard; every configuration mistake surfaces here, before the port opens.
 pub async fn build(config: &GuardConfig, production: bool) -> Result<Built, StartupError> {
-    config::validate(config)?;
-    let traps = TrapEngine::new(&config.traps)?;
+    let traps = godel_traps::check(config)?;
     let key = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production).await?;
     let salt = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production).await?;
     let keyring = Keyring::new(&key.secrets);
@@ -193,7 +192,6 @@ pub async fn shutdown_signal() {
 
 /// What `check-config` runs: every start-up check that does not need secrets.
 pub fn build_check(config: &GuardConfig) -> Result<(), StartupError> {
-    config::validate(config)?;
-    TrapEngine::new(&config.traps)?;
+    godel_traps::check(config)?;
     Ok(())
 }

@@ -24,7 +24,8 @@ impl Drop for Prometheus {
 
 fn start_prometheus(target: &str) -> Prometheus {
     let dir = common::temp_dir("prometheus");
-    let rules = concat!(env!("CARGO_MANIFEST_DIR"), "/../config/prometheus/godel-rules.yaml");
+    let manifest = std::env::var("CARGO_MANIFEST_DIR").unwrap_or_else(|_| env!("CARGO_MANIFEST_DIR").to_owned());
+    let rules = &format!("{manifest}/../config/prometheus/godel-rules.yaml");
     let config = dir.join("prometheus.yml");
     std::fs::write(
         &config,

@@ -1,6 +1,7 @@
 //! What must hold before the operator touches a running fleet: the guard config passes
-//! the guard's own start-up checks (the same rule loader, so a regex that would crash a
-//! pod never reaches one), and every referenced Secret exists.
+//! the guard's own start-up checks (`godel_traps::check`, the same validation and rule
+//! compiler, so a regex that would crash a pod never reaches one), and every referenced
+//! Secret exists.
 
 use godel_crds::{GuardrailPolicy, IngressController};
 
@@ -16,7 +17,7 @@ pub struct Invalid {
 /// Checks that need no API calls.
 pub fn spec(policy: &GuardrailPolicy) -> Result<(), Invalid> {
     let config = effective_guard_config(policy);
-    godel_guard::server::build_check(&config)
+    godel_traps::check(&config)
         .map_err(|e| Invalid { reason: "InvalidGuardConfig", message: format!("spec.guard: {e}") })?;
     if let Some(ingress) = &policy.spec.ingress
         && ingress.controller == IngressController::Alb

@@ -2,12 +2,16 @@
 //! generated files that must match their generator, and the real checkers
 //! (`kubectl`, `kubernetes-validate`, `promtool`, node) that `scripts/test.sh` installs.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ sits in the repository").to_owned()
+    // At run time, from cargo: a test binary reused from a clone elsewhere (a shared
+    // target directory) would otherwise look in that clone's compile-time path.
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from);
+    manifest.parent().expect("tests/ sits in the repository").to_owned()
 }
 
 /// Fails when `path` (relative to the repository) differs from `expected`; with

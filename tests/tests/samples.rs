@@ -1,11 +1,9 @@
 //! Every guard config sample in `config/guard` must load and pass the guard's start-up
 //! checks, so the README never points users at a broken file.
 
-use std::path::Path;
-
 #[test]
 fn sample_guard_configs_pass_the_guards_checks() {
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../config/guard");
+    let dir = godel_tests::repo().join("config/guard");
     let mut checked = 0;
     for entry in std::fs::read_dir(&dir).expect("config/guard exists") {
         let path = entry.unwrap().path();
@@ -17,4 +15,21 @@ fn sample_guard_configs_pass_the_guards_checks() {
         checked += 1;
     }
     assert!(checked >= 1, "no guard-config samples found in {}", dir.display());
+}
+
+/// The ConfigMap the operator renders is read by the guard's own loader and passes its
+/// start-up checks.
+#[test]
+fn the_operators_rendered_config_is_what_the_guard_loads() {
+    let policy: godel_crds::GuardrailPolicy = serde_yaml::from_str(
+        "apiVersion: guardrails.godel.dev/v1alpha1\nkind: GuardrailPolicy\nmetadata: {name: p, namespace: n}\n\
+         spec: {guard: {defaultTier: premium}, deployment: {replicas: 4}}\n",
+    )
+    .expect("policy");
+    let map = godel_operator::resources::config_map(&policy);
+    let text = map.data.as_ref().and_then(|d| d.values().next()).expect("the config file");
+    let loaded = godel_guard::config::parse(text).expect("the guard loads it");
+    assert_eq!(loaded.default_tier, "premium");
+    assert_eq!(loaded.rate_limit.replicas, 4);
+    godel_guard::server::build_check(&loaded).expect("and accepts it");
 }

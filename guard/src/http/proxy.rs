@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use super::AppState;
 use crate::engine::{Decision, InspectRequest, mask};
-use crate::traps::Finding;
+use godel_traps::Finding;
 
 /// An upstream API and the client that reaches it.
 pub struct Upstream {

@@ -28,12 +28,13 @@ mod tests {
     use crate::resources::fixtures;
 
     #[test]
-    fn rendered_config_is_what_the_guard_loads() {
+    fn rendered_config_round_trips_and_passes_the_checks() {
         let policy = fixtures::from_yaml("guard: {defaultTier: premium}\ndeployment: {replicas: 4}");
         let text = &config_map(&policy).data.unwrap()[CONFIG_FILE];
-        let loaded = godel_guard::config::parse(text).unwrap();
+        let value: serde_json::Value = serde_yaml::from_str(text).unwrap();
+        let loaded: godel_crds::GuardConfig = serde_json::from_value(value).unwrap();
         assert_eq!(loaded.default_tier, "premium");
         assert_eq!(loaded.rate_limit.replicas, 4, "the fallback divides by the fleet size");
-        godel_guard::server::build_check(&loaded).unwrap();
+        godel_traps::check(&loaded).unwrap();
     }
 }

@@ -11,7 +11,11 @@ use std::time::{Duration, Instant};
 
 /// The repository root.
 pub fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("operator/ sits in the repository").to_owned()
+    // At run time, from cargo: a test binary reused from a clone elsewhere (a shared
+    // target directory) would otherwise look in that clone's compile-time path.
+    let manifest =
+        std::env::var_os("CARGO_MANIFEST_DIR").map_or_else(|| env!("CARGO_MANIFEST_DIR").into(), PathBuf::from);
+    manifest.parent().expect("operator/ sits in the repository").to_owned()
 }
 
 pub struct Cluster {

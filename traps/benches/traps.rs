@@ -1,4 +1,4 @@
-//! Trap engine throughput. Run: `cargo bench -p godel-guard --bench traps`
+//! Trap engine throughput. Run: `cargo bench -p godel-traps --bench traps`
 //! (or `just bench`). Reports MB/s per trap and for the whole engine, over clean and
 //! dirty (secret-planted) text; see BENCHMARKS.md.
 
@@ -6,7 +6,7 @@ mod corpus;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use godel_crds::{EntropyConfig, RegexConfig, TrapsConfig, UnicodeConfig};
-use godel_guard::traps::{EntropyTrap, Finding, Prompt, RegexTrap, Trap, TrapEngine, UnicodeTrap};
+use godel_traps::{EntropyTrap, Finding, Prompt, RegexTrap, Trap, TrapEngine, UnicodeTrap};
 
 const SIZE: usize = 64 * 1024;
 

@@ -1,12 +1,32 @@
-//! The traps: pure, `Send + Sync` inspectors built once from the policy and run over
-//! every prompt. Each reports findings with byte spans into the prompt as received.
+//! Godel Guardrail's detection engine: the traps, pure `Send + Sync` inspectors built
+//! once from a policy's `traps` config and run over every prompt. Each reports findings
+//! with byte spans into the prompt as received. No I/O and no runtime: the guard runs it
+//! per request, the operator compiles it to check a policy before any pod sees it.
+//!
+//! The modules, in the order a prompt meets them:
+//!
+//! - [`prompt`]: [`Prompt`], the text as received plus its NFKC-normalised form and the
+//!   offset map that turns spans in the normalised text back into spans of the original.
+//! - [`unicode`]: [`UnicodeTrap`], invisible and bidirectional characters, tag
+//!   characters and variation-selector smuggling, on the raw text.
+//! - [`regex`]: [`RegexTrap`], the built-in rule [`packs`] (secrets, personal data,
+//!   injection phrasings) and the policy's own rules in one `RegexSet` pass; a rule that
+//!   does not compile is a [`RuleError`] naming it.
+//! - [`validators`]: checksums (Luhn, IBAN mod-97, national ids) that turn a digit-shaped
+//!   match into a finding only when it is valid.
+//! - [`entropy`]: [`EntropyTrap`], random-looking tokens (base64 and hex thresholds) with
+//!   an allow-list of harmless shapes (UUIDs, git object ids in commit context).
+//! - this file: [`TrapEngine`], which runs the enabled traps and sorts the findings, and
+//!   [`Finding`], what every trap reports.
+//!
+//! Throughput: `cargo bench -p godel-traps --bench traps` (results in BENCHMARKS.md).
 
-mod entropy;
-mod packs;
-mod prompt;
-mod regex;
-mod unicode;
-mod validators;
+pub mod entropy;
+pub mod packs;
+pub mod prompt;
+pub mod regex;
+pub mod unicode;
+pub mod validators;
 
 use std::sync::Arc;
 
@@ -42,6 +62,25 @@ pub trait Trap: Send + Sync {
 pub struct TrapEngine {
     max_prompt_bytes: usize,
     traps: Vec<Box<dyn Trap>>,
+}
+
+/// Why a guard config cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum CheckError {
+    /// A relation the types cannot express (an unknown default tier, a bad Redis URL).
+    #[error("config: {0}")]
+    Config(#[from] godel_crds::InvalidConfig),
+    /// A policy rule that does not compile, named.
+    #[error("traps: {0}")]
+    Rules(#[from] RuleError),
+}
+
+/// Every check a guard config must pass before a pod runs it: the one path the guard's
+/// start-up, `check-config` and the operator's reconcile share. Returns the compiled
+/// engine, so the guard does not compile it twice.
+pub fn check(config: &godel_crds::GuardConfig) -> Result<TrapEngine, CheckError> {
+    config.validate()?;
+    Ok(TrapEngine::new(&config.traps)?)
 }
 
 impl TrapEngine {
