@@ -99,7 +99,7 @@ pub struct Tier {
     pub burst: u32,
 }
 
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[schemars(extend("x-kubernetes-validations" = [
     {"rule": "!has(self.backend) || self.backend != 'redis' || has(self.redis)",
@@ -110,22 +110,10 @@ pub struct RateLimitConfig {
     pub backend: LimiterBackend,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redis: Option<RedisConfig>,
+    /// In `local` mode each pod divides every tier's limits by the fleet size, which is
+    /// not configuration: the operator passes it to the pods (`GODEL_FLEET_SIZE`).
     #[serde(default)]
     pub failure_mode: FailureMode,
-    /// How many guard pods share the limits. The local fallback divides each tier's
-    /// limits by it, so a fleet cut off from Redis still enforces about the global limit.
-    #[serde(default = "one")]
-    pub replicas: u32,
-}
-
-impl Default for RateLimitConfig {
-    fn default() -> Self {
-        Self { backend: LimiterBackend::default(), redis: None, failure_mode: FailureMode::default(), replicas: 1 }
-    }
-}
-
-fn one() -> u32 {
-    1
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -15,6 +15,57 @@ use crate::GuardConfig;
 /// Default image of the guard; `spec.deployment.image` overrides it.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/godel-guardrail/godel-guard:0.1.0";
 
+// The fleet's defaults, written once: the production checklist's three pods (with an
+// autoscaler too), a 30 s grace period with a 5 s preStop pause, and 70 % CPU.
+pub const DEFAULT_REPLICAS: i32 = 3;
+pub const DEFAULT_GRACE_SECONDS: i64 = 30;
+pub const DEFAULT_PRE_STOP_SECONDS: i64 = 5;
+pub const DEFAULT_CPU_TARGET: i32 = 70;
+
+impl GuardrailPolicySpec {
+    /// Pods the fleet runs when it starts: the spec's count, or the autoscaler's minimum.
+    pub fn desired_replicas(&self) -> i32 {
+        match &self.autoscaling {
+            Some(a) => a.min_replicas(),
+            None => self.deployment.replicas(),
+        }
+    }
+
+    /// The largest the fleet can grow: what the local rate-limit fallback divides by,
+    /// so a fleet cut off from Redis never exceeds the global limit.
+    pub fn max_fleet_size(&self) -> i32 {
+        match &self.autoscaling {
+            Some(a) => a.max_replicas.max(a.min_replicas()),
+            None => self.deployment.replicas(),
+        }
+        .max(1)
+    }
+}
+
+impl DeploymentSettings {
+    pub fn replicas(&self) -> i32 {
+        self.replicas.unwrap_or(DEFAULT_REPLICAS)
+    }
+
+    pub fn termination_grace_period_seconds(&self) -> i64 {
+        self.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS)
+    }
+
+    pub fn pre_stop_delay_seconds(&self) -> i64 {
+        self.pre_stop_delay_seconds.unwrap_or(DEFAULT_PRE_STOP_SECONDS)
+    }
+}
+
+impl AutoscalingSettings {
+    pub fn min_replicas(&self) -> i32 {
+        self.min_replicas.unwrap_or(DEFAULT_REPLICAS)
+    }
+
+    pub fn target_cpu_utilization_percentage(&self) -> i32 {
+        self.target_cpu_utilization_percentage.unwrap_or(DEFAULT_CPU_TARGET)
+    }
+}
+
 #[derive(CustomResource, Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "guardrails.godel.dev",
@@ -83,7 +134,7 @@ pub struct DeploymentSettings {
     {"rule": "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
 ]))]
 pub struct AutoscalingSettings {
-    /// [default: 2]
+    /// [default: 3]
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub min_replicas: Option<i32>,

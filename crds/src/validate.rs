@@ -51,9 +51,6 @@ impl GuardConfig {
         if !config.tiers.iter().any(|t| t.name == config.default_tier) {
             return invalid(format!("defaultTier `{}` is not one of the tiers", config.default_tier));
         }
-        if config.rate_limit.replicas < 1 {
-            return invalid("rateLimit.replicas must be at least 1".into());
-        }
         if config.rate_limit.backend == LimiterBackend::Redis && config.rate_limit.redis.is_none() {
             return invalid("rateLimit.backend is redis but rateLimit.redis is missing".into());
         }

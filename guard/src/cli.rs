@@ -96,4 +96,9 @@ pub struct ServeArgs {
     pub shutdown_timeout_ms: u64,
     #[arg(long, env = "GODEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
+    /// Guards sharing the limits (the operator sets it: the largest size the fleet can
+    /// reach). With Redis unreachable and `failureMode: local`, each divides every tier's
+    /// limits by it, so the fleet still enforces about the global limit.
+    #[arg(long, env = "GODEL_FLEET_SIZE", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    pub fleet_size: u32,
 }

@@ -69,6 +69,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         production: args.production,
         drain_delay: Duration::from_millis(args.drain_delay_ms.unwrap_or(if args.production { 5000 } else { 0 })),
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
+        fleet_size: args.fleet_size,
     };
     runtime()?.block_on(server::run(options, server::shutdown_signal())).map_err(|e| {
         tracing::error!(error = %e, "guard stopped");

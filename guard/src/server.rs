@@ -50,6 +50,8 @@ pub struct Options {
     pub production: bool,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
+    /// Guards sharing the limits; the local fallback divides by it.
+    pub fleet_size: u32,
 }
 
 /// A guard ready to serve, and the audit writer to join once it has stopped.
@@ -60,7 +62,7 @@ pub struct Built {
 }
 
 /// Builds a guard; every configuration mistake surfaces here, before the port opens.
-pub async fn build(config: &GuardConfig, production: bool) -> Result<Built, StartupError> {
+pub async fn build(config: &GuardConfig, production: bool, fleet_size: u32) -> Result<Built, StartupError> {
     let traps = godel_traps::check(config)?;
     let key = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production).await?;
     let salt = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production).await?;
@@ -100,8 +102,7 @@ pub async fn build(config: &GuardConfig, production: bool) -> Result<Built, Star
     metrics.prime(&tiers, backend);
     let limiter: Arc<dyn Limiter> = match (&config.rate_limit.backend, &config.rate_limit.redis) {
         (LimiterBackend::Redis, Some(redis)) => {
-            FailoverLimiter::start(redis, config.rate_limit.failure_mode, config.rate_limit.replicas, metrics.clone())
-                .await?
+            FailoverLimiter::start(redis, config.rate_limit.failure_mode, fleet_size, metrics.clone()).await?
         }
         _ => Arc::new(LocalLimiter::new()),
     };
@@ -129,7 +130,7 @@ pub async fn build(config: &GuardConfig, production: bool) -> Result<Built, Star
 /// Loads the config, builds the guard and serves until `shutdown` resolves.
 pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
     let config = config::load(options.config.as_deref())?;
-    let Built { state, body_limit, audit_writer } = build(&config, options.production).await?;
+    let Built { state, body_limit, audit_writer } = build(&config, options.production, options.fleet_size).await?;
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|e| StartupError::Listen { addr: options.listen, reason: e.to_string() })?;

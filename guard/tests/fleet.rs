@@ -11,6 +11,8 @@ use serde_json::json;
 
 const RATE: f64 = 20.0;
 const BURST: f64 = 10.0;
+/// The fleet is three guards, as the operator would tell each pod.
+const FLEET: &[&str] = &["--fleet-size", "3"];
 
 /// A fleet's policy. Every pod gets the same salt file, as a Secret mounted into each
 /// pod would give them: with per-pod salts the same user would have a different
@@ -22,7 +24,7 @@ fn policy(backend: &str, redis: Option<&RedisServer>, failure_mode: &str) -> Str
     let redis = redis.map_or(String::new(), |r| format!("  redis: {{url: \"{}\", timeoutMs: 100}}\n", r.url()));
     format!(
         "tiers:\n  - {{name: free, ratePerSecond: {RATE}, burst: {BURST}}}\n\
-         rateLimit:\n  backend: {backend}\n  failureMode: {failure_mode}\n  replicas: 3\n{redis}\
+         rateLimit:\n  backend: {backend}\n  failureMode: {failure_mode}\n{redis}\
          audit:\n  key: {{file: {{path: {}}}}}\n  salt: {{file: {{path: {}}}}}\n",
         key.display(),
         salt.display()
@@ -83,7 +85,7 @@ fn bound(elapsed: f64) -> f64 {
 async fn three_guards_on_one_redis_hold_one_limit() {
     let redis = RedisServer::start();
     let config = policy("redis", Some(&redis), "local");
-    let guards: Vec<Guard> = (0..3).map(|_| Guard::start(&config, &[])).collect();
+    let guards: Vec<Guard> = (0..3).map(|_| Guard::start(&config, FLEET)).collect();
     let tally = hammer(&guards, "split-brain-user", Duration::from_secs(3)).await;
     let limit = bound(tally.elapsed);
     assert_eq!(tally.server_errors, 0);
@@ -100,7 +102,7 @@ async fn three_guards_on_one_redis_hold_one_limit() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_guards_with_in_memory_buckets_exceed_it() {
     let config = policy("local", None, "local");
-    let guards: Vec<Guard> = (0..3).map(|_| Guard::start(&config, &[])).collect();
+    let guards: Vec<Guard> = (0..3).map(|_| Guard::start(&config, FLEET)).collect();
     let tally = hammer(&guards, "split-brain-user", Duration::from_secs(3)).await;
     let limit = bound(tally.elapsed);
     assert!(
@@ -113,7 +115,7 @@ async fn three_guards_with_in_memory_buckets_exceed_it() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_under_load_then_restarted() {
     let mut redis = RedisServer::start();
-    let guard = Guard::start(&policy("redis", Some(&redis), "local"), &[]);
+    let guard = Guard::start(&policy("redis", Some(&redis), "local"), FLEET);
     let guards = std::slice::from_ref(&guard);
     let metrics = || async { reqwest::get(guard.url("/metrics")).await.unwrap().text().await.unwrap() };
 
@@ -149,7 +151,7 @@ async fn redis_killed_under_load_then_restarted() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn closed_failure_mode_throttles_and_turns_unready() {
     let mut redis = RedisServer::start();
-    let guard = Guard::start(&policy("redis", Some(&redis), "closed"), &[]);
+    let guard = Guard::start(&policy("redis", Some(&redis), "closed"), FLEET);
     redis.kill();
     let tally = hammer(std::slice::from_ref(&guard), "closed-user", Duration::from_millis(800)).await;
     assert_eq!(tally.server_errors, 0);

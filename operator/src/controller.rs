@@ -293,7 +293,7 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
     let name = guard_name(policy);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     let live = deployments.get_opt(&name).await?;
-    let desired = live.as_ref().and_then(|d| d.spec.replicas).unwrap_or_else(|| resources::desired_replicas(policy));
+    let desired = live.as_ref().and_then(|d| d.spec.replicas).unwrap_or_else(|| policy.spec.desired_replicas());
     let live_status = live.as_ref().and_then(|d| d.status.clone()).unwrap_or_default();
     let ready = live_status.ready_replicas.unwrap_or(0);
     let updated = live_status.updated_replicas.unwrap_or(0);

@@ -5,8 +5,6 @@
 
 use godel_crds::{GuardrailPolicy, IngressController};
 
-use crate::resources::effective_guard_config;
-
 /// Why a spec cannot be applied, with the condition reason it maps to.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Invalid {
@@ -16,8 +14,7 @@ pub struct Invalid {
 
 /// Checks that need no API calls.
 pub fn spec(policy: &GuardrailPolicy) -> Result<(), Invalid> {
-    let config = effective_guard_config(policy);
-    godel_traps::check(&config)
+    godel_traps::check(&policy.spec.guard)
         .map_err(|e| Invalid { reason: "InvalidGuardConfig", message: format!("spec.guard: {e}") })?;
     if let Some(ingress) = &policy.spec.ingress
         && ingress.controller == IngressController::Alb
@@ -29,7 +26,7 @@ pub fn spec(policy: &GuardrailPolicy) -> Result<(), Invalid> {
         });
     }
     if let Some(a) = &policy.spec.autoscaling
-        && a.min_replicas.unwrap_or(2) > a.max_replicas
+        && a.min_replicas() > a.max_replicas
     {
         return Err(Invalid {
             reason: "InvalidAutoscaling",

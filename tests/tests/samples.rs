@@ -27,9 +27,9 @@ fn the_operators_rendered_config_is_what_the_guard_loads() {
     )
     .expect("policy");
     let map = godel_operator::resources::config_map(&policy);
-    let text = map.data.as_ref().and_then(|d| d.values().next()).expect("the config file");
+    let text = &map.data.as_ref().expect("data")["config.yaml"];
     let loaded = godel_guard::config::parse(text).expect("the guard loads it");
     assert_eq!(loaded.default_tier, "premium");
-    assert_eq!(loaded.rate_limit.replicas, 4);
+    assert_eq!(map.data.as_ref().expect("data")["fleet-size"], "4");
     godel_guard::server::build_check(&loaded).expect("and accepts it");
 }

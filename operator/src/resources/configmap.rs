@@ -3,21 +3,27 @@ use std::collections::BTreeMap;
 use godel_crds::GuardrailPolicy;
 use k8s_openapi::api::core::v1::ConfigMap;
 
-use super::{effective_guard_config, guard_name, metadata};
+use super::{guard_name, metadata};
 
 /// File name of the guard config inside the ConfigMap (and the pod).
 pub const CONFIG_FILE: &str = "config.yaml";
+/// Key of the fleet size, read by the pods into `GODEL_FLEET_SIZE` when they start. It is
+/// not part of the config file, so resizing the fleet does not roll it.
+pub const FLEET_SIZE_KEY: &str = "fleet-size";
 
 /// The guard config as the pods read it. JSON is YAML, and serde_json's output is
 /// deterministic, so the hash of this text changes exactly when the config does.
 pub fn render_guard_config(policy: &GuardrailPolicy) -> String {
-    serde_json::to_string_pretty(&effective_guard_config(policy)).expect("guard config always serializes")
+    serde_json::to_string_pretty(&policy.spec.guard).expect("guard config always serializes")
 }
 
 pub fn config_map(policy: &GuardrailPolicy) -> ConfigMap {
     ConfigMap {
         metadata: metadata(policy, guard_name(policy)),
-        data: Some(BTreeMap::from([(CONFIG_FILE.to_owned(), render_guard_config(policy))])),
+        data: Some(BTreeMap::from([
+            (CONFIG_FILE.to_owned(), render_guard_config(policy)),
+            (FLEET_SIZE_KEY.to_owned(), policy.spec.max_fleet_size().to_string()),
+        ])),
         ..ConfigMap::default()
     }
 }
@@ -34,7 +40,9 @@ mod tests {
         let value: serde_json::Value = serde_yaml::from_str(text).unwrap();
         let loaded: godel_crds::GuardConfig = serde_json::from_value(value).unwrap();
         assert_eq!(loaded.default_tier, "premium");
-        assert_eq!(loaded.rate_limit.replicas, 4, "the fallback divides by the fleet size");
         godel_traps::check(&loaded).unwrap();
+        assert_eq!(config_map(&policy).data.unwrap()[FLEET_SIZE_KEY], "4", "the fallback divides by the fleet size");
+        let autoscaled = fixtures::from_yaml("autoscaling: {minReplicas: 3, maxReplicas: 12}");
+        assert_eq!(config_map(&autoscaled).data.unwrap()[FLEET_SIZE_KEY], "12", "the largest the fleet can be");
     }
 }

@@ -3,15 +3,16 @@ use std::collections::BTreeMap;
 use godel_crds::{DEFAULT_IMAGE, GuardrailPolicy};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
-    Capabilities, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, HTTPGetAction, Lifecycle, LifecycleHandler,
-    PodSecurityContext, PodSpec, PodTemplateSpec, Probe, ResourceRequirements, SeccompProfile, SecretVolumeSource,
-    SecurityContext, SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
+    Capabilities, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
+    HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
+    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, SleepAction, TopologySpreadConstraint,
+    Volume, VolumeMount,
 };
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
-use super::configmap::CONFIG_FILE;
+use super::configmap::{CONFIG_FILE, FLEET_SIZE_KEY};
 use super::{
     GUARD_PORT, content_hash, guard_name, labels, metadata, render_guard_config, selector_labels, service_account,
 };
@@ -24,20 +25,9 @@ pub const SECRETS_HASH_ANNOTATION: &str = "guardrails.godel.dev/secrets-hash";
 /// webhook reads the role only when a pod is created, so a changed role must roll pods.
 pub const IDENTITY_HASH_ANNOTATION: &str = "guardrails.godel.dev/identity-hash";
 
-const DEFAULT_REPLICAS: i32 = 3;
-const DEFAULT_GRACE_SECONDS: i64 = 30;
-const DEFAULT_PRE_STOP_SECONDS: i64 = 5;
 const CONFIG_DIR: &str = "/etc/godel";
 /// The distroless "nonroot" user.
 const NONROOT: i64 = 65532;
-
-/// Pods the fleet should have: the spec's count, or the autoscaler's minimum.
-pub fn desired_replicas(policy: &GuardrailPolicy) -> i32 {
-    match &policy.spec.autoscaling {
-        Some(a) => a.min_replicas.unwrap_or(2),
-        None => policy.spec.deployment.replicas.unwrap_or(DEFAULT_REPLICAS),
-    }
-}
 
 fn default_resources() -> ResourceRequirements {
     let q = |s: &str| Quantity(s.to_owned());
@@ -54,8 +44,8 @@ fn default_resources() -> ResourceRequirements {
 /// `secrets_hash` summarizes the referenced Secrets' versions.
 pub fn deployment(policy: &GuardrailPolicy, secrets_hash: &str) -> Deployment {
     let settings = &policy.spec.deployment;
-    let grace = settings.termination_grace_period_seconds.unwrap_or(DEFAULT_GRACE_SECONDS);
-    let pre_stop = settings.pre_stop_delay_seconds.unwrap_or(DEFAULT_PRE_STOP_SECONDS);
+    let grace = settings.termination_grace_period_seconds();
+    let pre_stop = settings.pre_stop_delay_seconds();
     // After the preStop pause the endpoints are gone; keep one more second of drain
     // and leave the rest of the grace period for in-flight requests.
     let shutdown_timeout_ms = ((grace - pre_stop - 2).max(1) * 1000).to_string();
@@ -139,7 +129,21 @@ pub fn deployment(policy: &GuardrailPolicy, secrets_hash: &str) -> Deployment {
             .map(String::from)
             .to_vec(),
         ),
-        env: Some(vec![EnvVar { name: "RUST_LOG".into(), value: Some("info".into()), ..EnvVar::default() }]),
+        env: Some(vec![
+            EnvVar { name: "RUST_LOG".into(), value: Some("info".into()), ..EnvVar::default() },
+            EnvVar {
+                name: "GODEL_FLEET_SIZE".into(),
+                value_from: Some(EnvVarSource {
+                    config_map_key_ref: Some(ConfigMapKeySelector {
+                        name: guard_name(policy),
+                        key: FLEET_SIZE_KEY.into(),
+                        optional: Some(false),
+                    }),
+                    ..EnvVarSource::default()
+                }),
+                ..EnvVar::default()
+            },
+        ]),
         ports: Some(vec![ContainerPort {
             name: Some("http".into()),
             container_port: GUARD_PORT,
@@ -172,7 +176,7 @@ pub fn deployment(policy: &GuardrailPolicy, secrets_hash: &str) -> Deployment {
         spec: DeploymentSpec {
             // With an autoscaler the HPA owns the count; leaving the field out of our
             // apply keeps the two from fighting over it.
-            replicas: policy.spec.autoscaling.is_none().then(|| desired_replicas(policy)),
+            replicas: policy.spec.autoscaling.is_none().then(|| policy.spec.desired_replicas()),
             selector: LabelSelector { match_labels: Some(selector_labels(policy)), ..LabelSelector::default() },
             strategy: Some(DeploymentStrategy {
                 type_: Some("RollingUpdate".into()),
@@ -274,7 +278,7 @@ mod tests {
         assert_eq!(hash(&base), hash(&same), "an image change is not a config change");
         assert_ne!(hash(&base), hash(&changed));
         let scaled = fixtures::from_yaml("guard: {defaultTier: free}\ndeployment: {replicas: 5}");
-        assert_ne!(hash(&base), hash(&scaled), "the fallback's replica divisor is part of the config");
+        assert_eq!(hash(&base), hash(&scaled), "resizing the fleet does not roll it");
     }
 
     #[test]
@@ -302,6 +306,8 @@ mod tests {
     fn autoscaled_fleet_leaves_replicas_to_the_hpa() {
         let p = fixtures::from_yaml("autoscaling: {minReplicas: 2, maxReplicas: 10}");
         assert_eq!(deployment(&p, "none").spec.replicas, None);
-        assert_eq!(desired_replicas(&p), 2);
+        assert_eq!((p.spec.desired_replicas(), p.spec.max_fleet_size()), (2, 10));
+        let defaulted = fixtures::from_yaml("autoscaling: {maxReplicas: 10}");
+        assert_eq!(defaulted.spec.desired_replicas(), 3, "the checklist's three pods");
     }
 }

@@ -6,8 +6,6 @@ use k8s_openapi::api::autoscaling::v2::{
 
 use super::{guard_name, metadata};
 
-const DEFAULT_CPU_TARGET: i32 = 70;
-
 /// Scales on CPU (the traps are CPU-bound); `None` when autoscaling is off.
 pub fn autoscaler(policy: &GuardrailPolicy) -> Option<HorizontalPodAutoscaler> {
     let settings = policy.spec.autoscaling.as_ref()?;
@@ -19,7 +17,7 @@ pub fn autoscaler(policy: &GuardrailPolicy) -> Option<HorizontalPodAutoscaler> {
                 kind: "Deployment".into(),
                 name: guard_name(policy),
             },
-            min_replicas: Some(settings.min_replicas.unwrap_or(2)),
+            min_replicas: Some(settings.min_replicas()),
             max_replicas: settings.max_replicas,
             metrics: Some(vec![MetricSpec {
                 type_: "Resource".into(),
@@ -27,9 +25,7 @@ pub fn autoscaler(policy: &GuardrailPolicy) -> Option<HorizontalPodAutoscaler> {
                     name: "cpu".into(),
                     target: MetricTarget {
                         type_: "Utilization".into(),
-                        average_utilization: Some(
-                            settings.target_cpu_utilization_percentage.unwrap_or(DEFAULT_CPU_TARGET),
-                        ),
+                        average_utilization: Some(settings.target_cpu_utilization_percentage()),
                         ..MetricTarget::default()
                     },
                 }),
@@ -51,7 +47,7 @@ mod tests {
         assert!(autoscaler(&fixtures::from_yaml("{}")).is_none());
         let hpa = autoscaler(&fixtures::from_yaml("autoscaling: {maxReplicas: 12}")).unwrap();
         let spec = hpa.spec;
-        assert_eq!((spec.min_replicas, spec.max_replicas), (Some(2), 12));
+        assert_eq!((spec.min_replicas, spec.max_replicas), (Some(3), 12));
         let metrics = spec.metrics.unwrap();
         let target = &metrics[0].resource.as_ref().unwrap().target;
         assert_eq!(target.average_utilization, Some(70));

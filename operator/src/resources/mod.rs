@@ -13,16 +13,14 @@ mod serviceaccount;
 
 use std::collections::BTreeMap;
 
-use godel_crds::{GuardConfig, GuardrailPolicy};
+use godel_crds::GuardrailPolicy;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 pub use configmap::{config_map, render_guard_config};
 pub use dashboard::{DASHBOARD_JSON, dashboard_config_map};
-pub use deployment::{
-    CONFIG_HASH_ANNOTATION, IDENTITY_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION, deployment, desired_replicas,
-};
+pub use deployment::{CONFIG_HASH_ANNOTATION, IDENTITY_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION, deployment};
 pub use hpa::autoscaler;
 pub use ingress::ingress;
 pub use monitoring::{
@@ -107,14 +105,6 @@ pub fn all(
 /// Short content hash, for annotations that must change exactly when content does.
 pub fn content_hash(bytes: &[u8]) -> String {
     hex::encode(&Sha256::digest(bytes)[..8])
-}
-
-/// The guard config a policy's pods run: `spec.guard` with the replica count the local
-/// fallback divides by filled in from the fleet size.
-pub fn effective_guard_config(policy: &GuardrailPolicy) -> GuardConfig {
-    let mut config = policy.spec.guard.clone();
-    config.rate_limit.replicas = desired_replicas(policy).max(1) as u32;
-    config
 }
 
 #[cfg(test)]

@@ -499,15 +499,25 @@ fn rollouts(world: &World) {
     let sa = world.get(ns, "serviceaccount/roll-guard").expect("service account");
     assert_eq!(sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"], "arn:aws:iam::123456789012:role/b");
 
-    // Autoscaling on: the fleet never shrinks below its current 3 pods.
-    let autoscaled = format!("{role_b}autoscaling: {{minReplicas: 2, maxReplicas: 10}}\n");
+    // Resizing is not a config change: no new ReplicaSet, and the new pods learn the
+    // fleet size from the ConfigMap.
+    world.apply(&policy_manifest(ns, "roll", &format!("{role_b}deployment: {{replicas: 4}}\n")));
+    wait_for("the fleet size in the ConfigMap", Duration::from_secs(30), || {
+        let cm = world.get(ns, "configmap/roll-guard")?;
+        (cm["data"]["fleet-size"] == "4").then_some(())
+    });
+    world.wait_ready(ns, "roll");
+    assert_eq!(world.replica_sets(ns, "roll"), 4, "resizing rolled the pods");
+
+    // Autoscaling on: the fleet never shrinks below its current 4 pods.
+    let autoscaled = format!("{role_b}deployment: {{replicas: 4}}\nautoscaling: {{minReplicas: 2, maxReplicas: 10}}\n");
     world.apply(&policy_manifest(ns, "roll", &autoscaled));
     let started = Instant::now();
     let mut hpa_seen = false;
     while started.elapsed() < Duration::from_secs(8) {
         let d = world.get(ns, "deployment/roll-guard").expect("deployment");
         let replicas = d["spec"]["replicas"].as_i64().expect("replicas");
-        assert!(replicas >= 3, "switching autoscaling on dropped the Deployment to {replicas} replicas");
+        assert!(replicas >= 4, "switching autoscaling on dropped the Deployment to {replicas} replicas");
         hpa_seen |= world.get(ns, "hpa/roll-guard").is_some();
         std::thread::sleep(Duration::from_millis(100));
     }
