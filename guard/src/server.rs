@@ -86,20 +86,22 @@ pub async fn build(config: &GuardConfig, production: bool, fleet_size: u32) -> R
             Origin::Gcp(version) => tracing::info!(%version, "{what} read from Google Secret Manager"),
         }
     }
+    if salt.origin == Origin::Ephemeral && config.rate_limit.backend == LimiterBackend::Redis {
+        tracing::warn!(
+            "!!! rateLimit.backend is redis but the salt is ephemeral: every pod has its own buckets in Redis, \
+             so the fleet allows each user the limit once per pod. Set audit.salt to the same file on every pod !!!"
+        );
+    }
     tracing::info!(key_id = keyring.primary_id(), keys = keyring.key_ids().len(), "audit keyring ready");
     let keyring = SharedKeyring::new(keyring);
     if let Some(source) = &config.audit.key {
         let every = Duration::from_secs(config.audit.reload_seconds.max(1));
-        keys::spawn_reloader(source.clone(), every, keyring.clone(), production);
+        keys::spawn_reloader(source.clone(), every, keyring.clone(), production, salt.secrets[0].clone());
     }
 
     let metrics = Arc::new(Metrics::new());
-    let backend = match config.rate_limit.backend {
-        LimiterBackend::Local => "local",
-        LimiterBackend::Redis => "redis",
-    };
     let tiers: Vec<String> = config.tiers.iter().map(|t| t.name.clone()).collect();
-    metrics.prime(&tiers, backend);
+    metrics.prime(&tiers, (config.rate_limit.backend == LimiterBackend::Redis).then_some("redis"));
     let limiter: Arc<dyn Limiter> = match (&config.rate_limit.backend, &config.rate_limit.redis) {
         (LimiterBackend::Redis, Some(redis)) => {
             FailoverLimiter::start(redis, config.rate_limit.failure_mode, fleet_size, metrics.clone()).await?

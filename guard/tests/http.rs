@@ -179,7 +179,6 @@ async fn metrics_expose_the_contract_and_no_user_ids() {
         "godel_trap_findings_total{",
         "godel_security_debt_total ",
         "godel_health_status 1",
-        "godel_ratelimit_backend_errors_total{",
         "godel_ratelimit_fallback_active ",
         "process_cpu_seconds_total ",
         "process_resident_memory_bytes ",

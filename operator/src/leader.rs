@@ -120,8 +120,4 @@ impl LeaderElector {
             tokio::time::sleep(retry).await;
         }
     }
-
-    pub fn identity(&self) -> &str {
-        &self.identity
-    }
 }

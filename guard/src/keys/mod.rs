@@ -129,8 +129,23 @@ pub async fn load(source: Option<&KeySource>, role: KeyRole, production: bool) -
             Ok(Loaded { secrets: decode_ring(&value, role)?, origin: Origin::Env(var) })
         }
         Some(KeySource::File(file)) => {
-            let text = read_text(Path::new(&file.path), field)?;
-            Ok(Loaded { secrets: decode_ring(&text, role)?, origin: Origin::File(file.path.clone()) })
+            let bytes = Zeroizing::new(std::fs::read(&file.path).map_err(|e| KeyError::Unreadable {
+                field,
+                path: file.path.clone(),
+                reason: e.kind().to_string(),
+            })?);
+            // Text (hex or base64 lines), or the 32 raw bytes that KMS GenerateDataKey's
+            // plaintext or `head -c 32 /dev/urandom` produce.
+            let secrets = match std::str::from_utf8(&bytes) {
+                Ok(text) if !(role == KeyRole::AuditKey && bytes.len() == 32 && decode_ring(text, role).is_err()) => {
+                    decode_ring(text, role)?
+                }
+                _ => vec![checked(bytes.to_vec(), role).map_err(|_| KeyError::Malformed {
+                    field,
+                    reason: "a key file holds 64 hex digits or base64 per line, or exactly 32 raw bytes",
+                })?],
+            };
+            Ok(Loaded { secrets, origin: Origin::File(file.path.clone()) })
         }
         Some(KeySource::Kms(kms)) => {
             let blobs = read_text(Path::new(&kms.ciphertext_file), field)?;
@@ -150,11 +165,11 @@ pub async fn load(source: Option<&KeySource>, role: KeyRole, production: bool) -
 
 /// A cheap fingerprint of what a source would yield, so the reloader only decrypts
 /// (calls KMS) when something changed. `None`: no cheap way to tell (ask again).
-pub fn stamp(source: &KeySource) -> Option<[u8; 32]> {
+pub fn stamp(source: &KeySource, role: KeyRole) -> Option<[u8; 32]> {
     let bytes = match source {
         KeySource::File(f) => std::fs::read(&f.path).ok()?,
         KeySource::Kms(k) => std::fs::read(&k.ciphertext_file).ok()?,
-        KeySource::Env(e) => std::env::var(e.var.as_deref().unwrap_or("GODEL_KEY")).ok()?.into_bytes(),
+        KeySource::Env(e) => std::env::var(e.var.as_deref().unwrap_or(role.default_var())).ok()?.into_bytes(),
         KeySource::Gcp(_) => return None,
     };
     Some(Sha256::digest(Zeroizing::new(bytes)).into())
@@ -248,7 +263,30 @@ mod tests {
         assert_eq!(loaded.secrets[0].expose()[1], 0x11);
         assert!(matches!(loaded.origin, Origin::File(_)));
         assert!(!format!("{:?}", loaded.secrets[0]).contains("17"), "Debug must not show bytes");
-        assert!(stamp(&source).is_some());
+        assert!(stamp(&source, KeyRole::AuditKey).is_some());
+    }
+
+    #[tokio::test]
+    async fn a_file_of_32_raw_bytes_is_a_key_and_other_binaries_say_what_is_expected() {
+        let dir = std::env::temp_dir().join(format!("godel-raw-keys-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let raw: Vec<u8> = (0..32u8).map(|i| i.wrapping_mul(37).wrapping_add(0x80)).collect();
+        let path = dir.join("raw");
+        std::fs::write(&path, &raw).unwrap();
+        let source = KeySource::File(FileKeySource { path: path.display().to_string() });
+        let loaded = load(Some(&source), KeyRole::AuditKey, true).await.unwrap();
+        assert_eq!(loaded.secrets[0].expose(), &raw[..]);
+        std::fs::write(&path, &raw[..31]).unwrap();
+        let err = load(Some(&source), KeyRole::AuditKey, true).await.err().unwrap().to_string();
+        assert!(err.contains("exactly 32 raw bytes"), "{err}");
+    }
+
+    #[test]
+    fn an_env_source_is_stamped_from_its_roles_variable() {
+        let source = KeySource::Env(EnvKeySource { var: None });
+        // SAFETY of the test: no other test in this binary reads GODEL_SALT.
+        unsafe { std::env::set_var("GODEL_SALT", "stamp-test-salt-0123456789") };
+        assert!(stamp(&source, KeyRole::Salt).is_some());
     }
 
     #[tokio::test]

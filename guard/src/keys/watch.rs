@@ -7,19 +7,24 @@ use std::time::Duration;
 
 use godel_crds::KeySource;
 
-use super::{KeyRole, load, stamp};
+use super::{KeyError, KeyRole, Secret, load, stamp};
 use crate::audit::{Keyring, SharedKeyring};
 
-pub fn spawn_reloader(source: KeySource, every: Duration, keyring: SharedKeyring, production: bool) {
+/// `salt` is the running salt: a rotated keyring holding it is refused, as at start-up.
+pub fn spawn_reloader(source: KeySource, every: Duration, keyring: SharedKeyring, production: bool, salt: Secret) {
     tokio::spawn(async move {
-        let mut last = stamp(&source);
+        let mut last = stamp(&source, KeyRole::AuditKey);
         loop {
             tokio::time::sleep(every).await;
-            let now = stamp(&source);
+            let now = stamp(&source, KeyRole::AuditKey);
             if now.is_some() && now == last {
                 continue;
             }
             match load(Some(&source), KeyRole::AuditKey, production).await {
+                Ok(loaded) if loaded.secrets.contains(&salt) => {
+                    last = now;
+                    tracing::error!(error = %KeyError::SaltIsKey, "rotated audit key refused; keeping the current keys");
+                }
                 Ok(loaded) => {
                     last = now;
                     let ring = Keyring::new(&loaded.secrets);

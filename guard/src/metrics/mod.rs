@@ -89,13 +89,17 @@ impl Metrics {
 
     /// Creates the zero-valued series that alerts and dashboards expect to exist
     /// before the first event.
-    pub fn prime(&self, tiers: &[String], backend: &'static str) {
+    /// `shared_backend` names the limiter backend that can fail (Redis); in-memory
+    /// buckets cannot, so they get no error series.
+    pub fn prime(&self, tiers: &[String], shared_backend: Option<&'static str>) {
         for tier in tiers {
             for decision in ["allow", "block", "throttle"] {
                 self.requests.get_or_create(&RequestLabels { tier: tier.clone(), decision }).inc_by(0);
             }
         }
-        self.backend_errors.get_or_create(&BackendLabels { backend }).inc_by(0);
+        if let Some(backend) = shared_backend {
+            self.backend_errors.get_or_create(&BackendLabels { backend }).inc_by(0);
+        }
     }
 
     /// The Prometheus text exposition.
