@@ -4,6 +4,8 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
 
 use godel_crds::{Action, GuardConfig};
 use serde::{Deserialize, Serialize};
@@ -119,7 +121,16 @@ impl Guard {
         }
     }
 
+    /// Decides on one prompt, inside a span carrying the request id, the tier and the
+    /// decision (never the user id or the prompt), so every log line of the request can
+    /// be found by its id.
     pub async fn inspect(&self, request: InspectRequest) -> Result<Verdict, InspectError> {
+        let request_id = new_request_id();
+        let span = tracing::info_span!("inspect", %request_id, tier = Empty, decision = Empty);
+        self.decide(request, request_id).instrument(span).await
+    }
+
+    async fn decide(&self, request: InspectRequest, request_id: String) -> Result<Verdict, InspectError> {
         let started = Instant::now();
         let InspectRequest { user_id, tier, prompt } = request;
         if user_id.is_empty() {
@@ -130,6 +141,8 @@ impl Guard {
         }
         let tier = tier.unwrap_or_else(|| self.default_tier.clone());
         let limit = *self.tiers.get(&tier).ok_or(InspectError::UnknownTier)?;
+        // Only now: a tier name from the policy's list, not whatever the client sent.
+        Span::current().record("tier", tier.as_str());
 
         let analytical_id = self.pseudonymizer.analytical_id(&user_id);
         let audit_id = self.keyring.current().seal(&user_id);
@@ -158,7 +171,7 @@ impl Guard {
         self.metrics.requests.get_or_create(&RequestLabels { tier: tier.clone(), decision: decision.as_str() }).inc();
 
         let redacted_prompt = (decision == Decision::Allow).then(|| redact(&prompt, &findings)).flatten();
-        let request_id = new_request_id();
+        Span::current().record("decision", decision.as_str());
         self.audit
             .write(&AuditLine {
                 ts: SystemTime::now(),

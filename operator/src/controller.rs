@@ -212,7 +212,7 @@ async fn degrade(
     policies: &Api<GuardrailPolicy>,
     invalid: Invalid,
     now: Time,
-) -> Result<Action, Error> {
+) -> Result<Pass, Error> {
     let previous = policy.status.clone().unwrap_or_default();
     let degraded_before =
         previous.conditions.iter().any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == invalid.reason);
@@ -231,7 +231,13 @@ async fn degrade(
     if !degraded_before {
         publish(ctx, policy, EventType::Warning, invalid.reason, invalid.message).await;
     }
-    Ok(Action::requeue(Duration::from_secs(300)))
+    Ok(Pass { action: Action::requeue(Duration::from_secs(300)), invalid: Some(invalid.reason) })
+}
+
+/// What one pass did: when to look again, and the reason the spec could not be applied.
+pub struct Pass {
+    pub action: Action,
+    pub invalid: Option<&'static str>,
 }
 
 fn was(policy: &GuardrailPolicy, type_: &str, status: &str) -> bool {
@@ -239,7 +245,7 @@ fn was(policy: &GuardrailPolicy, type_: &str, status: &str) -> bool {
 }
 
 /// One reconcile pass for one policy.
-pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result<Action, Error> {
+pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result<Pass, Error> {
     let ns = policy.namespace().ok_or(Error::MissingNamespace)?;
     let client = &ctx.client;
     let policies: Api<GuardrailPolicy> = Api::namespaced(client.clone(), &ns);
@@ -353,23 +359,29 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
         conditions,
     };
     write_status(&policies, policy, next).await?;
-    Ok(Action::requeue(if fleet_ready { Duration::from_secs(300) } else { Duration::from_secs(15) }))
+    let action = Action::requeue(if fleet_ready { Duration::from_secs(300) } else { Duration::from_secs(15) });
+    Ok(Pass { action, invalid: None })
 }
 
 fn key(policy: &GuardrailPolicy) -> String {
     format!("{}/{}", policy.namespace().unwrap_or_default(), policy.name_any())
 }
 
+#[tracing::instrument(skip_all, fields(policy = %key(&policy), generation = policy.metadata.generation))]
 pub async fn reconcile(policy: Arc<GuardrailPolicy>, ctx: Arc<Context>) -> Result<Action, Error> {
     let started = Instant::now();
     let now = Time(k8s_openapi::jiff::Timestamp::now());
     let result = apply(&policy, &ctx, now).await;
     ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
-    ctx.metrics.count(if result.is_ok() { "ok" } else { "error" });
+    match &result {
+        Ok(Pass { invalid: None, .. }) => ctx.metrics.count("ok", ""),
+        Ok(Pass { invalid: Some(reason), .. }) => ctx.metrics.count("invalid", reason),
+        Err(e) => ctx.metrics.count("error", e.kind()),
+    }
     if result.is_ok() {
         ctx.failures.lock().unwrap_or_else(|e| e.into_inner()).remove(&key(&policy));
     }
-    result
+    result.map(|pass| pass.action)
 }
 
 /// Retries with exponential backoff per policy: 5 s, 10 s, 20 s … capped at 5 minutes.
@@ -386,6 +398,14 @@ pub fn error_policy(policy: Arc<GuardrailPolicy>, error: &Error, ctx: Arc<Contex
 pub async fn run(client: Client, ctx: Arc<Context>) {
     let controller = Controller::new(Api::<GuardrailPolicy>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
+    // /readyz turns ready once the policy cache holds the cluster's policies.
+    let (synced, policies) = (ctx.metrics.synced.clone(), store.clone());
+    tokio::spawn(async move {
+        if policies.wait_until_ready().await.is_ok() {
+            synced.store(true, std::sync::atomic::Ordering::SeqCst);
+            tracing::info!("watch caches synced");
+        }
+    });
     // Owned objects, selected by label so the caches hold only what the operator wrote:
     // a Deployment's rollout updates the status, and a deleted object is recreated by
     // the next pass. (An object edited by hand keeps our hash annotation and is left as

@@ -9,3 +9,23 @@ pub enum Error {
     #[error("a rendered object lacks apiVersion or kind")]
     MissingTypeMeta,
 }
+
+impl Error {
+    /// A short, bounded label for the reconcile metric.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Error::Kube(kube::Error::Api(status)) => match status.code {
+                401 | 403 => "forbidden",
+                404 => "not_found",
+                409 => "conflict",
+                429 => "throttled",
+                500..=599 => "server_error",
+                _ => "api_error",
+            },
+            Error::Kube(_) => "unreachable",
+            Error::Serialize(_) => "serialization",
+            Error::MissingNamespace => "no_namespace",
+            Error::MissingTypeMeta => "render",
+        }
+    }
+}

@@ -7,10 +7,15 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ResultLabels {
+    /// `ok`, `invalid` (the spec cannot be applied: status says why) or `error` (the
+    /// pass failed and is retried).
     pub result: &'static str,
+    /// The condition reason for `invalid`, the failure's kind for `error`, empty for `ok`.
+    pub reason: &'static str,
 }
 
 #[derive(Clone)]
@@ -19,24 +24,36 @@ pub struct Metrics {
     pub reconciles: Family<ResultLabels, Counter>,
     pub duration: Histogram,
     pub leader: Gauge,
+    /// Set once the leader's watch caches have synced: what `/readyz` reports.
+    pub synced: Arc<AtomicBool>,
 }
 
 impl Default for Metrics {
     fn default() -> Self {
         let mut registry = Registry::default();
         let reconciles = Family::<ResultLabels, Counter>::default();
-        registry.register("godel_operator_reconciles", "Reconciles by result (ok, invalid, error)", reconciles.clone());
+        registry.register(
+            "godel_operator_reconciles",
+            "Reconciles by result (ok, invalid, error) and reason",
+            reconciles.clone(),
+        );
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         registry.register("godel_operator_reconcile_duration_seconds", "Reconcile duration", duration.clone());
         let leader = Gauge::default();
         registry.register("godel_operator_leader", "1 while this replica holds the leader Lease", leader.clone());
-        Self { registry: Arc::new(registry), reconciles, duration, leader }
+        Self { registry: Arc::new(registry), reconciles, duration, leader, synced: Arc::default() }
     }
 }
 
 impl Metrics {
-    pub fn count(&self, result: &'static str) {
-        self.reconciles.get_or_create(&ResultLabels { result }).inc();
+    pub fn count(&self, result: &'static str, reason: &'static str) {
+        self.reconciles.get_or_create(&ResultLabels { result, reason }).inc();
+    }
+
+    /// A standby replica is ready (it is healthy and waits for the Lease); the leader is
+    /// ready once its watch caches have synced, so it reconciles from a full picture.
+    pub fn ready(&self) -> bool {
+        self.leader.get() == 0 || self.synced.load(Ordering::SeqCst)
     }
 
     pub fn encode(&self) -> Result<String, std::fmt::Error> {

@@ -266,6 +266,13 @@ async fn invalid_regex_sets_conditions_and_an_event_and_touches_nothing_else() {
     // The same invalid spec again: no new Event, no status write.
     let calls = h.reconcile(&stored).await;
     assert!(calls.is_empty(), "{calls:?}");
+    // Through the controller's entry point, the pass is counted as invalid, by reason.
+    controller::reconcile(std::sync::Arc::new(stored), h.ctx.clone()).await.expect("the pass completes");
+    let metrics = h.ctx.metrics.encode().unwrap();
+    assert!(
+        metrics.contains(r#"godel_operator_reconciles_total{result="invalid",reason="InvalidGuardConfig"} 1"#),
+        "{metrics}"
+    );
 }
 
 #[tokio::test]
