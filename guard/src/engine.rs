@@ -58,6 +58,11 @@ pub struct Verdict {
     pub findings: Vec<Finding>,
     pub rate_limit: RateLimitInfo,
     pub request_id: String,
+    /// Why a prompt was throttled: `rate_limited` (the bucket is empty, retry after
+    /// `retry_after_ms`) or `quarantined` (the user's security debt is over the
+    /// threshold; waiting for tokens will not help until it decays).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'static str>,
     /// The prompt with `redact` findings masked, present only when something was masked.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub redacted_prompt: Option<String>,
@@ -171,6 +176,11 @@ impl Guard {
         self.metrics.requests.get_or_create(&RequestLabels { tier: tier.clone(), decision: decision.as_str() }).inc();
 
         let redacted_prompt = (decision == Decision::Allow).then(|| redact(&prompt, &findings)).flatten();
+        let reason = match decision {
+            Decision::Throttle if admission.quarantined => Some("quarantined"),
+            Decision::Throttle => Some("rate_limited"),
+            _ => None,
+        };
         Span::current().record("decision", decision.as_str());
         self.audit
             .write(&AuditLine {
@@ -180,6 +190,7 @@ impl Guard {
                 audit_id: &audit_id,
                 tier: &tier,
                 decision: decision.as_str(),
+                reason,
                 findings: findings
                     .iter()
                     .map(|f| AuditFinding { trap: f.trap, rule: &f.rule, severity: f.severity })
@@ -192,6 +203,7 @@ impl Guard {
             findings,
             rate_limit: RateLimitInfo { remaining: admission.remaining, retry_after_ms: admission.retry_after_ms },
             request_id,
+            reason,
             redacted_prompt,
         })
     }

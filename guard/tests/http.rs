@@ -98,6 +98,25 @@ async fn throttled_after_the_burst() {
     assert_eq!(decisions, ["allow", "allow", "allow", "throttle"]);
     let (_, other) = inspect(&guard, json!({"user_id": "u-5", "prompt": "hi"})).await;
     assert_eq!(other["decision"], "allow", "another user has their own bucket");
+    let lines = guard.wait_audit(5);
+    assert_eq!(lines[3]["reason"], "rate_limited", "{:?}", lines[3]);
+    assert!(lines[0].get("reason").is_none(), "an allow has no throttle reason");
+}
+
+/// A user whose security debt passes the threshold is told they are quarantined, in the
+/// answer and in the audit trail, not shown an ordinary throttle.
+#[tokio::test]
+async fn a_quarantined_user_is_told_so() {
+    let guard = Guard::start(SMALL, &[]);
+    // Three critical findings: 300 points, over the default threshold of 200.
+    for _ in 0..3 {
+        let (_, body) = inspect(&guard, json!({"user_id": "u-q", "prompt": "key AKIAIOSFODNN7EXAMPLE"})).await;
+        assert_eq!(body["decision"], "block");
+    }
+    let (_, body) = inspect(&guard, json!({"user_id": "u-q", "prompt": "hi"})).await;
+    assert_eq!((body["decision"].as_str(), body["reason"].as_str()), (Some("throttle"), Some("quarantined")), "{body}");
+    let lines = guard.wait_audit(4);
+    assert_eq!(lines[3]["reason"], "quarantined");
 }
 
 #[tokio::test]

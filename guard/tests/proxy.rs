@@ -127,6 +127,16 @@ async fn allowed_blocked_throttled_and_redacted() {
         statuses.push(r.status().as_u16());
     }
     assert_eq!(statuses, [200, 200, 200, 429]);
+
+    // Three leaked keys put a user over the debt threshold: the 429 says quarantined.
+    for _ in 0..3 {
+        let r = chat(&guard, "proxy-user-5", "my key is AKIAIOSFODNN7EXAMPLE", false).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    let r = chat(&guard, "proxy-user-5", "hi", false).send().await.unwrap();
+    assert_eq!(r.status(), 429);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["type"], "guardrail_quarantined", "{body}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

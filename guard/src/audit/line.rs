@@ -14,6 +14,9 @@ pub struct AuditLine<'a> {
     pub audit_id: &'a str,
     pub tier: &'a str,
     pub decision: &'a str,
+    /// `rate_limited` or `quarantined` for a throttle.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reason: Option<&'a str>,
     pub findings: Vec<AuditFinding<'a>>,
     pub latency_ms: f64,
 }

@@ -145,8 +145,15 @@ pub async fn chat_completions(State(state): State<Arc<AppState>>, headers: Heade
     let mut response = match verdict.decision {
         Decision::Throttle => {
             let seconds = verdict.rate_limit.retry_after_ms.div_ceil(1000).max(1);
-            let mut r =
-                error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "rate limit exceeded for this user");
+            let mut r = if verdict.reason == Some("quarantined") {
+                error(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "guardrail_quarantined",
+                    "this user is quarantined by the guardrail policy after repeated violations",
+                )
+            } else {
+                error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "rate limit exceeded for this user")
+            };
             r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
             r
         }
