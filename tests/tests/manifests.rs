@@ -203,3 +203,48 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
         run("promtool", &["check", "rules", path.to_str().unwrap()]);
     }
 }
+
+/// The ClusterRole grants, for each kind the operator owns, exactly what it does with it
+/// (read, apply, watch when watched, delete when removable), and every object the
+/// operator renders is of an owned kind.
+#[test]
+fn rbac_and_rendering_follow_the_owned_kinds() {
+    use godel_operator::resources::OWNED_KINDS;
+    use std::collections::BTreeSet;
+    let objects = kustomize("operator");
+    let role = objects.iter().find(|o| o["kind"] == "ClusterRole").expect("the operator's ClusterRole");
+    let granted = |group: &str, resource: &str| -> BTreeSet<String> {
+        role["rules"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|r| {
+                r["apiGroups"].as_array().is_some_and(|g| g.iter().any(|g| g == group))
+                    && r["resources"].as_array().is_some_and(|x| x.iter().any(|x| x == resource))
+            })
+            .flat_map(|r| r["verbs"].as_array().into_iter().flatten().filter_map(|v| v.as_str().map(str::to_owned)))
+            .collect()
+    };
+    for kind in OWNED_KINDS {
+        let mut needed: BTreeSet<String> = ["get", "create", "patch"].map(String::from).into();
+        if kind.watched {
+            needed.extend(["list", "watch"].map(String::from));
+        }
+        if kind.removable {
+            needed.insert("delete".into());
+        }
+        assert_eq!(granted(kind.api_group, kind.resource), needed, "verbs on {}", kind.resource);
+    }
+    let full: GuardrailPolicy = serde_yaml::from_str(
+        "apiVersion: guardrails.godel.dev/v1alpha1\nkind: GuardrailPolicy\nmetadata: {name: p, namespace: n}\n\
+         spec: {autoscaling: {maxReplicas: 5}, ingress: {host: g.example.com, controller: nginx, requestsPerSecond: 5}}\n",
+    )
+    .expect("policy");
+    let rendered: BTreeSet<String> = godel_operator::resources::all(&full, "none", true)
+        .expect("renders")
+        .iter()
+        .map(|o| o["kind"].as_str().expect("kind").to_owned())
+        .collect();
+    let owned: BTreeSet<String> = OWNED_KINDS.iter().map(|k| k.kind.to_owned()).collect();
+    assert_eq!(rendered, owned, "what the operator renders and what it owns");
+}

@@ -70,6 +70,61 @@ fn owner_reference(policy: &GuardrailPolicy) -> Option<OwnerReference> {
     policy.controller_owner_ref(&())
 }
 
+/// A kind the operator writes, and what it needs to do with it.
+pub struct OwnedKind {
+    pub api_group: &'static str,
+    pub resource: &'static str,
+    pub kind: &'static str,
+    /// Watched (by label) so a change or deletion wakes the reconciler.
+    pub watched: bool,
+    /// Deleted when a policy stops asking for it.
+    pub removable: bool,
+}
+
+/// The kinds the operator owns, listed once: the controller's watches, the ClusterRole
+/// in `config/operator` and the objects `all` renders are checked against it by tests.
+pub const OWNED_KINDS: &[OwnedKind] = &[
+    OwnedKind { api_group: "", resource: "serviceaccounts", kind: "ServiceAccount", watched: true, removable: false },
+    OwnedKind { api_group: "", resource: "configmaps", kind: "ConfigMap", watched: true, removable: true },
+    OwnedKind { api_group: "apps", resource: "deployments", kind: "Deployment", watched: true, removable: false },
+    OwnedKind { api_group: "", resource: "services", kind: "Service", watched: true, removable: false },
+    OwnedKind {
+        api_group: "policy",
+        resource: "poddisruptionbudgets",
+        kind: "PodDisruptionBudget",
+        watched: true,
+        removable: false,
+    },
+    OwnedKind {
+        api_group: "autoscaling",
+        resource: "horizontalpodautoscalers",
+        kind: "HorizontalPodAutoscaler",
+        watched: true,
+        removable: true,
+    },
+    OwnedKind {
+        api_group: "networking.k8s.io",
+        resource: "ingresses",
+        kind: "Ingress",
+        watched: true,
+        removable: true,
+    },
+    OwnedKind {
+        api_group: "monitoring.coreos.com",
+        resource: "prometheusrules",
+        kind: "PrometheusRule",
+        watched: false,
+        removable: false,
+    },
+    OwnedKind {
+        api_group: "monitoring.coreos.com",
+        resource: "servicemonitors",
+        kind: "ServiceMonitor",
+        watched: false,
+        removable: false,
+    },
+];
+
 /// Every object a policy produces, in apply order, as JSON: what `godel-operator render`
 /// prints for review or for GitOps without the operator. Monitoring objects are
 /// included when `monitoring` says the prometheus-operator kinds exist.
