@@ -1,0 +1,108 @@
+//! The HTTP contract's cases in-process: the guard's own router driven with tower's
+//! `oneshot`, no port and no child process. Start-up, signals and real sockets stay in
+//! the black-box tests of `http.rs`.
+
+use axum::Router;
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use serde_json::{Value, json};
+use tower::ServiceExt;
+
+const SMALL: &str = "
+tiers:
+  - {name: free, ratePerSecond: 0.5, burst: 3}
+  - {name: premium, ratePerSecond: 50, burst: 100}
+traps:
+  maxPromptBytes: 1024
+";
+
+/// A development guard (ephemeral keys) with `SMALL`'s limits.
+async fn router() -> Router {
+    let config = godel_guard::config::parse(SMALL).expect("config");
+    let built = godel_guard::server::build(&config, false, 1).await.expect("the guard builds");
+    godel_guard::http::router(built.state, built.body_limit)
+}
+
+async fn call(router: &Router, request: Request<Body>) -> (StatusCode, Value) {
+    let response = router.clone().oneshot(request).await.expect("the router answers");
+    let status = response.status();
+    let bytes = axum::body::to_bytes(response.into_body(), 1 << 20).await.expect("a body");
+    (status, serde_json::from_slice(&bytes).unwrap_or(Value::Null))
+}
+
+fn post(content_type: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::post("/v1/inspect").header("content-type", content_type).body(body.into()).expect("a request")
+}
+
+#[tokio::test]
+async fn bad_input_gets_clear_json_errors_and_the_guard_keeps_serving() {
+    let router = router().await;
+    let cases: Vec<(&str, Vec<u8>, StatusCode, &str)> = vec![
+        ("application/json", vec![b'{'; 200_000], StatusCode::PAYLOAD_TOO_LARGE, "body_too_large"),
+        (
+            "text/plain",
+            br#"{"user_id":"a","prompt":"b"}"#.to_vec(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+        ),
+        ("application/json", b"{\"user_id\": \"a\", \"prompt\": ".to_vec(), StatusCode::BAD_REQUEST, "invalid_json"),
+        ("application/json", br#"{"user_id": "a"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            "application/json",
+            b"{\"user_id\": \"a\", \"prompt\": \"\xff\xfe\"}".to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_json",
+        ),
+        ("application/json", br#"{"user_id": "", "prompt": "x"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        (
+            "application/json",
+            br#"{"user_id": "a", "tier": "gold", "prompt": "x"}"#.to_vec(),
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+        ),
+        ("application/json", br#"{"user_id": 42, "prompt": "x"}"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+        ("application/json", br#"[1, 2]"#.to_vec(), StatusCode::BAD_REQUEST, "invalid_request"),
+    ];
+    for (content_type, body, status, code) in cases {
+        let shown = String::from_utf8_lossy(&body[..body.len().min(40)]).into_owned();
+        let (got, answer) = call(&router, post(content_type, body)).await;
+        assert_eq!((got, answer["error"]["code"].as_str()), (status, Some(code)), "{shown}: {answer}");
+        assert!(!answer["error"]["message"].as_str().unwrap_or_default().is_empty());
+    }
+    let (_, missing) = call(&router, post("application/json", r#"{"user_id": "a"}"#)).await;
+    assert!(missing["error"]["message"].as_str().unwrap_or_default().contains("prompt"), "{missing}");
+    let (_, tier) = call(&router, post("application/json", r#"{"user_id": "a", "tier": "gold", "prompt": "x"}"#)).await;
+    let message = tier["error"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains("tier") && !message.contains("gold"), "no user input echoed: {tier}");
+    let fine = json!({"user_id": "after", "prompt": "fine"}).to_string();
+    let (status, body) = call(&router, post("application/json", fine)).await;
+    assert_eq!((status, body["decision"].as_str()), (StatusCode::OK, Some("allow")));
+}
+
+#[tokio::test]
+async fn health_livez_and_unknown_routes() {
+    let router = router().await;
+    let get = |path: &str| Request::get(path).body(Body::empty()).expect("a request");
+    assert_eq!(call(&router, get("/health")).await.0, StatusCode::OK);
+    assert_eq!(call(&router, get("/livez")).await.0, StatusCode::OK);
+    let (status, body) = call(&router, get("/nope")).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(body["error"]["code"].is_string(), "{body}");
+}
+
+#[tokio::test]
+async fn decisions_allow_block_and_throttle() {
+    let router = router().await;
+    let ask =
+        |user: &str, prompt: &str| post("application/json", json!({"user_id": user, "prompt": prompt}).to_string());
+    let (_, allowed) = call(&router, ask("r-1", "Summarize the meeting notes, please.")).await;
+    assert_eq!((allowed["decision"].as_str(), allowed["rate_limit"]["remaining"].as_u64()), (Some("allow"), Some(2)));
+    let (_, blocked) = call(&router, ask("r-2", "My key is AKIAIOSFODNN7EXAMPLE")).await;
+    assert_eq!(blocked["decision"], "block");
+    assert_eq!(blocked["findings"][0]["rule"], "aws-access-key-id");
+    let mut last = Value::Null;
+    for _ in 0..4 {
+        last = call(&router, ask("r-3", "hi")).await.1;
+    }
+    assert_eq!((last["decision"].as_str(), last["reason"].as_str()), (Some("throttle"), Some("rate_limited")));
+}
