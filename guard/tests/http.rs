@@ -7,16 +7,8 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::time::Duration;
 
-use common::Guard;
+use common::{Guard, SMALL};
 use serde_json::{Value, json};
-
-const SMALL: &str = "
-tiers:
-  - {name: free, ratePerSecond: 0.5, burst: 3}
-  - {name: premium, ratePerSecond: 50, burst: 100}
-traps:
-  maxPromptBytes: 1024
-";
 
 async fn inspect(guard: &Guard, body: Value) -> (u16, Value) {
     let response = reqwest::Client::new().post(guard.url("/v1/inspect")).json(&body).send().await.expect("request");

@@ -8,13 +8,9 @@ use axum::http::{Request, StatusCode};
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-const SMALL: &str = "
-tiers:
-  - {name: free, ratePerSecond: 0.5, burst: 3}
-  - {name: premium, ratePerSecond: 50, burst: 100}
-traps:
-  maxPromptBytes: 1024
-";
+mod common;
+
+use common::SMALL;
 
 /// A development guard (ephemeral keys) with `SMALL`'s limits.
 async fn router() -> Router {

@@ -6,6 +6,15 @@
 pub mod peers;
 pub mod redis;
 
+/// A policy with small limits, so a test reaches the throttle in a few requests.
+pub const SMALL: &str = "
+tiers:
+  - {name: free, ratePerSecond: 0.5, burst: 3}
+  - {name: premium, ratePerSecond: 50, burst: 100}
+traps:
+  maxPromptBytes: 1024
+";
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
