@@ -33,3 +33,12 @@ fn the_operators_rendered_config_is_what_the_guard_loads() {
     assert_eq!(map.data.as_ref().expect("data")["fleet-size"], "4");
     godel_guard::server::build_check(&loaded).expect("and accepts it");
 }
+
+/// The Ingress routes exactly the guard's client-facing API, never `/metrics` or probes.
+#[test]
+fn the_ingress_routes_the_guards_api_routes() {
+    use godel_guard::http::{CHAT_COMPLETIONS, INSPECT, ROUTES};
+    let public = godel_operator::resources::PUBLIC_PATHS;
+    assert!(public.iter().all(|p| ROUTES.contains(p)), "{public:?} must be guard routes");
+    assert_eq!(public, [INSPECT, CHAT_COMPLETIONS]);
+}

@@ -55,13 +55,22 @@ pub fn body_limit(max_prompt_bytes: usize) -> usize {
     max_prompt_bytes.saturating_mul(6).saturating_add(16 * 1024)
 }
 
+pub const INSPECT: &str = "/v1/inspect";
+pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
+pub const HEALTH: &str = "/health";
+pub const LIVEZ: &str = "/livez";
+pub const METRICS: &str = "/metrics";
+/// Every route, once: the router serves these, and the latency metric labels requests
+/// by them (anything else is `other`, so scanners cannot mint series).
+pub const ROUTES: [&str; 5] = [INSPECT, CHAT_COMPLETIONS, HEALTH, LIVEZ, METRICS];
+
 pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
     Router::new()
-        .route("/v1/inspect", post(inspect::inspect))
-        .route("/v1/chat/completions", post(proxy::chat_completions))
-        .route("/health", get(health::health))
-        .route("/livez", get(health::livez))
-        .route("/metrics", get(metrics::metrics))
+        .route(INSPECT, post(inspect::inspect))
+        .route(CHAT_COMPLETIONS, post(proxy::chat_completions))
+        .route(HEALTH, get(health::health))
+        .route(LIVEZ, get(health::livez))
+        .route(METRICS, get(metrics::metrics))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(state.clone(), timing::record))

@@ -5,20 +5,14 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 
-use super::AppState;
+use super::{AppState, ROUTES};
 use crate::metrics::RouteLabels;
 
 /// Records `godel_request_duration_seconds` by route template. Unknown paths share
 /// one label so scanners cannot create series.
 pub async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let route = match request.extensions().get::<MatchedPath>().map(MatchedPath::as_str) {
-        Some("/v1/inspect") => "/v1/inspect",
-        Some("/v1/chat/completions") => "/v1/chat/completions",
-        Some("/health") => "/health",
-        Some("/livez") => "/livez",
-        Some("/metrics") => "/metrics",
-        _ => "other",
-    };
+    let matched = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
+    let route = ROUTES.into_iter().find(|route| Some(*route) == matched).unwrap_or("other");
     let started = Instant::now();
     let response = next.run(request).await;
     state.metrics.duration.get_or_create(&RouteLabels { route }).observe(started.elapsed().as_secs_f64());

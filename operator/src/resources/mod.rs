@@ -22,7 +22,7 @@ pub use configmap::{config_map, render_guard_config};
 pub use dashboard::{DASHBOARD_JSON, dashboard_config_map};
 pub use deployment::{CONFIG_HASH_ANNOTATION, IDENTITY_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION, deployment};
 pub use hpa::autoscaler;
-pub use ingress::ingress;
+pub use ingress::{PUBLIC_PATHS, ingress};
 pub use monitoring::{
     alert_groups, prometheus_rule, prometheus_rule_resource, service_monitor, service_monitor_resource,
 };
