@@ -26,7 +26,7 @@ use serde_json::json;
 use crate::context::{Context, MANAGER};
 use crate::error::Error;
 use crate::resources::{self, content_hash, guard_name};
-use crate::status::{self, DEGRADED, MONITORING, PROGRESSING, READY, Wanted};
+use crate::status::{self, DEGRADED, Fleet, PROGRESSING, READY, Wanted};
 use crate::validate::{self, Invalid};
 
 /// Annotation with the hash of what the operator last applied to an object; equal hash,
@@ -301,51 +301,16 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
     let live = deployments.get_opt(&name).await?;
     let desired = live.as_ref().and_then(|d| d.spec.replicas).unwrap_or_else(|| policy.spec.desired_replicas());
     let live_status = live.as_ref().and_then(|d| d.status.clone()).unwrap_or_default();
-    let ready = live_status.ready_replicas.unwrap_or(0);
-    let updated = live_status.updated_replicas.unwrap_or(0);
-    let observed = live_status.observed_generation >= live.as_ref().and_then(|d| d.metadata.generation);
-    let fleet_ready = observed && ready >= desired && updated >= desired;
-    let summary = format!("{ready}/{desired}");
-    let conditions = status::build(
-        vec![
-            if fleet_ready {
-                Wanted { type_: READY, status: true, reason: "FleetReady", message: format!("{summary} guards ready") }
-            } else {
-                Wanted {
-                    type_: READY,
-                    status: false,
-                    reason: "RollingOut",
-                    message: format!("{summary} guards ready, {updated} updated"),
-                }
-            },
-            Wanted {
-                type_: PROGRESSING,
-                status: !fleet_ready,
-                reason: if fleet_ready { "RolloutComplete" } else { "RollingOut" },
-                message: format!("{updated}/{desired} guards on the current spec"),
-            },
-            Wanted { type_: DEGRADED, status: false, reason: "AsExpected", message: String::new() },
-            if monitoring {
-                Wanted {
-                    type_: MONITORING,
-                    status: true,
-                    reason: "Applied",
-                    message: "PrometheusRule and ServiceMonitor applied".into(),
-                }
-            } else {
-                Wanted {
-                    type_: MONITORING,
-                    status: false,
-                    reason: "PrometheusOperatorNotInstalled",
-                    message: "monitoring.coreos.com/v1 PrometheusRule and ServiceMonitor are not served: skipped"
-                        .into(),
-                }
-            },
-        ],
-        &previous.conditions,
-        generation,
-        now,
-    );
+    let fleet = Fleet {
+        desired,
+        ready: live_status.ready_replicas.unwrap_or(0),
+        updated: live_status.updated_replicas.unwrap_or(0),
+        rollout_observed: live_status.observed_generation >= live.as_ref().and_then(|d| d.metadata.generation),
+        monitoring,
+    };
+    let fleet_ready = fleet.ready();
+    let (ready, summary) = (fleet.ready, fleet.summary());
+    let conditions = status::build(status::applied(&fleet), &previous.conditions, generation, now);
     if fleet_ready && !was(policy, READY, "True") {
         publish(ctx, policy, EventType::Normal, "FleetReady", format!("{summary} guards ready")).await;
     }

@@ -39,6 +39,71 @@ pub fn build(wanted: Vec<Wanted<'_>>, previous: &[Condition], generation: Option
         .collect()
 }
 
+/// What a pass observed of an applied policy's fleet.
+pub struct Fleet {
+    /// Pods the Deployment asks for (the autoscaler's count when there is one).
+    pub desired: i32,
+    pub ready: i32,
+    /// Pods on the current pod template.
+    pub updated: i32,
+    /// The Deployment controller has seen the latest Deployment spec.
+    pub rollout_observed: bool,
+    /// prometheus-operator's kinds are served, so their objects were applied.
+    pub monitoring: bool,
+}
+
+impl Fleet {
+    pub fn ready(&self) -> bool {
+        self.rollout_observed && self.ready >= self.desired && self.updated >= self.desired
+    }
+
+    /// `ready/desired`, the Replicas printer column.
+    pub fn summary(&self) -> String {
+        format!("{}/{}", self.ready, self.desired)
+    }
+}
+
+/// The conditions of a policy whose spec was applied, from what was observed: pure, so
+/// each case is a plain test.
+pub fn applied(fleet: &Fleet) -> Vec<Wanted<'static>> {
+    let (summary, updated, desired) = (fleet.summary(), fleet.updated, fleet.desired);
+    let ready = fleet.ready();
+    vec![
+        if ready {
+            Wanted { type_: READY, status: true, reason: "FleetReady", message: format!("{summary} guards ready") }
+        } else {
+            Wanted {
+                type_: READY,
+                status: false,
+                reason: "RollingOut",
+                message: format!("{summary} guards ready, {updated} updated"),
+            }
+        },
+        Wanted {
+            type_: PROGRESSING,
+            status: !ready,
+            reason: if ready { "RolloutComplete" } else { "RollingOut" },
+            message: format!("{updated}/{desired} guards on the current spec"),
+        },
+        Wanted { type_: DEGRADED, status: false, reason: "AsExpected", message: String::new() },
+        if fleet.monitoring {
+            Wanted {
+                type_: MONITORING,
+                status: true,
+                reason: "Applied",
+                message: "PrometheusRule and ServiceMonitor applied".into(),
+            }
+        } else {
+            Wanted {
+                type_: MONITORING,
+                status: false,
+                reason: "PrometheusOperatorNotInstalled",
+                message: "monitoring.coreos.com/v1 PrometheusRule and ServiceMonitor are not served: skipped".into(),
+            }
+        },
+    ]
+}
+
 /// `local` or `redis/<mode>`, for the Mode printer column.
 pub fn mode(policy: &GuardrailPolicy) -> String {
     let rate_limit = &policy.spec.guard.rate_limit;
@@ -67,6 +132,25 @@ mod tests {
 
     fn at(seconds: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap())
+    }
+
+    #[test]
+    fn a_fleet_is_ready_only_when_the_rollout_is_observed_and_complete() {
+        let fleet = |ready, updated, rollout_observed| Fleet {
+            desired: 3,
+            ready,
+            updated,
+            rollout_observed,
+            monitoring: false,
+        };
+        let status_of =
+            |f: &Fleet, t: &str| applied(f).into_iter().find(|w| w.type_ == t).map(|w| (w.status, w.reason));
+        assert_eq!(status_of(&fleet(3, 3, true), READY), Some((true, "FleetReady")));
+        assert_eq!(status_of(&fleet(3, 3, false), READY), Some((false, "RollingOut")), "an unobserved spec");
+        assert_eq!(status_of(&fleet(3, 2, true), PROGRESSING), Some((true, "RollingOut")), "old pods remain");
+        assert_eq!(status_of(&fleet(2, 3, true), READY), Some((false, "RollingOut")));
+        assert_eq!(status_of(&fleet(3, 3, true), MONITORING), Some((false, "PrometheusOperatorNotInstalled")));
+        assert_eq!(fleet(2, 3, true).summary(), "2/3");
     }
 
     #[test]
