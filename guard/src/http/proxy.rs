@@ -38,9 +38,60 @@ impl Upstream {
 const FORWARDED: [HeaderName; 3] = [header::AUTHORIZATION, header::ACCEPT, header::CONTENT_TYPE];
 const FORWARDED_PREFIXES: [&str; 2] = ["openai-", "anthropic-"];
 
-fn error(status: StatusCode, kind: &str, message: impl Into<String>) -> Response {
-    let body = json!({"error": {"message": message.into(), "type": kind, "code": status.as_u16()}});
-    (status, axum::Json(body)).into_response()
+/// Every answer the proxy gives instead of the upstream's, in OpenAI's error shape
+/// (`{"error": {"message", "type", "code"}}`), so OpenAI clients show it as they would
+/// the API's own.
+#[derive(Debug)]
+pub enum ProxyError {
+    NotConfigured,
+    NotJson,
+    BadRequest(String),
+    Throttled { retry_after_seconds: u64, quarantined: bool },
+    Blocked { findings: Vec<Finding> },
+    Upstream(&'static str),
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let (status, kind, message) = match &self {
+            ProxyError::NotConfigured => {
+                (StatusCode::NOT_FOUND, "not_found", "the proxy is not configured (set proxy.upstream)".to_owned())
+            }
+            ProxyError::NotJson => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                "expected `Content-Type: application/json`".to_owned(),
+            ),
+            ProxyError::BadRequest(message) => (StatusCode::BAD_REQUEST, "invalid_request_error", message.clone()),
+            ProxyError::Throttled { quarantined: true, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "guardrail_quarantined",
+                "this user is quarantined by the guardrail policy after repeated violations".to_owned(),
+            ),
+            ProxyError::Throttled { .. } => {
+                (StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "rate limit exceeded for this user".to_owned())
+            }
+            ProxyError::Blocked { findings } => {
+                let rules: Vec<&str> =
+                    findings.iter().filter(|f| f.action == Action::Block).map(|f| &*f.rule).collect();
+                (
+                    StatusCode::FORBIDDEN,
+                    "guardrail_blocked",
+                    format!("blocked by the guardrail policy: {}", rules.join(", ")),
+                )
+            }
+            ProxyError::Upstream(message) => (StatusCode::BAD_GATEWAY, "upstream_error", (*message).to_owned()),
+        };
+        let mut error = json!({"message": message, "type": kind, "code": status.as_u16()});
+        if let ProxyError::Blocked { findings } = &self {
+            error["findings"] = json!(findings);
+        }
+        let mut response = (status, axum::Json(json!({"error": error}))).into_response();
+        if let ProxyError::Throttled { retry_after_seconds, .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+        }
+        response
+    }
 }
 
 /// Where each message's text sits in the combined prompt the traps read.
@@ -99,87 +150,69 @@ fn redact(body: &mut Value, prompt: &str, segments: &[Segment], findings: &[Find
 }
 
 pub async fn chat_completions(State(state): State<Arc<AppState>>, headers: HeaderMap, bytes: Bytes) -> Response {
-    let Some(upstream) = &state.upstream else {
-        return error(StatusCode::NOT_FOUND, "not_found", "the proxy is not configured (set proxy.upstream)");
-    };
-    if !headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
-    {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "invalid_request_error",
-            "expected `Content-Type: application/json`",
-        );
-    }
-    let mut body: Value = match serde_json::from_slice(&bytes) {
-        Ok(Value::Object(map)) => Value::Object(map),
-        Ok(_) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", "the body must be a JSON object"),
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "invalid_request_error",
-                format!("body is not valid JSON at line {} column {}", e.line(), e.column()),
-            );
-        }
-    };
-    let (prompt, segments) = match collect_text(&body) {
-        Ok(collected) => collected,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", message),
-    };
-    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let Some(user_id) = header_text(&upstream.config.user_header)
-        .or_else(|| body.get("user").and_then(Value::as_str).map(str::to_owned))
-    else {
-        let message =
-            format!("the end user is unknown: send the `{}` header or the `user` field", upstream.config.user_header);
-        return error(StatusCode::BAD_REQUEST, "invalid_request_error", message);
-    };
-    let tier = header_text(&upstream.config.tier_header);
-    let verdict = match state.guard.inspect(InspectRequest { user_id, tier, prompt: prompt.clone() }).await {
-        Ok(verdict) => verdict,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_request_error", e.to_string()),
-    };
-    let request_id = HeaderValue::from_str(&verdict.request_id).ok();
-    let mut response = match verdict.decision {
-        Decision::Throttle => {
-            let seconds = verdict.rate_limit.retry_after_ms.div_ceil(1000).max(1);
-            let mut r = if verdict.reason == Some("quarantined") {
-                error(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "guardrail_quarantined",
-                    "this user is quarantined by the guardrail policy after repeated violations",
-                )
-            } else {
-                error(StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded", "rate limit exceeded for this user")
-            };
-            r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
-            r
-        }
-        Decision::Block => {
-            let rules: Vec<&str> =
-                verdict.findings.iter().filter(|f| f.action == Action::Block).map(|f| &*f.rule).collect();
-            let body = json!({"error": {
-                "message": format!("blocked by the guardrail policy: {}", rules.join(", ")),
-                "type": "guardrail_blocked",
-                "code": 403,
-                "findings": verdict.findings,
-            }});
-            (StatusCode::FORBIDDEN, axum::Json(body)).into_response()
-        }
-        Decision::Allow => {
-            redact(&mut body, &prompt, &segments, &verdict.findings);
-            forward(upstream, &headers, &body).await
-        }
-    };
-    if let Some(id) = request_id {
+    let mut request_id = None;
+    let mut response = answer(&state, &headers, &bytes, &mut request_id).await.unwrap_or_else(|e| e.into_response());
+    if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response.headers_mut().insert("x-godel-request-id", id);
     }
     response
 }
 
-async fn forward(upstream: &Upstream, headers: &HeaderMap, body: &Value) -> Response {
+/// The decision on a chat request and, if allowed, the upstream's answer; `request_id`
+/// is set once the guard has decided, so every answer after that carries it.
+async fn answer(
+    state: &AppState,
+    headers: &HeaderMap,
+    bytes: &Bytes,
+    request_id: &mut Option<String>,
+) -> Result<Response, ProxyError> {
+    let upstream = state.upstream.as_ref().ok_or(ProxyError::NotConfigured)?;
+    if !headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"))
+    {
+        return Err(ProxyError::NotJson);
+    }
+    let mut body: Value = match serde_json::from_slice(bytes) {
+        Ok(Value::Object(map)) => Value::Object(map),
+        Ok(_) => return Err(ProxyError::BadRequest("the body must be a JSON object".into())),
+        Err(e) => {
+            let at = format!("body is not valid JSON at line {} column {}", e.line(), e.column());
+            return Err(ProxyError::BadRequest(at));
+        }
+    };
+    let (prompt, segments) = collect_text(&body).map_err(|message| ProxyError::BadRequest(message.into()))?;
+    let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
+    let user_id = header_text(&upstream.config.user_header)
+        .or_else(|| body.get("user").and_then(Value::as_str).map(str::to_owned))
+        .ok_or_else(|| {
+            ProxyError::BadRequest(format!(
+                "the end user is unknown: send the `{}` header or the `user` field",
+                upstream.config.user_header
+            ))
+        })?;
+    let tier = header_text(&upstream.config.tier_header);
+    let verdict = state
+        .guard
+        .inspect(InspectRequest { user_id, tier, prompt: prompt.clone() })
+        .await
+        .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+    *request_id = Some(verdict.request_id.clone());
+    match verdict.decision {
+        Decision::Throttle => Err(ProxyError::Throttled {
+            retry_after_seconds: verdict.rate_limit.retry_after_ms.div_ceil(1000).max(1),
+            quarantined: verdict.reason == Some("quarantined"),
+        }),
+        Decision::Block => Err(ProxyError::Blocked { findings: verdict.findings }),
+        Decision::Allow => {
+            redact(&mut body, &prompt, &segments, &verdict.findings);
+            forward(upstream, headers, &body).await
+        }
+    }
+}
+
+async fn forward(upstream: &Upstream, headers: &HeaderMap, body: &Value) -> Result<Response, ProxyError> {
     let url = format!("{}/v1/chat/completions", upstream.config.upstream.trim_end_matches('/'));
     let mut request = upstream.client.post(url).json(body);
     for (name, value) in headers {
@@ -192,7 +225,7 @@ async fn forward(upstream: &Upstream, headers: &HeaderMap, body: &Value) -> Resp
         Ok(answer) => answer,
         Err(e) => {
             tracing::warn!(error = %e.without_url(), "upstream unreachable");
-            return error(StatusCode::BAD_GATEWAY, "upstream_error", "the upstream API did not answer");
+            return Err(ProxyError::Upstream("the upstream API did not answer"));
         }
     };
     let mut response = Response::builder().status(answer.status().as_u16());
@@ -203,9 +236,9 @@ async fn forward(upstream: &Upstream, headers: &HeaderMap, body: &Value) -> Resp
             response = response.header(name, value);
         }
     }
-    response.body(Body::from_stream(answer.bytes_stream())).unwrap_or_else(|_| {
-        error(StatusCode::BAD_GATEWAY, "upstream_error", "the upstream answer could not be relayed")
-    })
+    response
+        .body(Body::from_stream(answer.bytes_stream()))
+        .map_err(|_| ProxyError::Upstream("the upstream answer could not be relayed"))
 }
 
 #[cfg(test)]
