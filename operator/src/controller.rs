@@ -10,9 +10,8 @@ use futures::StreamExt;
 use godel_crds::{GuardrailPolicy, GuardrailPolicyStatus};
 use k8s_openapi::api::apps::v1::Deployment;
 use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret, Service, ServiceAccount};
+use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
-use k8s_openapi::api::policy::v1::PodDisruptionBudget;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -376,14 +375,12 @@ pub async fn run(client: Client, ctx: Arc<Context>) {
     // the next pass. (An object edited by hand keeps our hash annotation and is left as
     // it is until the policy changes: the price of an unchanged pass writing nothing.)
     let owned = || watcher::Config::default().labels("app.kubernetes.io/managed-by=godel-operator");
+    let mut controller = controller;
+    for kind in resources::OWNED_KINDS.iter().filter(|k| k.watched) {
+        let resource = kind.api_resource();
+        controller = controller.owns_with(Api::<DynamicObject>::all_with(client.clone(), &resource), resource, owned());
+    }
     controller
-        .owns(Api::<Deployment>::all(client.clone()), owned())
-        .owns(Api::<ConfigMap>::all(client.clone()), owned())
-        .owns(Api::<Service>::all(client.clone()), owned())
-        .owns(Api::<ServiceAccount>::all(client.clone()), owned())
-        .owns(Api::<PodDisruptionBudget>::all(client.clone()), owned())
-        .owns(Api::<HorizontalPodAutoscaler>::all(client.clone()), owned())
-        .owns(Api::<Ingress>::all(client.clone()), owned())
         // Secrets are watched by metadata only: thousands of Secrets cost their
         // metadata, not their data. A change to a referenced one rolls its policy's pods.
         .watches(Api::<PartialObjectMeta<Secret>>::all(client.clone()), watcher::Config::default(), move |secret| {

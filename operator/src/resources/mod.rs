@@ -73,6 +73,7 @@ fn owner_reference(policy: &GuardrailPolicy) -> Option<OwnerReference> {
 /// A kind the operator writes, and what it needs to do with it.
 pub struct OwnedKind {
     pub api_group: &'static str,
+    pub version: &'static str,
     pub resource: &'static str,
     pub kind: &'static str,
     /// Watched (by label) so a change or deletion wakes the reconciler.
@@ -81,15 +82,45 @@ pub struct OwnedKind {
     pub removable: bool,
 }
 
-/// The kinds the operator owns, listed once: the controller's watches, the ClusterRole
-/// in `config/operator` and the objects `all` renders are checked against it by tests.
+impl OwnedKind {
+    pub fn api_resource(&self) -> kube::api::ApiResource {
+        let gvk = kube::api::GroupVersionKind::gvk(self.api_group, self.version, self.kind);
+        kube::api::ApiResource::from_gvk_with_plural(&gvk, self.resource)
+    }
+}
+
+/// The kinds the operator owns, listed once: the controller watches those marked `watched`;
+/// the ClusterRole in `config/operator` and the objects `all` renders are checked
+/// against it by tests.
 pub const OWNED_KINDS: &[OwnedKind] = &[
-    OwnedKind { api_group: "", resource: "serviceaccounts", kind: "ServiceAccount", watched: true, removable: false },
-    OwnedKind { api_group: "", resource: "configmaps", kind: "ConfigMap", watched: true, removable: true },
-    OwnedKind { api_group: "apps", resource: "deployments", kind: "Deployment", watched: true, removable: false },
-    OwnedKind { api_group: "", resource: "services", kind: "Service", watched: true, removable: false },
+    OwnedKind {
+        api_group: "",
+        version: "v1",
+        resource: "serviceaccounts",
+        kind: "ServiceAccount",
+        watched: true,
+        removable: false,
+    },
+    OwnedKind {
+        api_group: "",
+        version: "v1",
+        resource: "configmaps",
+        kind: "ConfigMap",
+        watched: true,
+        removable: true,
+    },
+    OwnedKind {
+        api_group: "apps",
+        version: "v1",
+        resource: "deployments",
+        kind: "Deployment",
+        watched: true,
+        removable: false,
+    },
+    OwnedKind { api_group: "", version: "v1", resource: "services", kind: "Service", watched: true, removable: false },
     OwnedKind {
         api_group: "policy",
+        version: "v1",
         resource: "poddisruptionbudgets",
         kind: "PodDisruptionBudget",
         watched: true,
@@ -97,6 +128,7 @@ pub const OWNED_KINDS: &[OwnedKind] = &[
     },
     OwnedKind {
         api_group: "autoscaling",
+        version: "v2",
         resource: "horizontalpodautoscalers",
         kind: "HorizontalPodAutoscaler",
         watched: true,
@@ -104,6 +136,7 @@ pub const OWNED_KINDS: &[OwnedKind] = &[
     },
     OwnedKind {
         api_group: "networking.k8s.io",
+        version: "v1",
         resource: "ingresses",
         kind: "Ingress",
         watched: true,
@@ -111,6 +144,7 @@ pub const OWNED_KINDS: &[OwnedKind] = &[
     },
     OwnedKind {
         api_group: "monitoring.coreos.com",
+        version: "v1",
         resource: "prometheusrules",
         kind: "PrometheusRule",
         watched: false,
@@ -118,6 +152,7 @@ pub const OWNED_KINDS: &[OwnedKind] = &[
     },
     OwnedKind {
         api_group: "monitoring.coreos.com",
+        version: "v1",
         resource: "servicemonitors",
         kind: "ServiceMonitor",
         watched: false,
