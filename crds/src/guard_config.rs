@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 pub struct GuardConfig {
     /// Tier used when a request names none.
     #[serde(default = "default_tier_name")]
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = crate::MAX_NAME_LENGTH))]
     pub default_tier: String,
     /// Rate limits per tier; a request naming another tier is refused with 400, so
     /// clients cannot mint new metric label values.
@@ -92,7 +92,7 @@ fn default_tiers() -> Vec<Tier> {
 ]))]
 pub struct Tier {
     /// A metric label value: short, and one of a fixed list.
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = crate::MAX_NAME_LENGTH))]
     pub name: String,
     pub rate_per_second: f64,
     #[schemars(range(min = 1))]
@@ -355,7 +355,7 @@ fn default_packs() -> Vec<RulePack> {
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct RegexRule {
     /// Reported in findings and metric labels.
-    #[schemars(length(min = 1, max = 63))]
+    #[schemars(length(min = 1, max = crate::MAX_NAME_LENGTH))]
     pub name: String,
     /// Rust `regex` syntax; matching is linear-time, so no pattern can hang a pod.
     pub pattern: String,

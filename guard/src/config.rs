@@ -12,8 +12,6 @@ pub enum ConfigError {
     Unreadable { path: String, reason: String },
     #[error("config file {path} is not valid: {reason}")]
     Parse { path: String, reason: String },
-    #[error("config: {0}")]
-    Invalid(#[from] godel_crds::InvalidConfig),
 }
 
 /// Loads `path`, or the embedded defaults when there is none.

@@ -13,7 +13,7 @@ use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
 use k8s_openapi::api::core::v1::{ConfigMap, Secret};
 use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
-use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, GroupVersionKind, Patch, PatchParams};
+use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
 use kube::runtime::controller::Action;
 use kube::runtime::events::{Event, EventType};
@@ -61,9 +61,8 @@ fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Re
         .into_iter()
         .map(|value| {
             let object: DynamicObject = serde_json::from_value(value)?;
-            let types = object.types.clone().ok_or(Error::MissingTypeMeta)?;
-            let gvk = GroupVersionKind::try_from(&types).map_err(|_| Error::MissingTypeMeta)?;
-            Ok(Owned { resource: ApiResource::from_gvk(&gvk), object })
+            let kind = object.types.as_ref().and_then(|t| resources::owned_kind(&t.kind)).ok_or(Error::UnownedKind)?;
+            Ok(Owned { resource: kind.api_resource(), object })
         })
         .collect()
 }
@@ -77,7 +76,7 @@ fn absent(policy: &GuardrailPolicy) -> Vec<(ApiResource, String)> {
         gone.push((ApiResource::erase::<HorizontalPodAutoscaler>(&()), name.clone()));
     }
     if resources::dashboard_config_map(policy).is_none() {
-        gone.push((ApiResource::erase::<ConfigMap>(&()), format!("{name}-dashboard")));
+        gone.push((ApiResource::erase::<ConfigMap>(&()), resources::dashboard_name(policy)));
     }
     if resources::ingress(policy).is_none() {
         gone.push((ApiResource::erase::<Ingress>(&()), name));
@@ -127,9 +126,8 @@ fn owns_replicas(live: &DynamicObject) -> bool {
 /// owned the field alone, the API server would reset it to 1 until the HPA reacts. A
 /// second field manager first takes shared ownership at the live value, so releasing
 /// ours keeps the fleet's size and the HPA takes over from there.
-async fn hand_over_replicas(client: &Client, ns: &str, live: &DynamicObject) -> Result<(), Error> {
+async fn hand_over_replicas(api: &Api<DynamicObject>, live: &DynamicObject) -> Result<(), Error> {
     let Some(replicas) = live.data.pointer("/spec/replicas").cloned() else { return Ok(()) };
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, &ApiResource::erase::<Deployment>(&()));
     let patch = json!({"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": live.name_any()},
                        "spec": {"replicas": replicas}});
     api.patch(&live.name_any(), &PatchParams::apply(HANDOVER_MANAGER), &Patch::Apply(&patch)).await?;
@@ -279,7 +277,7 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
             && let Some(live) = live
             && owns_replicas(live)
         {
-            hand_over_replicas(client, &ns, live).await?;
+            hand_over_replicas(&owned.api(client, &ns), live).await?;
         }
         let params = PatchParams::apply(MANAGER).force();
         owned.api(client, &ns).patch(&owned.name(), &params, &Patch::Apply(&owned.object)).await?;
@@ -360,7 +358,7 @@ pub fn error_policy(policy: Arc<GuardrailPolicy>, error: &Error, ctx: Arc<Contex
 
 /// Runs the controller until SIGTERM.
 pub async fn run(client: Client, ctx: Arc<Context>) {
-    let controller = Controller::new(Api::<GuardrailPolicy>::all(client.clone()), watcher::Config::default());
+    let mut controller = Controller::new(Api::<GuardrailPolicy>::all(client.clone()), watcher::Config::default());
     let store = controller.store();
     // /readyz turns ready once the policy cache holds the cluster's policies.
     let (synced, policies) = (ctx.metrics.synced.clone(), store.clone());
@@ -375,7 +373,6 @@ pub async fn run(client: Client, ctx: Arc<Context>) {
     // the next pass. (An object edited by hand keeps our hash annotation and is left as
     // it is until the policy changes: the price of an unchanged pass writing nothing.)
     let owned = || watcher::Config::default().labels("app.kubernetes.io/managed-by=godel-operator");
-    let mut controller = controller;
     for kind in resources::OWNED_KINDS.iter().filter(|k| k.watched) {
         let resource = kind.api_resource();
         controller = controller.owns_with(Api::<DynamicObject>::all_with(client.clone(), &resource), resource, owned());

@@ -6,8 +6,8 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
     #[error("GuardrailPolicy has no namespace")]
     MissingNamespace,
-    #[error("a rendered object lacks apiVersion or kind")]
-    MissingTypeMeta,
+    #[error("a rendered object's kind is missing from resources::OWNED_KINDS")]
+    UnownedKind,
 }
 
 impl Error {
@@ -25,7 +25,7 @@ impl Error {
             Error::Kube(_) => "unreachable",
             Error::Serialize(_) => "serialization",
             Error::MissingNamespace => "no_namespace",
-            Error::MissingTypeMeta => "render",
+            Error::UnownedKind => "render",
         }
     }
 }

@@ -134,18 +134,7 @@ pub async fn load(source: Option<&KeySource>, role: KeyRole, production: bool) -
                 path: file.path.clone(),
                 reason: e.kind().to_string(),
             })?);
-            // Text (hex or base64 lines), or the 32 raw bytes that KMS GenerateDataKey's
-            // plaintext or `head -c 32 /dev/urandom` produce.
-            let secrets = match std::str::from_utf8(&bytes) {
-                Ok(text) if !(role == KeyRole::AuditKey && bytes.len() == 32 && decode_ring(text, role).is_err()) => {
-                    decode_ring(text, role)?
-                }
-                _ => vec![checked(bytes.to_vec(), role).map_err(|_| KeyError::Malformed {
-                    field,
-                    reason: "a key file holds 64 hex digits or base64 per line, or exactly 32 raw bytes",
-                })?],
-            };
-            Ok(Loaded { secrets, origin: Origin::File(file.path.clone()) })
+            Ok(Loaded { secrets: decode_payload(&bytes, role)?, origin: Origin::File(file.path.clone()) })
         }
         Some(KeySource::Kms(kms)) => {
             let blobs = read_text(Path::new(&kms.ciphertext_file), field)?;
@@ -154,11 +143,7 @@ pub async fn load(source: Option<&KeySource>, role: KeyRole, production: bool) -
         }
         Some(KeySource::Gcp(gcp)) => {
             let payload = gcp::access_secret(gcp, field).await?;
-            let secrets = match std::str::from_utf8(&payload) {
-                Ok(text) => decode_ring(text, role)?,
-                Err(_) => vec![checked(payload.to_vec(), role)?],
-            };
-            Ok(Loaded { secrets, origin: Origin::Gcp(gcp.secret_version.clone()) })
+            Ok(Loaded { secrets: decode_payload(&payload, role)?, origin: Origin::Gcp(gcp.secret_version.clone()) })
         }
     }
 }
@@ -181,6 +166,17 @@ fn read_text(path: &Path, field: &'static str) -> Result<Zeroizing<String>, KeyE
         path: path.display().to_string(),
         reason: e.kind().to_string(),
     })
+}
+
+/// A file's or secret version's content: text (a keyring of hex or base64 lines), or one
+/// secret as raw bytes, such as the 32 bytes of KMS GenerateDataKey's plaintext or of
+/// `head -c 32 /dev/urandom` (which are valid UTF-8 now and then, hence the second try).
+fn decode_payload(bytes: &[u8], role: KeyRole) -> Result<Vec<Secret>, KeyError> {
+    match std::str::from_utf8(bytes).map(|text| decode_ring(text, role)) {
+        Ok(Ok(secrets)) => Ok(secrets),
+        Ok(Err(e)) if !(role == KeyRole::AuditKey && bytes.len() == 32) => Err(e),
+        _ => Ok(vec![checked(bytes.to_vec(), role)?]),
+    }
 }
 
 /// One secret per non-empty line (`#` starts a comment line); the first is primary.
@@ -215,7 +211,7 @@ fn checked(bytes: Vec<u8>, role: KeyRole) -> Result<Secret, KeyError> {
     match role {
         KeyRole::AuditKey if bytes.len() != 32 => Err(KeyError::Malformed {
             field,
-            reason: "an AES-256 key must be 32 bytes written as 64 hex digits or base64",
+            reason: "an AES-256 key must be 32 bytes: 64 hex digits or base64 per line, or exactly 32 raw bytes",
         }),
         KeyRole::Salt if bytes.len() < 16 => {
             Err(KeyError::Malformed { field, reason: "the salt must be at least 16 bytes" })

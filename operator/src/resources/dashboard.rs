@@ -10,11 +10,16 @@ use super::{content_hash, guard_name, metadata};
 /// operator. Grafana's sidecar loads ConfigMaps labelled `grafana_dashboard: "1"`.
 pub const DASHBOARD_JSON: &str = include_str!("dashboard.json");
 
+/// Name of the dashboard ConfigMap (also what the operator deletes when it is switched off).
+pub fn dashboard_name(policy: &GuardrailPolicy) -> String {
+    format!("{}-dashboard", guard_name(policy))
+}
+
 pub fn dashboard_config_map(policy: &GuardrailPolicy) -> Option<ConfigMap> {
     if policy.spec.monitoring.dashboard == Some(false) {
         return None;
     }
-    let mut meta = metadata(policy, format!("{}-dashboard", guard_name(policy)));
+    let mut meta = metadata(policy, dashboard_name(policy));
     if let Some(labels) = meta.labels.as_mut() {
         labels.insert("grafana_dashboard".into(), "1".into());
     }

@@ -19,7 +19,7 @@ use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
 pub use configmap::{config_map, render_guard_config};
-pub use dashboard::{DASHBOARD_JSON, dashboard_config_map};
+pub use dashboard::{DASHBOARD_JSON, dashboard_config_map, dashboard_name};
 pub use deployment::{CONFIG_HASH_ANNOTATION, IDENTITY_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION, deployment};
 pub use hpa::autoscaler;
 pub use ingress::{PUBLIC_PATHS, ingress};
@@ -80,6 +80,11 @@ pub struct OwnedKind {
     pub watched: bool,
     /// Deleted when a policy stops asking for it.
     pub removable: bool,
+}
+
+/// The owned kind named `kind`.
+pub fn owned_kind(kind: &str) -> Option<&'static OwnedKind> {
+    OWNED_KINDS.iter().find(|k| k.kind == kind)
 }
 
 impl OwnedKind {
