@@ -9,9 +9,7 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use godel_crds::{GuardrailPolicy, GuardrailPolicyStatus};
 use k8s_openapi::api::apps::v1::Deployment;
-use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
-use k8s_openapi::api::core::v1::{ConfigMap, Secret};
-use k8s_openapi::api::networking::v1::Ingress;
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Time;
 use kube::api::{Api, ApiResource, DeleteParams, DynamicObject, Patch, PatchParams};
 use kube::core::PartialObjectMeta;
@@ -24,7 +22,7 @@ use serde_json::json;
 
 use crate::context::{Context, MANAGER};
 use crate::error::Error;
-use crate::resources::{self, content_hash, guard_name};
+use crate::resources::{self, Desired, Plan, content_hash, guard_name};
 use crate::status::{self, DEGRADED, Fleet, PROGRESSING, READY, Wanted};
 use crate::validate::{self, Invalid};
 
@@ -54,34 +52,19 @@ impl Owned {
     }
 }
 
-/// Every object the policy asks for, in apply order: the same list `godel-operator
-/// render` prints.
-fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Result<Vec<Owned>, Error> {
-    resources::all(policy, secrets_hash, monitoring)?
-        .into_iter()
+/// The policy's desired state, split into objects to apply (in order, as the API server
+/// will receive them) and objects to delete: the same plan `godel-operator render` prints.
+fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Result<(Plan, Vec<Owned>), Error> {
+    let plan = resources::desired(policy, secrets_hash, monitoring)?;
+    let owned = plan
+        .manifests()
         .map(|value| {
-            let object: DynamicObject = serde_json::from_value(value)?;
+            let object: DynamicObject = serde_json::from_value(value.clone())?;
             let kind = object.types.as_ref().and_then(|t| resources::owned_kind(&t.kind)).ok_or(Error::UnownedKind)?;
             Ok(Owned { resource: kind.api_resource(), object })
         })
-        .collect()
-}
-
-/// The objects a policy no longer asks for (an autoscaler, dashboard or ingress
-/// switched off), to delete.
-fn absent(policy: &GuardrailPolicy) -> Vec<(ApiResource, String)> {
-    let name = guard_name(policy);
-    let mut gone = Vec::new();
-    if resources::autoscaler(policy).is_none() {
-        gone.push((ApiResource::erase::<HorizontalPodAutoscaler>(&()), name.clone()));
-    }
-    if resources::dashboard_config_map(policy).is_none() {
-        gone.push((ApiResource::erase::<ConfigMap>(&()), resources::dashboard_name(policy)));
-    }
-    if resources::ingress(policy).is_none() {
-        gone.push((ApiResource::erase::<Ingress>(&()), name));
-    }
-    gone
+        .collect::<Result<_, Error>>()?;
+    Ok((plan, owned))
 }
 
 /// The objects whose live copy lacks the hash of what we would apply now, each stamped
@@ -259,7 +242,8 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
     };
 
     let monitoring = monitoring_available(client).await?;
-    let writes = stale(client, &ns, desired(policy, &secrets_hash, monitoring)?).await?;
+    let (plan, owned) = desired(policy, &secrets_hash, monitoring)?;
+    let writes = stale(client, &ns, owned).await?;
     // Every write is first checked by the API server (dry run), so an object it refuses
     // leaves the whole fleet as it was rather than half-applied.
     for (owned, _) in &writes {
@@ -283,9 +267,11 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
         owned.api(client, &ns).patch(&owned.name(), &params, &Patch::Apply(&owned.object)).await?;
         written.push(owned.describe());
     }
-    for (resource, name) in absent(policy) {
-        if remove(client, &ns, &resource, &name).await? {
-            written.push(format!("{} {name} (removed)", resource.kind));
+    for entry in &plan.objects {
+        if let Desired::Absent { kind, name } = entry
+            && remove(client, &ns, &kind.api_resource(), name).await?
+        {
+            written.push(format!("{} {name} (removed)", kind.kind));
         }
     }
     if !written.is_empty() {
@@ -317,7 +303,7 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
         ready_replicas: ready,
         replica_summary: Some(summary),
         mode: Some(status::mode(policy)),
-        config_hash: Some(content_hash(resources::render_guard_config(policy).as_bytes())),
+        config_hash: Some(plan.config.hash),
         conditions,
     };
     write_status(&policies, policy, next).await?;

@@ -62,7 +62,7 @@ fn operator_output() -> Vec<Value> {
         .flat_map(|policy| {
             godel_operator::validate::spec(policy)
                 .unwrap_or_else(|e| panic!("sample {:?}: {e:?}", policy.metadata.name));
-            godel_operator::resources::all(policy, "none", true).unwrap()
+            godel_operator::resources::desired(policy, "none", true).unwrap().manifests().cloned().collect::<Vec<_>>()
         })
         .collect()
 }
@@ -240,11 +240,32 @@ fn rbac_and_rendering_follow_the_owned_kinds() {
          spec: {autoscaling: {maxReplicas: 5}, ingress: {host: g.example.com, controller: nginx, requestsPerSecond: 5}}\n",
     )
     .expect("policy");
-    let rendered: BTreeSet<String> = godel_operator::resources::all(&full, "none", true)
+    let rendered: BTreeSet<String> = godel_operator::resources::desired(&full, "none", true)
         .expect("renders")
-        .iter()
+        .manifests()
         .map(|o| o["kind"].as_str().expect("kind").to_owned())
         .collect();
     let owned: BTreeSet<String> = OWNED_KINDS.iter().map(|k| k.kind.to_owned()).collect();
     assert_eq!(rendered, owned, "what the operator renders and what it owns");
+    let bare: GuardrailPolicy = serde_yaml::from_str(
+        "apiVersion: guardrails.godel.dev/v1alpha1\nkind: GuardrailPolicy\nmetadata: {name: p, namespace: n}\n\
+         spec: {monitoring: {dashboard: false}}\n",
+    )
+    .expect("policy");
+    let absent: BTreeSet<(String, bool)> = godel_operator::resources::desired(&bare, "none", true)
+        .expect("renders")
+        .objects
+        .iter()
+        .filter_map(|d| match d {
+            godel_operator::resources::Desired::Absent { kind, name } => {
+                Some((format!("{} {name}", kind.kind), kind.removable))
+            }
+            godel_operator::resources::Desired::Present(_) => None,
+        })
+        .collect();
+    let expected: BTreeSet<(String, bool)> =
+        [("HorizontalPodAutoscaler p-guard", true), ("ConfigMap p-guard-dashboard", true), ("Ingress p-guard", true)]
+            .map(|(what, removable)| (what.to_owned(), removable))
+            .into();
+    assert_eq!(absent, expected, "what a bare policy deletes, each of a kind the operator may delete");
 }

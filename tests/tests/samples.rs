@@ -26,7 +26,8 @@ fn the_operators_rendered_config_is_what_the_guard_loads() {
          spec: {guard: {defaultTier: premium}, deployment: {replicas: 4}}\n",
     )
     .expect("policy");
-    let map = godel_operator::resources::config_map(&policy);
+    let config = godel_operator::resources::GuardConfigFile::render(&policy).expect("renders");
+    let map = godel_operator::resources::config_map(&policy, &config);
     let text = &map.data.as_ref().expect("data")["config.yaml"];
     let loaded = godel_guard::config::parse(text).expect("the guard loads it");
     assert_eq!(loaded.default_tier, "premium");

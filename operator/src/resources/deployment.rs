@@ -14,7 +14,7 @@ use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
 use super::configmap::{CONFIG_FILE, FLEET_SIZE_KEY};
 use super::{
-    GUARD_PORT, content_hash, guard_name, labels, metadata, render_guard_config, selector_labels, service_account,
+    GUARD_PORT, GuardConfigFile, content_hash, guard_name, labels, metadata, selector_labels, service_account,
 };
 
 /// Pod-template annotation with the rendered config's hash: a config change rolls pods.
@@ -42,7 +42,7 @@ fn default_resources() -> ResourceRequirements {
 /// `/livez`, a preStop pause then the guard's own drain inside the grace period,
 /// non-root read-only containers, resources, and spread across zones and nodes.
 /// `secrets_hash` summarizes the referenced Secrets' versions.
-pub fn deployment(policy: &GuardrailPolicy, secrets_hash: &str) -> Deployment {
+pub fn deployment(policy: &GuardrailPolicy, config: &GuardConfigFile, secrets_hash: &str) -> Deployment {
     let settings = &policy.spec.deployment;
     let grace = settings.termination_grace_period_seconds();
     let pre_stop = settings.pre_stop_delay_seconds();
@@ -51,7 +51,7 @@ pub fn deployment(policy: &GuardrailPolicy, secrets_hash: &str) -> Deployment {
     let shutdown_timeout_ms = ((grace - pre_stop - 2).max(1) * 1000).to_string();
 
     let mut annotations = settings.pod_annotations.clone();
-    annotations.insert(CONFIG_HASH_ANNOTATION.into(), content_hash(render_guard_config(policy).as_bytes()));
+    annotations.insert(CONFIG_HASH_ANNOTATION.into(), config.hash.clone());
     annotations.insert(SECRETS_HASH_ANNOTATION.into(), secrets_hash.to_owned());
     let identity = service_account(policy).metadata.annotations.unwrap_or_default();
     annotations.insert(
@@ -226,6 +226,10 @@ mod tests {
     use super::*;
     use crate::resources::fixtures;
 
+    fn render(policy: &GuardrailPolicy, secrets_hash: &str) -> Deployment {
+        deployment(policy, &GuardConfigFile::render(policy).unwrap(), secrets_hash)
+    }
+
     fn pod(d: &Deployment) -> &PodSpec {
         d.spec.template.spec.as_ref().unwrap()
     }
@@ -236,7 +240,7 @@ mod tests {
 
     #[test]
     fn production_checklist_defaults() {
-        let d = deployment(&fixtures::from_yaml("{}"), "none");
+        let d = render(&fixtures::from_yaml("{}"), "none");
         let spec = &d.spec;
         assert_eq!(spec.replicas, Some(3));
         let pod = pod(&d);
@@ -274,7 +278,7 @@ mod tests {
         let base = fixtures::from_yaml("guard: {defaultTier: free}");
         let same = fixtures::from_yaml("guard: {defaultTier: free}\ndeployment: {image: 'example/guard:2'}");
         let changed = fixtures::from_yaml("guard: {defaultTier: premium}");
-        let hash = |p| pod_annotation(&deployment(p, "none"), CONFIG_HASH_ANNOTATION);
+        let hash = |p| pod_annotation(&render(p, "none"), CONFIG_HASH_ANNOTATION);
         assert_eq!(hash(&base), hash(&same), "an image change is not a config change");
         assert_ne!(hash(&base), hash(&changed));
         let scaled = fixtures::from_yaml("guard: {defaultTier: free}\ndeployment: {replicas: 5}");
@@ -284,19 +288,19 @@ mod tests {
     #[test]
     fn secrets_are_mounted_and_their_versions_roll_the_pods() {
         let p = fixtures::from_yaml("secrets: [{name: godel-keys, mountPath: /etc/godel/keys}]");
-        let d = deployment(&p, "abc");
+        let d = render(&p, "abc");
         let pod = pod(&d);
         let volume = pod.volumes.as_ref().unwrap().iter().find(|v| v.secret.is_some()).unwrap();
         assert_eq!(volume.secret.as_ref().unwrap().secret_name.as_deref(), Some("godel-keys"));
         assert_ne!(
             pod_annotation(&d, SECRETS_HASH_ANNOTATION),
-            pod_annotation(&deployment(&p, "abd"), SECRETS_HASH_ANNOTATION)
+            pod_annotation(&render(&p, "abd"), SECRETS_HASH_ANNOTATION)
         );
     }
 
     #[test]
     fn a_changed_iam_role_rolls_the_pods() {
-        let hash = |yaml| pod_annotation(&deployment(&fixtures::from_yaml(yaml), "none"), IDENTITY_HASH_ANNOTATION);
+        let hash = |yaml| pod_annotation(&render(&fixtures::from_yaml(yaml), "none"), IDENTITY_HASH_ANNOTATION);
         let one = hash("serviceAccount: {roleArn: 'arn:aws:iam::1:role/a'}");
         assert_ne!(one, hash("serviceAccount: {roleArn: 'arn:aws:iam::1:role/b'}"));
         assert_eq!(one, hash("serviceAccount: {roleArn: 'arn:aws:iam::1:role/a'}\ndeployment: {replicas: 4}"));
@@ -305,7 +309,7 @@ mod tests {
     #[test]
     fn autoscaled_fleet_leaves_replicas_to_the_hpa() {
         let p = fixtures::from_yaml("autoscaling: {minReplicas: 2, maxReplicas: 10}");
-        assert_eq!(deployment(&p, "none").spec.replicas, None);
+        assert_eq!(render(&p, "none").spec.replicas, None);
         assert_eq!((p.spec.desired_replicas(), p.spec.max_fleet_size()), (2, 10));
         let defaulted = fixtures::from_yaml("autoscaling: {maxReplicas: 10}");
         assert_eq!(defaulted.spec.desired_replicas(), 3, "the checklist's three pods");

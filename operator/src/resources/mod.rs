@@ -18,7 +18,7 @@ use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference}
 use kube::{Resource, ResourceExt};
 use sha2::{Digest, Sha256};
 
-pub use configmap::{config_map, render_guard_config};
+pub use configmap::config_map;
 pub use dashboard::{DASHBOARD_JSON, dashboard_config_map, dashboard_name};
 pub use deployment::{CONFIG_HASH_ANNOTATION, IDENTITY_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION, deployment};
 pub use hpa::autoscaler;
@@ -95,7 +95,7 @@ impl OwnedKind {
 }
 
 /// The kinds the operator owns, listed once: the controller watches those marked `watched`;
-/// the ClusterRole in `config/operator` and the objects `all` renders are checked
+/// the ClusterRole in `config/operator` and the objects `desired` renders are checked
 /// against it by tests.
 pub const OWNED_KINDS: &[OwnedKind] = &[
     OwnedKind {
@@ -165,36 +165,77 @@ pub const OWNED_KINDS: &[OwnedKind] = &[
     },
 ];
 
-/// Every object a policy produces, in apply order, as JSON: what `godel-operator render`
-/// prints for review or for GitOps without the operator. Monitoring objects are
-/// included when `monitoring` says the prometheus-operator kinds exist.
-pub fn all(
-    policy: &GuardrailPolicy,
-    secrets_hash: &str,
-    monitoring: bool,
-) -> Result<Vec<serde_json::Value>, serde_json::Error> {
+/// The guard config file as the pods read it, rendered once per pass: the ConfigMap
+/// carries the text, the pod template and the policy's status carry its hash.
+pub struct GuardConfigFile {
+    pub text: String,
+    pub hash: String,
+}
+
+impl GuardConfigFile {
+    /// JSON is YAML, and serde_json's output is deterministic, so the hash changes exactly
+    /// when the config does.
+    pub fn render(policy: &GuardrailPolicy) -> Result<Self, serde_json::Error> {
+        let text = serde_json::to_string_pretty(&policy.spec.guard)?;
+        let hash = content_hash(text.as_bytes());
+        Ok(Self { text, hash })
+    }
+}
+
+/// One entry of the desired state: an object to apply, or one the policy no longer asks
+/// for, to delete if it exists.
+pub enum Desired {
+    Present(serde_json::Value),
+    Absent { kind: &'static OwnedKind, name: String },
+}
+
+/// The whole desired state of one policy, computed without I/O: what a reconcile pass
+/// applies and deletes, and what `godel-operator render` prints.
+pub struct Plan {
+    pub config: GuardConfigFile,
+    /// In apply order.
+    pub objects: Vec<Desired>,
+}
+
+impl Plan {
+    /// The objects to apply, in order.
+    pub fn manifests(&self) -> impl Iterator<Item = &serde_json::Value> {
+        self.objects.iter().filter_map(|d| match d {
+            Desired::Present(value) => Some(value),
+            Desired::Absent { .. } => None,
+        })
+    }
+}
+
+/// The desired state of a policy. `secrets_hash` summarises the referenced Secrets'
+/// versions; monitoring objects are included when `monitoring` says the
+/// prometheus-operator kinds exist (they are never deleted: the kinds may come back).
+pub fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Result<Plan, serde_json::Error> {
     use serde_json::to_value;
+    let config = GuardConfigFile::render(policy)?;
     let mut objects = vec![
-        to_value(service_account(policy))?,
-        to_value(config_map(policy))?,
-        to_value(deployment(policy, secrets_hash))?,
-        to_value(service(policy))?,
-        to_value(disruption_budget(policy))?,
+        Desired::Present(to_value(service_account(policy))?),
+        Desired::Present(to_value(config_map(policy, &config))?),
+        Desired::Present(to_value(deployment(policy, &config, secrets_hash))?),
+        Desired::Present(to_value(service(policy))?),
+        Desired::Present(to_value(disruption_budget(policy))?),
     ];
-    if let Some(hpa) = autoscaler(policy) {
-        objects.push(to_value(hpa)?);
-    }
-    if let Some(dashboard) = dashboard_config_map(policy) {
-        objects.push(to_value(dashboard)?);
-    }
-    if let Some(ingress) = ingress(policy) {
-        objects.push(to_value(ingress)?);
-    }
+    let name = guard_name(policy);
+    objects.push(optional(autoscaler(policy), "HorizontalPodAutoscaler", name.clone())?);
+    objects.push(optional(dashboard_config_map(policy), "ConfigMap", dashboard_name(policy))?);
+    objects.push(optional(ingress(policy), "Ingress", name)?);
     if monitoring {
-        objects.push(to_value(prometheus_rule(policy))?);
-        objects.push(to_value(service_monitor(policy))?);
+        objects.push(Desired::Present(to_value(prometheus_rule(policy))?));
+        objects.push(Desired::Present(to_value(service_monitor(policy))?));
     }
-    Ok(objects)
+    Ok(Plan { config, objects })
+}
+
+fn optional<T: serde::Serialize>(object: Option<T>, kind: &str, name: String) -> Result<Desired, serde_json::Error> {
+    Ok(match object {
+        Some(object) => Desired::Present(serde_json::to_value(object)?),
+        None => Desired::Absent { kind: owned_kind(kind).expect("every optional kind is in OWNED_KINDS"), name },
+    })
 }
 
 /// Short content hash, for annotations that must change exactly when content does.
