@@ -8,7 +8,6 @@ use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
 use godel_crds::{Action, GuardConfig};
-use serde::{Deserialize, Serialize};
 
 use crate::audit::{AuditFinding, AuditLine, AuditSink, SharedKeyring};
 use crate::limiter::{Admission, BucketLimit, DebtPolicy, Limiter};
@@ -19,53 +18,71 @@ use godel_traps::{Finding, TrapEngine};
 /// Longest accepted user id, in bytes: ids are references, not documents.
 pub const MAX_USER_ID_BYTES: usize = 512;
 
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct InspectRequest {
-    pub user_id: String,
-    #[serde(default)]
-    pub tier: Option<String>,
-    pub prompt: String,
+/// One prompt to judge, borrowed from whatever the transport parsed. No `Debug`: it holds
+/// the raw user id, which must never reach a log.
+#[derive(Clone, Copy)]
+pub struct Subject<'a> {
+    pub user_id: &'a str,
+    /// `None` for the policy's default tier.
+    pub tier: Option<&'a str>,
+    pub prompt: &'a str,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     Allow,
     Block,
-    Throttle,
+    Throttle(Throttle),
+}
+
+/// Why a prompt was throttled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Throttle {
+    /// The bucket is empty; tokens come back after `retry_after_ms`.
+    RateLimited,
+    /// The user's security debt is over the threshold; waiting for tokens will not help
+    /// until it decays.
+    Quarantined,
 }
 
 impl Decision {
+    /// The name in the API, the audit line and the `decision` metric label.
     pub fn as_str(self) -> &'static str {
         match self {
             Decision::Allow => "allow",
             Decision::Block => "block",
-            Decision::Throttle => "throttle",
+            Decision::Throttle(_) => "throttle",
+        }
+    }
+
+    /// The throttle's reason as the API and the audit line name it.
+    pub fn reason(self) -> Option<&'static str> {
+        match self {
+            Decision::Throttle(Throttle::RateLimited) => Some("rate_limited"),
+            Decision::Throttle(Throttle::Quarantined) => Some("quarantined"),
+            Decision::Allow | Decision::Block => None,
         }
     }
 }
 
-#[derive(Debug, Serialize)]
-pub struct RateLimitInfo {
+/// What the engine decided about one prompt. It is the engine's answer, not a wire type:
+/// `/v1/inspect` and the proxy each render it in their own format.
+#[derive(Debug)]
+pub struct Outcome {
+    pub request_id: String,
+    pub decision: Decision,
+    pub findings: Vec<Finding>,
+    /// Tokens left in the user's bucket.
     pub remaining: u64,
     pub retry_after_ms: u64,
 }
 
-#[derive(Debug, Serialize)]
-pub struct Verdict {
-    pub decision: Decision,
-    pub findings: Vec<Finding>,
-    pub rate_limit: RateLimitInfo,
-    pub request_id: String,
-    /// Why a prompt was throttled: `rate_limited` (the bucket is empty, retry after
-    /// `retry_after_ms`) or `quarantined` (the user's security debt is over the
-    /// threshold; waiting for tokens will not help until it decays).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'static str>,
-    /// The prompt with `redact` findings masked, present only when something was masked.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub redacted_prompt: Option<String>,
+impl Outcome {
+    /// `prompt` with its `redact` findings masked: `Some` only for an allowed prompt in
+    /// which something was masked.
+    pub fn redacted(&self, prompt: &str) -> Option<String> {
+        (self.decision == Decision::Allow).then(|| redact(prompt, &self.findings)).flatten()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -129,38 +146,39 @@ impl Guard {
     /// Decides on one prompt, inside a span carrying the request id, the tier and the
     /// decision (never the user id or the prompt), so every log line of the request can
     /// be found by its id.
-    pub async fn inspect(&self, request: InspectRequest) -> Result<Verdict, InspectError> {
+    pub async fn inspect(&self, subject: Subject<'_>) -> Result<Outcome, InspectError> {
         let request_id = new_request_id();
         let span = tracing::info_span!("inspect", %request_id, tier = Empty, decision = Empty);
-        self.decide(request, request_id).instrument(span).await
+        self.decide(subject, request_id).instrument(span).await
     }
 
-    async fn decide(&self, request: InspectRequest, request_id: String) -> Result<Verdict, InspectError> {
+    async fn decide(&self, subject: Subject<'_>, request_id: String) -> Result<Outcome, InspectError> {
         let started = Instant::now();
-        let InspectRequest { user_id, tier, prompt } = request;
+        let Subject { user_id, tier, prompt } = subject;
         if user_id.is_empty() {
             return Err(InspectError::EmptyUserId);
         }
         if user_id.len() > MAX_USER_ID_BYTES {
             return Err(InspectError::UserIdTooLong);
         }
-        let tier = tier.unwrap_or_else(|| self.default_tier.clone());
-        let limit = *self.tiers.get(&tier).ok_or(InspectError::UnknownTier)?;
+        let tier = tier.unwrap_or(&self.default_tier);
+        let limit = *self.tiers.get(tier).ok_or(InspectError::UnknownTier)?;
         // Only now: a tier name from the policy's list, not whatever the client sent.
-        Span::current().record("tier", tier.as_str());
+        Span::current().record("tier", tier);
 
-        let analytical_id = self.pseudonymizer.analytical_id(&user_id);
-        let audit_id = self.keyring.current().seal(&user_id);
-        drop(user_id);
+        let analytical_id = self.pseudonymizer.analytical_id(user_id);
+        let audit_id = self.keyring.current().seal(user_id);
         let bucket = format!("{tier}:{analytical_id}");
 
         let admission = self.admit(&bucket, limit).await;
         let (decision, findings) = if admission.allowed {
-            let findings = self.traps.inspect(&prompt);
+            let findings = self.traps.inspect(prompt);
             let blocked = findings.iter().any(|f| f.action == Action::Block);
             (if blocked { Decision::Block } else { Decision::Allow }, findings)
+        } else if admission.quarantined {
+            (Decision::Throttle(Throttle::Quarantined), Vec::new())
         } else {
-            (Decision::Throttle, Vec::new())
+            (Decision::Throttle(Throttle::RateLimited), Vec::new())
         };
 
         let points: u64 = findings.iter().map(|f| f.severity.points()).sum();
@@ -173,14 +191,10 @@ impl Guard {
         for f in &findings {
             self.metrics.findings.get_or_create(&FindingLabels { trap: f.trap, severity: f.severity.as_str() }).inc();
         }
-        self.metrics.requests.get_or_create(&RequestLabels { tier: tier.clone(), decision: decision.as_str() }).inc();
-
-        let redacted_prompt = (decision == Decision::Allow).then(|| redact(&prompt, &findings)).flatten();
-        let reason = match decision {
-            Decision::Throttle if admission.quarantined => Some("quarantined"),
-            Decision::Throttle => Some("rate_limited"),
-            _ => None,
-        };
+        self.metrics
+            .requests
+            .get_or_create(&RequestLabels { tier: tier.to_owned(), decision: decision.as_str() })
+            .inc();
         Span::current().record("decision", decision.as_str());
         self.audit
             .write(&AuditLine {
@@ -188,9 +202,9 @@ impl Guard {
                 request_id: &request_id,
                 analytical_id: &analytical_id,
                 audit_id: &audit_id,
-                tier: &tier,
+                tier,
                 decision: decision.as_str(),
-                reason,
+                reason: decision.reason(),
                 findings: findings
                     .iter()
                     .map(|f| AuditFinding { trap: f.trap, rule: &f.rule, severity: f.severity })
@@ -198,13 +212,12 @@ impl Guard {
                 latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             })
             .await;
-        Ok(Verdict {
+        Ok(Outcome {
+            request_id,
             decision,
             findings,
-            rate_limit: RateLimitInfo { remaining: admission.remaining, retry_after_ms: admission.retry_after_ms },
-            request_id,
-            reason,
-            redacted_prompt,
+            remaining: admission.remaining,
+            retry_after_ms: admission.retry_after_ms,
         })
     }
 

@@ -62,7 +62,13 @@ pub struct Built {
 }
 
 /// Builds a guard; every configuration mistake surfaces here, before the port opens.
-pub async fn build(config: &GuardConfig, production: bool, fleet_size: u32) -> Result<Built, StartupError> {
+/// Audit lines go to `audit_out` (stdout in the binary, a buffer in tests).
+pub async fn build(
+    config: &GuardConfig,
+    production: bool,
+    fleet_size: u32,
+    audit_out: Box<dyn std::io::Write + Send>,
+) -> Result<Built, StartupError> {
     let traps = godel_traps::check(config)?;
     let key = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production).await?;
     let salt = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production).await?;
@@ -108,7 +114,7 @@ pub async fn build(config: &GuardConfig, production: bool, fleet_size: u32) -> R
         }
         _ => Arc::new(LocalLimiter::new()),
     };
-    let (audit, audit_writer) = AuditSink::start(std::io::stdout()).map_err(StartupError::Audit)?;
+    let (audit, audit_writer) = AuditSink::start(audit_out).map_err(StartupError::Audit)?;
     let guard = Guard::new(
         config,
         GuardParts {
@@ -132,7 +138,8 @@ pub async fn build(config: &GuardConfig, production: bool, fleet_size: u32) -> R
 /// Loads the config, builds the guard and serves until `shutdown` resolves.
 pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
     let config = config::load(options.config.as_deref())?;
-    let Built { state, body_limit, audit_writer } = build(&config, options.production, options.fleet_size).await?;
+    let Built { state, body_limit, audit_writer } =
+        build(&config, options.production, options.fleet_size, Box::new(std::io::stdout())).await?;
     let listener = TcpListener::bind(options.listen)
         .await
         .map_err(|e| StartupError::Listen { addr: options.listen, reason: e.to_string() })?;

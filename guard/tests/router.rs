@@ -10,13 +10,18 @@ use tower::ServiceExt;
 
 mod common;
 
-use common::SMALL;
+use common::{Captured, SMALL};
 
-/// A development guard (ephemeral keys) with `SMALL`'s limits.
-async fn router() -> Router {
+/// A development guard (ephemeral keys) with `SMALL`'s limits; its audit trail.
+async fn guard() -> (Router, Captured) {
     let config = godel_guard::config::parse(SMALL).expect("config");
-    let built = godel_guard::server::build(&config, false, 1).await.expect("the guard builds");
-    godel_guard::http::router(built.state, built.body_limit)
+    let audit = Captured::default();
+    let built = godel_guard::server::build(&config, false, 1, Box::new(audit.clone())).await.expect("the guard builds");
+    (godel_guard::http::router(built.state, built.body_limit), audit)
+}
+
+async fn router() -> Router {
+    guard().await.0
 }
 
 async fn call(router: &Router, request: Request<Body>) -> (StatusCode, Value) {
@@ -88,7 +93,7 @@ async fn health_livez_and_unknown_routes() {
 
 #[tokio::test]
 async fn decisions_allow_block_and_throttle() {
-    let router = router().await;
+    let (router, audit) = guard().await;
     let ask =
         |user: &str, prompt: &str| post("application/json", json!({"user_id": user, "prompt": prompt}).to_string());
     let (_, allowed) = call(&router, ask("r-1", "Summarize the meeting notes, please.")).await;
@@ -101,4 +106,10 @@ async fn decisions_allow_block_and_throttle() {
         last = call(&router, ask("r-3", "hi")).await.1;
     }
     assert_eq!((last["decision"].as_str(), last["reason"].as_str()), (Some("throttle"), Some("rate_limited")));
+    let lines = audit.lines(6);
+    let decisions: Vec<&str> = lines.iter().map(|l| l["decision"].as_str().expect("a decision")).collect();
+    assert_eq!(decisions, ["allow", "block", "allow", "allow", "allow", "throttle"]);
+    assert_eq!(lines[5]["reason"], "rate_limited");
+    assert_eq!(lines[1]["request_id"], blocked["request_id"], "the answer and the audit line share the id");
+    assert!(!audit.text().contains("r-2"), "no raw user id in the trail");
 }

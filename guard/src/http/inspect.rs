@@ -1,16 +1,61 @@
+//! `POST /v1/inspect`: the engine's outcome in the guard's own JSON (DESIGN.md, HTTP API).
+
 use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use axum::extract::rejection::JsonRejection;
+use axum::response::{IntoResponse, Response};
+use godel_traps::Finding;
+use serde::{Deserialize, Serialize};
 
 use super::{ApiError, AppState};
-use crate::engine::{InspectRequest, Verdict};
+use crate::engine::Subject;
+
+/// No `Debug`: it holds the raw user id.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct InspectRequest {
+    user_id: String,
+    #[serde(default)]
+    tier: Option<String>,
+    prompt: String,
+}
+
+#[derive(Serialize)]
+struct Verdict<'a> {
+    decision: &'static str,
+    findings: &'a [Finding],
+    rate_limit: RateLimit,
+    request_id: &'a str,
+    /// Why a prompt was throttled: `rate_limited` or `quarantined`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason: Option<&'static str>,
+    /// The prompt with `redact` findings masked, present only when something was masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacted_prompt: Option<String>,
+}
+
+#[derive(Serialize)]
+struct RateLimit {
+    remaining: u64,
+    retry_after_ms: u64,
+}
 
 pub async fn inspect(
     State(state): State<Arc<AppState>>,
     body: Result<Json<InspectRequest>, JsonRejection>,
-) -> Result<Json<Verdict>, ApiError> {
+) -> Result<Response, ApiError> {
     let Json(request) = body?;
-    Ok(Json(state.guard.inspect(request).await?))
+    let subject = Subject { user_id: &request.user_id, tier: request.tier.as_deref(), prompt: &request.prompt };
+    let outcome = state.guard.inspect(subject).await?;
+    let verdict = Verdict {
+        decision: outcome.decision.as_str(),
+        findings: &outcome.findings,
+        rate_limit: RateLimit { remaining: outcome.remaining, retry_after_ms: outcome.retry_after_ms },
+        request_id: &outcome.request_id,
+        reason: outcome.decision.reason(),
+        redacted_prompt: outcome.redacted(&request.prompt),
+    };
+    Ok(Json(verdict).into_response())
 }

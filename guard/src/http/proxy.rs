@@ -14,7 +14,7 @@ use godel_crds::{Action, ProxyConfig};
 use serde_json::{Value, json};
 
 use super::AppState;
-use crate::engine::{Decision, InspectRequest, mask};
+use crate::engine::{Decision, Subject, Throttle, mask};
 use godel_traps::Finding;
 
 /// An upstream API and the client that reaches it.
@@ -46,7 +46,7 @@ pub enum ProxyError {
     NotConfigured,
     NotJson,
     BadRequest(String),
-    Throttled { retry_after_seconds: u64, quarantined: bool },
+    Throttled { retry_after_seconds: u64, why: Throttle },
     Blocked { findings: Vec<Finding> },
     Upstream(&'static str),
 }
@@ -63,7 +63,7 @@ impl IntoResponse for ProxyError {
                 "expected `Content-Type: application/json`".to_owned(),
             ),
             ProxyError::BadRequest(message) => (StatusCode::BAD_REQUEST, "invalid_request_error", message.clone()),
-            ProxyError::Throttled { quarantined: true, .. } => (
+            ProxyError::Throttled { why: Throttle::Quarantined, .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "guardrail_quarantined",
                 "this user is quarantined by the guardrail policy after repeated violations".to_owned(),
@@ -184,29 +184,27 @@ async fn answer(
     };
     let (prompt, segments) = collect_text(&body).map_err(|message| ProxyError::BadRequest(message.into()))?;
     let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
-    let user_id = header_text(&upstream.config.user_header)
-        .or_else(|| body.get("user").and_then(Value::as_str).map(str::to_owned))
-        .ok_or_else(|| {
-            ProxyError::BadRequest(format!(
-                "the end user is unknown: send the `{}` header or the `user` field",
-                upstream.config.user_header
-            ))
-        })?;
+    let user_header = header_text(&upstream.config.user_header);
+    let user_id = user_header.as_deref().or_else(|| body.get("user").and_then(Value::as_str)).ok_or_else(|| {
+        ProxyError::BadRequest(format!(
+            "the end user is unknown: send the `{}` header or the `user` field",
+            upstream.config.user_header
+        ))
+    })?;
     let tier = header_text(&upstream.config.tier_header);
-    let verdict = state
+    let outcome = state
         .guard
-        .inspect(InspectRequest { user_id, tier, prompt: prompt.clone() })
+        .inspect(Subject { user_id, tier: tier.as_deref(), prompt: &prompt })
         .await
         .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
-    *request_id = Some(verdict.request_id.clone());
-    match verdict.decision {
-        Decision::Throttle => Err(ProxyError::Throttled {
-            retry_after_seconds: verdict.rate_limit.retry_after_ms.div_ceil(1000).max(1),
-            quarantined: verdict.reason == Some("quarantined"),
-        }),
-        Decision::Block => Err(ProxyError::Blocked { findings: verdict.findings }),
+    *request_id = Some(outcome.request_id.clone());
+    match outcome.decision {
+        Decision::Throttle(why) => {
+            Err(ProxyError::Throttled { retry_after_seconds: outcome.retry_after_ms.div_ceil(1000).max(1), why })
+        }
+        Decision::Block => Err(ProxyError::Blocked { findings: outcome.findings }),
         Decision::Allow => {
-            redact(&mut body, &prompt, &segments, &verdict.findings);
+            redact(&mut body, &prompt, &segments, &outcome.findings);
             forward(upstream, headers, &body).await
         }
     }

@@ -15,7 +15,7 @@ traps:
   maxPromptBytes: 1024
 ";
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -159,4 +159,39 @@ pub fn write_key(dir: &std::path::Path, name: &str, byte: u8) -> PathBuf {
 
 pub fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// What the guard writes (audit lines, or logs), kept in memory for the test to read.
+#[derive(Clone, Default)]
+pub struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("not poisoned").extend_from_slice(bytes);
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Captured {
+    pub fn text(&self) -> String {
+        String::from_utf8(self.0.lock().expect("not poisoned").clone()).expect("UTF-8")
+    }
+
+    /// The first `n` JSON lines, waiting for the audit writer thread to flush them.
+    pub fn lines(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines: Vec<serde_json::Value> =
+                self.text().lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                assert!(lines.len() >= n, "{} of {n} audit lines written", lines.len());
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
 }
