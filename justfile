@@ -23,6 +23,11 @@ e2e:
 bench:
     cargo bench -p godel-traps --bench traps
 
+# Detection quality: secrets and injection sets, held-out split apart, beside
+# detect-secrets; results go to BENCHMARKS.md.
+eval:
+    ./scripts/eval.sh
+
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings

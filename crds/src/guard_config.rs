@@ -251,19 +251,26 @@ pub enum Action {
 pub struct EntropyConfig {
     #[serde(default = "yes")]
     pub enabled: bool,
+    /// Shortest token judged (after a vendor-style prefix such as `sk_` is set aside).
     #[serde(default = "default_min_length")]
     #[schemars(range(min = 1, max = 4096))]
     pub min_length: usize,
+    /// Bits per character a token of 32 characters or more must reach; shorter tokens
+    /// cannot reach it, so their bar is lower by length (and they must mix upper case,
+    /// lower case and digits).
     #[serde(default = "default_base64_threshold")]
     pub base64_threshold: f64,
+    /// Bits per character for a hex token, judged only after a key word (`key`, `token`,
+    /// `secret`, `password`, `auth` …): alone, hex is a digest or an id.
     #[serde(default = "default_hex_threshold")]
     pub hex_threshold: f64,
     #[serde(default = "default_block")]
     pub action: Action,
     #[serde(default = "default_high")]
     pub severity: Severity,
-    /// High-entropy shapes that are harmless in prompts.
-    #[serde(default = "default_allow_shapes")]
+    /// Shapes never reported, even after a key word. Outside a key context UUIDs and
+    /// git object ids are never reported anyway (they are hex).
+    #[serde(default)]
     #[schemars(length(max = 8))]
     pub allow: Vec<AllowShape>,
 }
@@ -277,7 +284,7 @@ impl Default for EntropyConfig {
             hex_threshold: default_hex_threshold(),
             action: Action::Block,
             severity: Severity::High,
-            allow: default_allow_shapes(),
+            allow: Vec::new(),
         }
     }
 }
@@ -286,7 +293,7 @@ fn yes() -> bool {
     true
 }
 fn default_min_length() -> usize {
-    20
+    16
 }
 fn default_base64_threshold() -> f64 {
     4.5
@@ -300,17 +307,13 @@ fn default_block() -> Action {
 fn default_high() -> Severity {
     Severity::High
 }
-fn default_allow_shapes() -> Vec<AllowShape> {
-    vec![AllowShape::Uuid]
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub enum AllowShape {
     /// RFC 4122 UUIDs in their hyphenated form.
     Uuid,
-    /// 40- or 64-hex-digit git object ids right after a word such as `commit`, `revert`
-    /// or `cherry-pick`: commit messages and changelogs, not a bare hex secret.
+    /// 40- or 64-hex-digit git object ids.
     GitSha,
 }
 

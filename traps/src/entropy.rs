@@ -1,7 +1,11 @@
 //! Random-looking tokens: keys and tokens that no pattern knows. Candidate tokens are
-//! runs of the base64 (standard and URL-safe) alphabet; a token made only of hex digits
-//! is judged against the hex threshold, any other against the base64 one, as secret
-//! scanners such as detect-secrets do.
+//! runs of the base64 alphabet (standard and URL-safe). Public shapes are not secrets,
+//! however random they look: digests and integrity hashes (`sha256:…`, `sha512-…`,
+//! `h1:…`), public keys and certificates, data URIs, publishable keys. Hex (UUIDs and
+//! git object ids included) is judged only after a key word on the same line; a token
+//! with a vendor-style prefix (`sk_live_`, `xoxb-`) is judged on what follows it; the
+//! bar falls with length, since a short token cannot reach the entropy of a long one,
+//! and a short token must mix upper case, lower case and digits.
 
 use godel_crds::{Action, AllowShape, EntropyConfig, Severity};
 
@@ -37,8 +41,45 @@ static CLASS: [u8; 256] = {
     t
 };
 
-/// Words that, just before a 40- or 64-hex-digit token, make it a git object id.
-const GIT_CONTEXT: [&str; 6] = ["commit", "revert", "cherry", "merge", "sha", "fixup"];
+/// Words that, earlier on the line, make the next token a credential.
+const KEY_WORDS: [&str; 12] = [
+    "key",
+    "token",
+    "secret",
+    "passw",
+    "pwd",
+    "auth",
+    "credential",
+    "bearer",
+    "private",
+    "session",
+    "cookie",
+    "signature",
+];
+
+/// What a public token directly follows: a digest's algorithm, a data URI's header, a
+/// public key's type.
+const PUBLIC_BEFORE: [&str; 13] = [
+    "sha1:",
+    "sha256:",
+    "sha384:",
+    "sha512:",
+    "md5:",
+    "h1:",
+    "base64,",
+    "ssh-rsa ",
+    "ssh-ed25519 ",
+    "ssh-dss ",
+    "ecdsa-sha2-nistp256 ",
+    "ecdsa-sha2-nistp384 ",
+    "ecdsa-sha2-nistp521 ",
+];
+
+/// Prefixes that make the token itself public: integrity hashes, publishable keys.
+const PUBLIC_PREFIXES: [&str; 6] = ["sha1-", "sha256-", "sha384-", "sha512-", "pk_live_", "pk_test_"];
+
+/// How far back on the line a key word or public marker is looked for.
+const CONTEXT: usize = 48;
 
 impl EntropyTrap {
     pub fn new(config: &EntropyConfig) -> Self {
@@ -53,55 +94,118 @@ impl EntropyTrap {
         }
     }
 
-    fn judge(&self, text: &[u8], start: usize, end: usize, all_hex: bool) -> Option<&'static str> {
-        let token = &text[start..end];
-        if all_hex {
-            if self.allow_git_sha && (token.len() == 40 || token.len() == 64) && after_git_word(text, start) {
-                return None;
-            }
-            (shannon(token) > self.hex_threshold).then_some("high-entropy-hex")
-        } else {
-            if self.allow_uuid && is_uuid(token) {
-                return None;
-            }
-            (shannon(token) > self.base64_threshold).then_some("high-entropy-base64")
+    /// The bar for a base64 token of `len` characters: the configured one from 32
+    /// characters, one bit lower per halving of the length below that.
+    fn base64_bar(&self, len: usize) -> f64 {
+        self.base64_threshold - (5.0 - (len as f64).log2()).max(0.0)
+    }
+
+    fn judge(&self, text: &str, start: usize, end: usize) -> Option<&'static str> {
+        let bytes = text.as_bytes();
+        let token = &bytes[start..end];
+        if PUBLIC_PREFIXES.iter().any(|p| token.starts_with(p.as_bytes())) {
+            return None;
+        }
+        let before = line_before(bytes, start);
+        let keyed = KEY_WORDS.iter().any(|w| before.windows(w.len()).any(|win| win.eq_ignore_ascii_case(w.as_bytes())));
+        if is_uuid(token) || token.iter().all(|&b| CLASS[b as usize] & HEX != 0) {
+            let allowed = (self.allow_uuid && is_uuid(token))
+                || (self.allow_git_sha && (token.len() == 40 || token.len() == 64) && !is_uuid(token));
+            let hex: Vec<u8> = token.iter().copied().filter(|&b| b != b'-').collect();
+            return (keyed && !allowed && hex.len() >= self.min_length && shannon(&hex) > self.hex_threshold)
+                .then_some("high-entropy-hex");
+        }
+        let public =
+            PUBLIC_BEFORE.iter().any(|p| ends_with_ignore_case(before, p.as_bytes())) || in_public_block(text, start);
+        if public && !keyed {
+            return None;
+        }
+        let body = &token[vendor_prefix(token)..];
+        if body.len() < self.min_length {
+            return None;
+        }
+        let digits = body.iter().any(u8::is_ascii_digit);
+        let upper = body.iter().any(u8::is_ascii_uppercase);
+        let lower = body.iter().any(u8::is_ascii_lowercase);
+        let classes_ok = digits && (upper || lower) && (body.len() >= 24 || (upper && lower));
+        (classes_ok && shannon(body) > self.base64_bar(body.len())).then_some("high-entropy-base64")
+    }
+}
+
+/// The text on the token's line just before it, at most `CONTEXT` bytes.
+fn line_before(bytes: &[u8], start: usize) -> &[u8] {
+    let window = &bytes[start.saturating_sub(CONTEXT)..start];
+    match window.iter().rposition(|&b| b == b'\n') {
+        Some(nl) => &window[nl + 1..],
+        None => window,
+    }
+}
+
+fn ends_with_ignore_case(text: &[u8], suffix: &[u8]) -> bool {
+    text.len() >= suffix.len() && text[text.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
+}
+
+/// Length of a vendor-style prefix: up to two lowercase words ending in `_` or `-`
+/// (`sk_live_`, `xoxb-`), so the random part is judged alone.
+fn vendor_prefix(token: &[u8]) -> usize {
+    let mut at = 0;
+    for _ in 0..2 {
+        let word = token[at..].iter().take_while(|b| b.is_ascii_lowercase()).count();
+        if !(2..=10).contains(&word) || !matches!(token.get(at + word), Some(b'_' | b'-')) {
+            break;
+        }
+        at += word + 1;
+    }
+    at
+}
+
+/// Whether `start` lies inside a PEM or PGP block of public material (a public key or
+/// a certificate).
+fn in_public_block(text: &str, start: usize) -> bool {
+    let before = &text[..start];
+    let Some(begin) = before.rfind("-----BEGIN ") else { return false };
+    let header_end = before[begin..].find('\n').map_or(before.len(), |i| begin + i);
+    let header = &before[begin..header_end];
+    (header.contains("PUBLIC KEY") || header.contains("CERTIFICATE")) && !before[begin..].contains("-----END")
+}
+
+/// Calls `found(start, end, padded)` for every run of at least `min` base64-alphabet
+/// bytes (`padded` past any `=` padding). Any run of at least `min` bytes starting at or
+/// after `i` covers byte `i + min - 1`, so when that byte is outside the alphabet the
+/// whole window is skipped: prose is scanned a word per probe rather than a byte per step.
+fn runs(text: &[u8], min: usize, mut found: impl FnMut(usize, usize, usize)) {
+    let in_run = |b: u8| CLASS[b as usize] & B64 != 0;
+    let mut i = 0;
+    while i + min <= text.len() {
+        let probe = i + min - 1;
+        if !in_run(text[probe]) {
+            i = probe + 1;
+            continue;
+        }
+        let mut start = probe;
+        while start > i && in_run(text[start - 1]) {
+            start -= 1;
+        }
+        let mut end = probe + 1;
+        while end < text.len() && in_run(text[end]) {
+            end += 1;
+        }
+        let mut padded = end;
+        while padded < text.len() && text[padded] == b'=' {
+            padded += 1;
+        }
+        i = padded;
+        if end - start >= min {
+            found(start, end, padded);
         }
     }
 }
 
 impl Trap for EntropyTrap {
     fn inspect(&self, prompt: &Prompt<'_>, findings: &mut Vec<Finding>) {
-        let text = prompt.normalized().as_bytes();
-        let in_run = |b: u8| CLASS[b as usize] & B64 != 0;
-        let min = self.min_length;
-        let mut i = 0;
-        // Any run of at least `min` bytes starting at or after `i` covers byte
-        // `i + min - 1`, so when that byte is outside the alphabet the whole window is
-        // skipped: prose is scanned a word per probe rather than a byte per step.
-        while i + min <= text.len() {
-            let probe = i + min - 1;
-            if !in_run(text[probe]) {
-                i = probe + 1;
-                continue;
-            }
-            let mut start = probe;
-            while start > i && in_run(text[start - 1]) {
-                start -= 1;
-            }
-            let mut end = probe + 1;
-            while end < text.len() && in_run(text[end]) {
-                end += 1;
-            }
-            let mut padded = end;
-            while padded < text.len() && text[padded] == b'=' {
-                padded += 1;
-            }
-            i = padded;
-            if end - start < min {
-                continue;
-            }
-            let all_hex = text[start..end].iter().all(|&b| CLASS[b as usize] & HEX != 0);
-            if let Some(rule) = self.judge(text, start, end, all_hex) {
+        let text = prompt.normalized();
+        runs(text.as_bytes(), self.min_length, |start, end, padded| {
+            if let Some(rule) = self.judge(text, start, end) {
                 let span = prompt.to_raw(start..padded);
                 findings.push(Finding {
                     trap: "entropy",
@@ -112,12 +216,12 @@ impl Trap for EntropyTrap {
                     end: span.end,
                 });
             }
-        }
+        });
     }
 }
 
 /// Shannon entropy in bits per symbol.
-fn shannon(token: &[u8]) -> f64 {
+pub(crate) fn shannon(token: &[u8]) -> f64 {
     let mut counts = [0u32; 128];
     for &b in token {
         counts[(b & 0x7f) as usize] += 1;
@@ -140,16 +244,6 @@ fn is_uuid(token: &[u8]) -> bool {
             8 | 13 | 18 | 23 => b == b'-',
             _ => b.is_ascii_hexdigit(),
         })
-}
-
-fn after_git_word(text: &[u8], start: usize) -> bool {
-    let before = &text[start.saturating_sub(24)..start];
-    let line = match before.iter().rposition(|&b| b == b'\n') {
-        Some(nl) => &before[nl + 1..],
-        None => before,
-    };
-    let lower = line.to_ascii_lowercase();
-    GIT_CONTEXT.iter().any(|w| lower.windows(w.len()).any(|win| win == w.as_bytes()))
 }
 
 #[cfg(test)]
@@ -200,33 +294,48 @@ mod tests {
     }
 
     #[test]
-    fn uuids_are_allowed_by_default_and_found_when_not() {
-        let text = "request 3f2b8c1e-9d4a-4f6b-8e2a-7c5d1b9e0f3a failed";
-        assert!(default_rules(text).is_empty());
-        let strict = EntropyConfig { allow: vec![], base64_threshold: 3.0, ..EntropyConfig::default() };
-        assert_eq!(rules(&strict, text).len(), 1);
+    fn hex_and_uuids_are_judged_only_after_a_key_word() {
+        let uuid = "3f2b8c1e-9d4a-4f6b-8e2a-7c5d1b9e0f3a";
+        assert!(default_rules(&format!("request {uuid} failed")).is_empty());
+        assert_eq!(default_rules(&format!("HEROKU_API_KEY={uuid}")), vec![("high-entropy-hex".into(), uuid.into())]);
+        let sha = "2f8a3c9e1b7d4f6a0c5e8b2d9f1a3c7e5b0d4f8a";
+        assert!(default_rules(&format!("This reverts commit {sha}.")).is_empty());
+        assert_eq!(default_rules(&format!("my key is {sha}")).len(), 1);
+        let allowing = EntropyConfig { allow: vec![AllowShape::Uuid, AllowShape::GitSha], ..EntropyConfig::default() };
+        assert!(rules(&allowing, &format!("HEROKU_API_KEY={uuid}")).is_empty(), "the policy may allow them");
+        assert!(rules(&allowing, &format!("my key is {sha}")).is_empty());
     }
 
     #[test]
-    fn git_sha_after_commit_word_is_allowed_only_when_the_policy_says_so() {
-        let text = "This reverts commit 2f8a3c9e1b7d4f6a0c5e8b2d9f1a3c7e5b0d4f8a.";
-        assert_eq!(default_rules(text).len(), 1, "hex tokens are suspect by default");
-        let allowing = EntropyConfig { allow: vec![AllowShape::Uuid, AllowShape::GitSha], ..EntropyConfig::default() };
-        assert!(rules(&allowing, text).is_empty());
-        let bare = "my key is 2f8a3c9e1b7d4f6a0c5e8b2d9f1a3c7e5b0d4f8a";
-        assert_eq!(rules(&allowing, bare).len(), 1, "a bare 40-hex token is still a secret");
+    fn public_shapes_are_not_secrets() {
+        let b64 = "znMi+sSDP2VNMVjLTfCP7ElUAjmBKAhAahgg0LQ/KESDRkCg/1301gLR6U7D6eTmCZ9uH9yK";
+        for text in [
+            format!("\"integrity\": \"sha512-{b64}==\""),
+            format!("github.com/x/y v1.2.0 h1:{b64}="),
+            format!("ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQ{b64} me@laptop"),
+            format!("<img src=\"data:image/png;base64,iVBORw0KGgo{b64}\">"),
+            format!("-----BEGIN PGP PUBLIC KEY BLOCK-----\n\nmQINBF{b64}\n-----END PGP PUBLIC KEY BLOCK-----"),
+            "Stripe('pk_live_f30BN6P3hiiB4cKtZjNndUFQ')".to_owned(),
+        ] {
+            assert!(default_rules(&text).is_empty(), "{text}: {:?}", default_rules(&text));
+        }
+        assert_eq!(default_rules(&format!("token: {b64}")).len(), 1, "random base64 is still a secret");
+    }
+
+    #[test]
+    fn short_mixed_tokens_and_prefixed_tokens_are_judged_on_their_random_part() {
+        assert_eq!(default_rules("the key is q7bK3xV9mN2pR8sW here").len(), 1, "16 mixed characters");
+        assert!(default_rules("call getUserAccountByIdentifier now").is_empty(), "no digits: a name");
+        assert!(default_rules("see release_notes_version_2024 for details").is_empty());
+        assert_eq!(
+            default_rules("xoxb-q7bK3xV9mN2pR8sW4yQ7bK"),
+            vec![("high-entropy-base64".into(), "xoxb-q7bK3xV9mN2pR8sW4yQ7bK".into())]
+        );
     }
 
     /// The skip-ahead scan must find exactly the runs a byte-by-byte scan finds.
     #[test]
     fn skipping_scan_finds_every_run_a_plain_scan_finds() {
-        let everything = EntropyConfig {
-            base64_threshold: -1.0,
-            hex_threshold: -1.0,
-            allow: vec![],
-            min_length: 7,
-            ..EntropyConfig::default()
-        };
         let alphabet = b"aZ09+/_-= .,\n";
         let mut x: u64 = 0x2545_f491_4f6c_dd1d;
         for _ in 0..200 {
@@ -260,8 +369,7 @@ mod tests {
                 }
             }
             let mut found = Vec::new();
-            EntropyTrap::new(&everything).inspect(&Prompt::new(&text), &mut found);
-            let found: Vec<_> = found.iter().map(|f| (f.start, f.end)).collect();
+            runs(bytes, 7, |start, _, padded| found.push((start, padded)));
             assert_eq!(found, expected, "{text:?}");
         }
     }

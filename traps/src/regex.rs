@@ -2,7 +2,13 @@
 //! in one `RegexSet` pass (one scan of the text, whatever the rule count); only rules
 //! that matched run again on their own to find spans. Rust's regex engine is
 //! linear-time, so a hostile policy or prompt cannot make a scan hang.
+//!
+//! A pattern may match context it does not report: when it has a capture group, the
+//! first group is the finding (the secret after `password=`, a token before the
+//! character that ends it). The regex crate has no look-around, so this is how a rule
+//! says "followed by a non-token character" and still reports only the token.
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use ::regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
@@ -84,16 +90,32 @@ impl RegexTrap {
     }
 }
 
+impl RegexTrap {
+    /// The reported ranges of one rule in `text`: the first capture group when the
+    /// pattern has one, else the whole match (the cheaper search).
+    fn ranges(rule: &Rule, text: &str, mut report: impl FnMut(Range<usize>)) {
+        if rule.regex.captures_len() > 1 {
+            for captures in rule.regex.captures_iter(text) {
+                if let Some(m) = captures.get(1).or_else(|| captures.get(0)) {
+                    report(m.range());
+                }
+            }
+        } else {
+            rule.regex.find_iter(text).for_each(|m| report(m.range()));
+        }
+    }
+}
+
 impl Trap for RegexTrap {
     fn inspect(&self, prompt: &Prompt<'_>, findings: &mut Vec<Finding>) {
         let text = prompt.normalized();
         for index in self.set.matches(text).iter() {
             let rule = &self.rules[index];
-            for m in rule.regex.find_iter(text) {
-                if rule.validate.is_some_and(|valid| !valid(m.as_str())) {
-                    continue;
+            Self::ranges(rule, text, |range| {
+                if rule.validate.is_some_and(|valid| !valid(&text[range.clone()])) {
+                    return;
                 }
-                let span = prompt.to_raw(m.range());
+                let span = prompt.to_raw(range);
                 findings.push(Finding {
                     trap: "regex",
                     rule: rule.name.clone(),
@@ -102,7 +124,7 @@ impl Trap for RegexTrap {
                     start: span.start,
                     end: span.end,
                 });
-            }
+            });
         }
     }
 }

@@ -68,6 +68,72 @@ pub fn es_dni(text: &str) -> bool {
     LETTERS[(number % 23) as usize] == bytes[8].to_ascii_uppercase()
 }
 
+/// Text that stands for a secret rather than being one: template and environment
+/// references, redaction marks, documentation fillers.
+pub fn not_placeholder(text: &str) -> bool {
+    const MARKS: [&str; 16] = [
+        "xxxx",
+        "****",
+        "....",
+        "${",
+        "{{",
+        "<",
+        "your",
+        "example",
+        "placeholder",
+        "redacted",
+        "dummy",
+        "process.env",
+        "environ",
+        "getenv",
+        "secrets.",
+        "%s",
+    ];
+    let lower = text.to_ascii_lowercase();
+    let first = text.as_bytes().first().copied();
+    !MARKS.iter().any(|mark| lower.contains(mark)) && first != Some(b'$') && !text.bytes().all(|b| Some(b) == first)
+}
+
+/// What a program would write where a value goes: `self.password`, `request.form[`,
+/// `getpass()`, a dotted name with no digit in it.
+fn looks_like_code(text: &str) -> bool {
+    text.contains(['(', '[', '{'])
+        || (text.contains('.')
+            && !text.bytes().any(|b| b.is_ascii_digit())
+            && text.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.'))
+}
+
+/// A value after a key word (`token = …`, `api key: …`) that is random enough to be the
+/// key itself: long, letters and digits mixed, not a placeholder, a word or code.
+pub fn random_token(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let digits = bytes.iter().filter(|b| b.is_ascii_digit()).count();
+    let upper = bytes.iter().filter(|b| b.is_ascii_uppercase()).count();
+    let lower = bytes.iter().filter(|b| b.is_ascii_lowercase()).count();
+    let mixed = digits > 0 && upper + lower > 0 || (upper > 0 && lower > 0 && bytes.len() >= 32);
+    mixed
+        && bytes.len() >= 16
+        && not_placeholder(text)
+        && !looks_like_code(text)
+        && super::entropy::shannon(bytes) >= 3.3
+}
+
+/// A password after `password=`, `pwd:`, `password is`: any shape a person would pick,
+/// but not a placeholder or code, and not a single word of one character class.
+pub fn password(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let classes = [
+        bytes.iter().any(u8::is_ascii_lowercase),
+        bytes.iter().any(u8::is_ascii_uppercase),
+        bytes.iter().any(u8::is_ascii_digit),
+        bytes.iter().any(|b| !b.is_ascii_alphanumeric()),
+    ]
+    .iter()
+    .filter(|&&c| c)
+    .count();
+    (classes >= 2 || bytes.len() >= 12) && not_placeholder(text) && !looks_like_code(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,0 +1,161 @@
+"""The detection evaluation: builds every set, runs the guard's engine and
+detect-secrets on the same items in the same run, and prints recall and false-positive
+rates per set and per format, for the tuning split and the held-out split apart.
+
+Run it with `just eval` (scripts/eval.sh installs what it needs). Misses are printed for
+the tuning split only: the held-out split is for measuring, never for reading.
+"""
+
+import argparse
+import collections
+import hashlib
+import json
+import pathlib
+import random
+import subprocess
+import sys
+import tempfile
+
+import fixtures
+import injection_sets as injection
+import secret_sets
+
+POSITIVE = {"formats", "passwords", "wrapped", "gitleaks", "trufflehog", "attacks"}
+SECRET_SETS = ["formats", "passwords", "wrapped", "gitleaks", "trufflehog", "hard-negatives", "benign-secrets"]
+INJECTION_SETS = ["attacks", "benign"]
+
+
+def split(item):
+    """30 % of every set, chosen by a hash of the item's id, is held out."""
+    return "holdout" if int(hashlib.sha256(item["id"].encode()).hexdigest()[:8], 16) % 10 < 3 else "tune"
+
+
+def guard_scan(scanner, items):
+    payload = "".join(json.dumps({"id": i["id"], "text": i["text"]}) + "\n" for i in items)
+    out = subprocess.run([scanner], input=payload, capture_output=True, text=True, check=True)
+    return {r["id"]: r["findings"] for r in map(json.loads, out.stdout.splitlines())}
+
+
+def detect_secrets_scan(items):
+    """Lines detect-secrets reports per item, each item scanned as a file of its own."""
+    from detect_secrets import SecretsCollection
+    from detect_secrets.settings import default_settings
+
+    found = {}
+    with tempfile.TemporaryDirectory() as tmp, default_settings():
+        for n, item in enumerate(items):
+            path = pathlib.Path(tmp) / f"item-{n}.txt"
+            path.write_text(item["text"])
+            collection = SecretsCollection()
+            collection.scan_file(str(path))
+            found[item["id"]] = sorted({s.line_number for s in collection.data.get(str(path), set())})
+    return found
+
+
+def guard_hit(item, findings, kind):
+    relevant = [f for f in findings if f["kind"] == kind]
+    if "span" in item:
+        start, end = item["span"]
+        return any(f["start"] < end and f["end"] > start for f in relevant)
+    return bool(relevant)
+
+
+def ds_hit(item, lines):
+    if "span" in item:
+        return item["text"].count("\n", 0, item["span"][0]) + 1 in lines
+    return bool(lines)
+
+
+def rate(hits):
+    return (100.0 * sum(hits) / len(hits)) if hits else float("nan")
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--scanner", required=True, help="the guard engine's scan example binary")
+    parser.add_argument("--cache", required=True, type=pathlib.Path, help="where Go modules are fetched")
+    parser.add_argument("--out", type=pathlib.Path, help="write every result here as JSON")
+    parser.add_argument("--misses", type=int, default=15, help="misses to print per set (tuning split)")
+    args = parser.parse_args()
+
+    rng = random.Random(20261127)
+    items = (
+        secret_sets.format_items(rng)
+        + secret_sets.password_items(rng)
+        + secret_sets.wrapped_items(rng)
+        + secret_sets.hard_negatives(rng)
+        + fixtures.gitleaks(args.cache)
+        + fixtures.trufflehog(args.cache)
+        + injection.attacks(rng)
+        + injection.benign(rng)
+    )
+    for item in items:
+        item["split"] = split(item)
+    guard = guard_scan(args.scanner, items)
+    secret_items = [i for i in items if i["set"] in SECRET_SETS or i["set"] == "benign"]
+    ds = detect_secrets_scan(secret_items)
+
+    rows = []
+    for item in items:
+        kind = "secret" if item["set"] in SECRET_SETS else "injection"
+        row = {
+            "id": item["id"],
+            "set": item["set"],
+            "group": item["group"],
+            "split": item["split"],
+            "positive": item["set"] in POSITIVE,
+            "guard": guard_hit(item, guard[item["id"]], kind),
+            "rules": sorted({f["rule"] for f in guard[item["id"]] if f["kind"] == kind}),
+        }
+        if item["id"] in ds and item["set"] != "benign":
+            row["detect_secrets"] = ds_hit(item, ds[item["id"]])
+        rows.append(row)
+        if item["set"] == "benign":
+            # Benign prompts are also negatives for the secret traps (code, prose, documents).
+            rows.append(dict(row, set="benign-secrets", detect_secrets=bool(ds[item["id"]]), guard=guard_hit(item, guard[item["id"]], "secret"),
+                             rules=sorted({f["rule"] for f in guard[item["id"]] if f["kind"] == "secret"})))
+
+    print(f"{'set':<16} {'measure':<10} {'items':>6} {'guard tune':>11} {'guard held':>11} {'d-s tune':>9} {'d-s held':>9}")
+    for name in SECRET_SETS + INJECTION_SETS:
+        subset = [r for r in rows if r["set"] == name]
+        measure = "recall" if subset and subset[0]["positive"] else "false pos"
+        cells = []
+        for tool in ["guard", "detect_secrets"]:
+            for part in ["tune", "holdout"]:
+                hits = [r[tool] for r in subset if r["split"] == part and tool in r]
+                cells.append(f"{rate(hits):.1f} %" if hits else "-")
+        print(f"{name:<16} {measure:<10} {len(subset):>6} {cells[0]:>11} {cells[1]:>11} {cells[2]:>9} {cells[3]:>9}")
+
+    print("\nper format (formats set, all contexts; guard / detect-secrets recall):")
+    by_group = collections.defaultdict(list)
+    for r in rows:
+        if r["set"] == "formats":
+            by_group[r["group"]].append(r)
+    for group, rs in sorted(by_group.items()):
+        print(f"  {group:<28} {rate([r['guard'] for r in rs]):6.1f} % {rate([r['detect_secrets'] for r in rs]):6.1f} %")
+    for name in ["hard-negatives", "benign-secrets", "benign", "attacks"]:
+        print(f"\nper group of {name} (guard):")
+        groups = collections.defaultdict(list)
+        for r in rows:
+            if r["set"] == name:
+                groups[r["group"]].append(r["guard"])
+        for group, hits in sorted(groups.items()):
+            print(f"  {group:<28} {rate(hits):6.1f} %  of {len(hits)}")
+
+    print("\nmistakes on the tuning split (missed positives, flagged negatives):")
+    by_id = {i["id"]: i for i in items}
+    for name in SECRET_SETS + INJECTION_SETS:
+        wrong = [r for r in rows if r["set"] == name and r["split"] == "tune" and r["guard"] != r["positive"]]
+        for r in wrong[: args.misses]:
+            text = by_id[r["id"]]["text"].replace("\n", "\\n")
+            print(f"  {r['id']:<44} {','.join(r['rules']) or '-':<30} {text[:110]}")
+        if len(wrong) > args.misses:
+            print(f"  ... and {len(wrong) - args.misses} more in {name}")
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(rows, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

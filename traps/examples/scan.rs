@@ -1,0 +1,47 @@
+//! Runs the engine with the default policy over JSON lines on stdin
+//! (`{"id": ..., "text": ...}`) and prints one line per item with what it found:
+//! `{"id": ..., "findings": [{"kind", "trap", "rule", "start", "end"}]}`. `kind` is what
+//! the evaluation harness scores (`secret`, `pii`, `injection`, `unicode`, `size`).
+//!
+//! `cargo run --release -p godel-traps --example scan < items.jsonl` (the harness in
+//! `eval/` runs it).
+
+use std::io::{BufRead, BufWriter, Write};
+
+use godel_crds::{RulePack, TrapsConfig};
+use godel_traps::{PACK_RULES, TrapEngine};
+use serde_json::{Value, json};
+
+fn kind(trap: &str, rule: &str) -> &'static str {
+    match trap {
+        "entropy" => "secret",
+        "regex" => match PACK_RULES.iter().find(|r| r.name == rule).map(|r| r.pack) {
+            Some(RulePack::Secrets) => "secret",
+            Some(RulePack::Pii) => "pii",
+            Some(RulePack::Injection) => "injection",
+            None => "policy",
+        },
+        "unicode" => "unicode",
+        "size" => "size",
+        _ => "other",
+    }
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let config = TrapsConfig { max_prompt_bytes: 1 << 24, ..TrapsConfig::default() };
+    let engine = TrapEngine::new(&config)?;
+    let mut out = BufWriter::new(std::io::stdout().lock());
+    for line in std::io::stdin().lock().lines() {
+        let item: Value = serde_json::from_str(&line?)?;
+        let text = item["text"].as_str().ok_or("an item without `text`")?;
+        let findings: Vec<Value> = engine
+            .inspect(text)
+            .iter()
+            .map(|f| json!({"kind": kind(f.trap, &f.rule), "trap": f.trap, "rule": &*f.rule, "start": f.start, "end": f.end}))
+            .collect();
+        serde_json::to_writer(&mut out, &json!({"id": item["id"], "findings": findings}))?;
+        out.write_all(b"\n")?;
+    }
+    out.flush()?;
+    Ok(())
+}
