@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 fn kind(trap: &str, rule: &str) -> &'static str {
     match trap {
         "entropy" => "secret",
-        "regex" => match PACK_RULES.iter().find(|r| r.name == rule).map(|r| r.pack) {
+        "regex" | "decoded" => match PACK_RULES.iter().find(|r| r.name == rule).map(|r| r.pack) {
             Some(RulePack::Secrets) => "secret",
             Some(RulePack::Pii) => "pii",
             Some(RulePack::Injection) => "injection",

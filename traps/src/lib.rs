@@ -14,6 +14,8 @@
 //!   does not compile is a [`RuleError`] naming it.
 //! - [`validators`]: checksums (Luhn, IBAN mod-97, national ids) that turn a digit-shaped
 //!   match into a finding only when it is valid.
+//! - [`decode`]: [`DecodeTrap`], base64, hex, percent-encoding, `\x`/`\u` escapes and
+//!   split string literals decoded (bounded) and rescanned by the same rules.
 //! - [`entropy`]: [`EntropyTrap`], random-looking tokens (base64 and hex thresholds) with
 //!   an allow-list of harmless shapes (UUIDs, git object ids in commit context).
 //! - this file: [`TrapEngine`], which runs the enabled traps and sorts the findings, and
@@ -21,6 +23,7 @@
 //!
 //! Throughput: `cargo bench -p godel-traps --bench traps` (results in BENCHMARKS.md).
 
+pub mod decode;
 pub mod entropy;
 pub mod packs;
 pub mod prompt;
@@ -33,6 +36,7 @@ use std::sync::Arc;
 use godel_crds::{Action, Severity, TrapsConfig};
 use serde::Serialize;
 
+pub use self::decode::DecodeTrap;
 pub use self::entropy::EntropyTrap;
 pub use self::packs::{PACK_RULES, PackRule};
 pub use self::prompt::Prompt;
@@ -56,6 +60,14 @@ pub struct Finding {
 /// returning a vector so a clean prompt costs no allocation.
 pub trait Trap: Send + Sync {
     fn inspect(&self, prompt: &Prompt<'_>, findings: &mut Vec<Finding>);
+}
+
+/// The pattern rules run twice: on the prompt, and (through [`DecodeTrap`]) on what its
+/// encoded regions decode to.
+impl<T: Trap> Trap for Arc<T> {
+    fn inspect(&self, prompt: &Prompt<'_>, findings: &mut Vec<Finding>) {
+        (**self).inspect(prompt, findings);
+    }
 }
 
 /// All traps of a policy, in the order they run.
@@ -90,7 +102,9 @@ impl TrapEngine {
         if config.unicode.enabled {
             traps.push(Box::new(UnicodeTrap::new(config.unicode.action)));
         }
-        traps.push(Box::new(RegexTrap::new(&config.regex)?));
+        let rules = Arc::new(RegexTrap::new(&config.regex)?);
+        traps.push(Box::new(Arc::clone(&rules)));
+        traps.push(Box::new(DecodeTrap::new(rules)));
         if config.entropy.enabled {
             traps.push(Box::new(EntropyTrap::new(&config.entropy)));
         }
