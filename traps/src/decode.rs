@@ -21,7 +21,7 @@ const MAX_DEPTH: usize = 2;
 /// Shortest base64 or hex run worth decoding: shorter ones decode to a few bytes, too
 /// few to hold a credential.
 const MIN_RUN: usize = 20;
-/// Shortest token looked at at all: encoded text shorter than this holds no credential.
+/// Shortest percent-encoded token looked at: shorter ones hold no credential.
 const MIN_TOKEN: usize = 16;
 
 pub struct DecodeTrap {
@@ -68,25 +68,33 @@ impl Trap for DecodeTrap {
 /// skipped whole (and decoded only when long enough or percent-encoded), other bytes cost
 /// one comparison unless they start an escape or a string literal.
 /// Every encoded region of `text` with its decoded form, in order. Candidates are found
-/// without visiting every byte twice: tokens by probing one byte per `MIN_TOKEN` window
-/// (as the entropy trap does), escapes by their backslash, split literals by the
-/// newline between two of them.
+/// without visiting every byte: base64 and hex runs by the entropy trap's windowed
+/// probe, percent-encoding by its `%`, escapes by their backslash, split literals by the
+/// newline between two of them (the last three with memchr).
 fn regions(text: &str) -> Vec<(Range<usize>, String)> {
     let bytes = text.as_bytes();
     let mut candidates: Vec<(Range<usize>, String)> = Vec::new();
-    let mut i = 0;
-    while i + MIN_TOKEN <= bytes.len() {
-        let probe = i + MIN_TOKEN - 1;
-        if !TOKEN[bytes[probe] as usize] {
-            i = probe + 1;
-            continue;
+    // Base64 and hex: the entropy trap's run scan, which probes one byte per window.
+    super::entropy::runs(bytes, MIN_RUN, |start, end, padded| {
+        let run = &bytes[start..padded];
+        if memchr::memchr(b'%', &bytes[start..end]).is_none()
+            && let Some(decoded) = token(run)
+        {
+            candidates.push((start..padded, decoded));
         }
-        let start = probe - bytes[i..probe].iter().rev().take_while(|&&b| TOKEN[b as usize]).count();
-        let end = probe + bytes[probe..].iter().take_while(|&&b| TOKEN[b as usize]).count();
-        if let Some(decoded) = token(&bytes[start..end]) {
+    });
+    // Percent-encoding: a `%` splits base64 runs, so each one is found by itself.
+    let mut at = 0;
+    while let Some(offset) = memchr::memchr(b'%', &bytes[at..]) {
+        let percent_at = at + offset;
+        let start = percent_at - bytes[..percent_at].iter().rev().take_while(|&&b| TOKEN[b as usize]).count();
+        let end = percent_at + bytes[percent_at..].iter().take_while(|&&b| TOKEN[b as usize]).count();
+        if end - start >= MIN_TOKEN
+            && let Some(decoded) = token(&bytes[start..end])
+        {
             candidates.push((start..end, decoded));
         }
-        i = end;
+        at = end.max(percent_at + 1);
     }
     let mut at = 0;
     while let Some(offset) = memchr::memchr(b'\\', &bytes[at..]) {

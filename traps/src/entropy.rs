@@ -173,7 +173,7 @@ fn in_public_block(text: &str, start: usize) -> bool {
 /// bytes (`padded` past any `=` padding). Any run of at least `min` bytes starting at or
 /// after `i` covers byte `i + min - 1`, so when that byte is outside the alphabet the
 /// whole window is skipped: prose is scanned a word per probe rather than a byte per step.
-fn runs(text: &[u8], min: usize, mut found: impl FnMut(usize, usize, usize)) {
+pub(crate) fn runs(text: &[u8], min: usize, mut found: impl FnMut(usize, usize, usize)) {
     let in_run = |b: u8| CLASS[b as usize] & B64 != 0;
     let mut i = 0;
     while i + min <= text.len() {
