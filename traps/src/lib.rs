@@ -16,8 +16,8 @@
 //!   match into a finding only when it is valid.
 //! - [`decode`]: [`DecodeTrap`], base64, hex, percent-encoding, `\x`/`\u` escapes and
 //!   split string literals decoded (bounded) and rescanned by the same rules.
-//! - [`entropy`]: [`EntropyTrap`], random-looking tokens (base64 and hex thresholds) with
-//!   an allow-list of harmless shapes (UUIDs, git object ids in commit context).
+//! - [`entropy`]: [`EntropyTrap`], random-looking tokens; public shapes (digests,
+//!   integrity hashes, public keys, data URIs) are not secrets, hex only after a key word.
 //! - this file: [`TrapEngine`], which runs the enabled traps and sorts the findings, and
 //!   [`Finding`], what every trap reports.
 //!
