@@ -28,6 +28,10 @@ bench:
 eval:
     ./scripts/eval.sh
 
+# Retrain the learned injection detector (traps/src/classifier/model.bin); reproducible.
+train-injection:
+    ./scripts/train-injection.sh
+
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings

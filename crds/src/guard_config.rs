@@ -188,6 +188,8 @@ pub struct TrapsConfig {
     pub regex: RegexConfig,
     #[serde(default)]
     pub unicode: UnicodeConfig,
+    #[serde(default)]
+    pub classifier: ClassifierConfig,
 }
 
 impl Default for TrapsConfig {
@@ -197,6 +199,7 @@ impl Default for TrapsConfig {
             entropy: EntropyConfig::default(),
             regex: RegexConfig::default(),
             unicode: UnicodeConfig::default(),
+            classifier: ClassifierConfig::default(),
         }
     }
 }
@@ -384,6 +387,31 @@ pub struct UnicodeConfig {
 impl Default for UnicodeConfig {
     fn default() -> Self {
         Self { enabled: true, action: Action::Block }
+    }
+}
+
+/// The learned injection detector, beside the injection rules: either one blocking is
+/// enough. It scores a prompt from 0 to 1.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ClassifierConfig {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Score at and above which a prompt is reported. Unset: the model's own, chosen on
+    /// held-out benign text for at most 1 % false positives.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub threshold: Option<f64>,
+    /// `block` or `flag` (a score has no span to redact).
+    #[serde(default = "default_block")]
+    pub action: Action,
+    #[serde(default = "default_high")]
+    pub severity: Severity,
+}
+
+impl Default for ClassifierConfig {
+    fn default() -> Self {
+        Self { enabled: true, threshold: None, action: Action::Block, severity: Severity::High }
     }
 }
 

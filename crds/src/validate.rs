@@ -51,6 +51,13 @@ impl GuardConfig {
         if !config.tiers.iter().any(|t| t.name == config.default_tier) {
             return invalid(format!("defaultTier `{}` is not one of the tiers", config.default_tier));
         }
+        let classifier = &config.traps.classifier;
+        if classifier.action == crate::Action::Redact {
+            return invalid("traps.classifier.action must be block or flag: a score has no span to redact".into());
+        }
+        if classifier.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+            return invalid("traps.classifier.threshold must be between 0 and 1".into());
+        }
         if config.rate_limit.backend == LimiterBackend::Redis && config.rate_limit.redis.is_none() {
             return invalid("rateLimit.backend is redis but rateLimit.redis is missing".into());
         }

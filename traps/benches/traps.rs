@@ -6,7 +6,7 @@ mod corpus;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use godel_crds::{EntropyConfig, RegexConfig, TrapsConfig, UnicodeConfig};
-use godel_traps::{EntropyTrap, Finding, Prompt, RegexTrap, Trap, TrapEngine, UnicodeTrap};
+use godel_traps::{EntropyTrap, Finding, Model, Prompt, RegexTrap, Trap, TrapEngine, UnicodeTrap};
 
 const SIZE: usize = 64 * 1024;
 
@@ -40,6 +40,15 @@ fn traps(c: &mut Criterion) {
         group.bench_function("engine", |b| b.iter(|| engine.inspect(text).len()));
         group.finish();
     }
+
+    // The learned injection detector on a 4 KiB prompt (its aim: at most 100 µs).
+    let end = (0..=4096).rev().find(|&i| clean.is_char_boundary(i)).unwrap_or(0);
+    let prompt = &clean[..end];
+    let model = Model::builtin();
+    let mut group = c.benchmark_group("classifier");
+    group.throughput(Throughput::Bytes(prompt.len() as u64));
+    group.bench_function("score-4k", |b| b.iter(|| model.score(std::hint::black_box(prompt))));
+    group.finish();
 }
 
 criterion_group!(benches, traps);

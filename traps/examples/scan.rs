@@ -21,6 +21,7 @@ fn kind(trap: &str, rule: &str) -> &'static str {
             Some(RulePack::Injection) => "injection",
             None => "policy",
         },
+        "classifier" => "injection",
         "unicode" => "unicode",
         "size" => "size",
         _ => "other",

@@ -14,6 +14,8 @@
 //!   does not compile is a [`RuleError`] naming it.
 //! - [`validators`]: checksums (Luhn, IBAN mod-97, national ids) that turn a digit-shaped
 //!   match into a finding only when it is valid.
+//! - [`classifier`]: [`ClassifierTrap`], the learned injection detector (a linear model
+//!   over hashed n-grams, trained by `eval/train_injection.py`), beside the rules.
 //! - [`decode`]: [`DecodeTrap`], base64, hex, percent-encoding, `\x`/`\u` escapes and
 //!   split string literals decoded (bounded) and rescanned by the same rules.
 //! - [`entropy`]: [`EntropyTrap`], random-looking tokens; public shapes (digests,
@@ -23,6 +25,7 @@
 //!
 //! Throughput: `cargo bench -p godel-traps --bench traps` (results in BENCHMARKS.md).
 
+pub mod classifier;
 pub mod decode;
 pub mod entropy;
 pub mod packs;
@@ -36,6 +39,7 @@ use std::sync::Arc;
 use godel_crds::{Action, Severity, TrapsConfig};
 use serde::Serialize;
 
+pub use self::classifier::{ClassifierTrap, Model};
 pub use self::decode::DecodeTrap;
 pub use self::entropy::EntropyTrap;
 pub use self::packs::{PACK_RULES, PackRule};
@@ -107,6 +111,9 @@ impl TrapEngine {
         traps.push(Box::new(DecodeTrap::new(rules)));
         if config.entropy.enabled {
             traps.push(Box::new(EntropyTrap::new(&config.entropy)));
+        }
+        if config.classifier.enabled {
+            traps.push(Box::new(ClassifierTrap::new(&config.classifier)));
         }
         Ok(Self { max_prompt_bytes: config.max_prompt_bytes, traps })
     }
