@@ -7,7 +7,6 @@ is to measure the rules, not to restate them.
 """
 
 import base64
-import random
 import string
 import urllib.parse
 
