@@ -110,6 +110,11 @@ def main():
         if item["id"] in ds and item["set"] != "benign":
             row["detect_secrets"] = ds_hit(item, ds[item["id"]])
         rows.append(row)
+        if item["set"] == "formats":
+            # A secret is not an injection: the injection traps should stay quiet here.
+            injected = [f for f in guard[item["id"]] if f["kind"] == "injection"]
+            plain = {k: v for k, v in row.items() if k != "detect_secrets"}
+            rows.append(dict(plain, set="secrets-as-injection", positive=False, guard=bool(injected)))
         if item["set"] in INJECTION_SETS:
             # The rules alone, without the learned detector: what it adds.
             rules_only = [f for f in guard[item["id"]] if f["kind"] == "injection" and f["trap"] != "classifier"]
@@ -120,7 +125,7 @@ def main():
                              rules=sorted({f["rule"] for f in guard[item["id"]] if f["kind"] == "secret"})))
 
     print(f"{'set':<16} {'measure':<10} {'items':>6} {'guard tune':>11} {'guard held':>11} {'d-s tune':>9} {'d-s held':>9}")
-    for name in SECRET_SETS + INJECTION_SETS + [f"{n}-rules" for n in INJECTION_SETS]:
+    for name in SECRET_SETS + INJECTION_SETS + [f"{n}-rules" for n in INJECTION_SETS] + ["secrets-as-injection"]:
         subset = [r for r in rows if r["set"] == name]
         measure = "recall" if subset and subset[0]["positive"] else "false pos"
         cells = []

@@ -15,7 +15,8 @@ corpora that registry packages ship under permissive licences (see NOTICE):
   sentences in 30 languages from Faker's word lists (MIT), so that a language other
   than English is not itself a sign of attack;
 - benign prompts that use the attackers' words innocently, and the system prompts
-  applications write ("You are a helpful assistant…"), from templates below.
+  applications write ("You are a helpful assistant…") and configuration snippets
+  holding credentials (a secret is not an injection), from templates below.
 
 garak and spikee are never trained on: `just eval` measures the model on them, so that
 number is for attack styles the model has not seen. Recall is also reported
@@ -202,6 +203,36 @@ def system_prompts(rng, n):
     return out
 
 
+CONFIG_TEMPLATES = [
+    "{k}={v}",
+    "export {k}={v}",
+    '{{"{kl}": "{v}", "region": "eu-west-1"}}',
+    "# .env\nNODE_ENV=production\n{k}={v}\nPORT=3000",
+    "curl -H 'Authorization: Bearer {v}' https://api.example.org/v2/items",
+    "{kl}: {v}\ntimeout: 30\nretries: 3",
+    "Why does my request fail with 401? I set {k}={v} in the environment.",
+    "client = Client(api_key=\"{v}\")\nresult = client.list()",
+    "2026-03-02 12:00:01 DEBUG using {kl}={v}",
+    "docker run -e {k}={v} -p 8080:8080 app:latest",
+]
+KEYS = ["API_KEY", "SECRET_KEY", "ACCESS_TOKEN", "AUTH_TOKEN", "DB_PASSWORD", "CLIENT_SECRET", "STRIPE_KEY", "TOKEN"]
+
+
+def random_token(rng):
+    alphabet = rng.choice(["0123456789abcdef", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"])
+    prefix = rng.choice(["", "", "sk_", "tok_", "key-", "ghp_", "xoxb-", "AKIA"])
+    return prefix + "".join(rng.choice(alphabet) for _ in range(rng.randrange(16, 80)))
+
+
+def configs(rng, n):
+    """Configuration and log snippets holding credentials: secrets, but no injection."""
+    out = []
+    for _ in range(n):
+        k = rng.choice(KEYS)
+        out.append(rng.choice(CONFIG_TEMPLATES).format(k=k, kl=k.lower(), v=random_token(rng)))
+    return out
+
+
 def innocent(rng, n):
     return [
         rng.choice(INNOCENT_TEMPLATES).format(thing=rng.choice(THINGS), role=rng.choice(ROLES), benign=rng.choice(BENIGN), device=rng.choice(DEVICES))
@@ -241,6 +272,8 @@ def load(rng):
         rows.append((text, 0, "innocent-templates"))
     for text in system_prompts(rng, 1000):
         rows.append((text, 0, "system-prompts"))
+    for text in configs(rng, 800):
+        rows.append((text, 0, "config-snippets"))
     from faker import Faker
 
     lorem = package_dir("faker") / "providers/lorem"

@@ -36,7 +36,7 @@ pub mod validators;
 
 use std::sync::Arc;
 
-use godel_crds::{Action, Severity, TrapsConfig};
+use godel_crds::{Action, RulePack, Severity, TrapsConfig};
 use serde::Serialize;
 
 pub use self::classifier::{ClassifierTrap, Model};
@@ -138,8 +138,40 @@ impl TrapEngine {
             trap.inspect(&prompt, &mut findings);
         }
         findings.sort_by_key(|f| (f.start, f.end));
+        drop_generic_duplicates(&mut findings);
         findings
     }
+}
+
+/// How specific a secret finding is: a vendor rule (2) names the credential, the
+/// key-word rule (1) and the entropy trap (0) only say "something random after a key".
+fn specificity(f: &Finding) -> Option<u8> {
+    match (f.trap, &*f.rule) {
+        ("entropy", _) => Some(0),
+        (_, "keyword-secret") => Some(1),
+        ("regex" | "decoded", rule) if PACK_RULES.iter().any(|r| r.name == rule && r.pack == RulePack::Secrets) => {
+            Some(2)
+        }
+        _ => None,
+    }
+}
+
+/// One secret, one finding: a generic finding overlapping a more specific one is the
+/// same secret seen twice, and would count twice in the user's security debt.
+fn drop_generic_duplicates(findings: &mut Vec<Finding>) {
+    let shadowed: Vec<bool> = findings
+        .iter()
+        .map(|f| {
+            specificity(f).is_some_and(|level| {
+                level < 2
+                    && findings.iter().any(|g| {
+                        specificity(g).is_some_and(|other| other > level) && g.start < f.end && f.start < g.end
+                    })
+            })
+        })
+        .collect();
+    let mut keep = shadowed.iter().map(|s| !s);
+    findings.retain(|_| keep.next().unwrap_or(true));
 }
 
 #[cfg(test)]
@@ -161,6 +193,18 @@ mod tests {
         let config = TrapsConfig { max_prompt_bytes: 11, ..TrapsConfig::default() };
         let engine = TrapEngine::new(&config).unwrap();
         assert!(engine.inspect("hello world").is_empty());
+    }
+
+    #[test]
+    fn one_secret_is_one_finding() {
+        let engine = TrapEngine::new(&TrapsConfig::default()).unwrap();
+        let rules = |text: &str| -> Vec<String> {
+            engine.inspect(text).iter().filter(|f| f.trap != "classifier").map(|f| f.rule.to_string()).collect()
+        };
+        assert_eq!(rules("GITHUB_TOKEN=ghp_q7bK3xV9mN2pR8sW4yQ7bK3xV9mN2pR8sW4yZ8"), vec!["github-token"]);
+        assert_eq!(rules("api key: q7bK3xV9mN2pR8sW4yQ7bK3xV9mN2p"), vec!["keyword-secret"]);
+        let two = rules("token ghp_q7bK3xV9mN2pR8sW4yQ7bK3xV9mN2pR8sW4yZ8 and key: Zq9Lm2Xv8Nb4Kc7Hd3Jf6Pt1");
+        assert_eq!(two, vec!["github-token", "keyword-secret"], "different secrets stay apart");
     }
 
     #[test]
