@@ -3,9 +3,9 @@
 //! that matched run again on their own to find spans. Rust's regex engine is
 //! linear-time, so a hostile policy or prompt cannot make a scan hang.
 //!
-//! A pattern may match context it does not report: when it has a capture group, the
-//! first group is the finding (the secret after `password=`, a token before the
-//! character that ends it). The regex crate has no look-around, so this is how a rule
+//! A pattern may match context it does not report: when it has capture groups, the
+//! first one that took part in the match is the finding (the secret after `password=`,
+//! quoted or not; a token before the character that ends it). The regex crate has no look-around, so this is how a rule
 //! says "followed by a non-token character" and still reports only the token.
 
 use std::ops::Range;
@@ -91,12 +91,12 @@ impl RegexTrap {
 }
 
 impl RegexTrap {
-    /// The reported ranges of one rule in `text`: the first capture group when the
-    /// pattern has one, else the whole match (the cheaper search).
+    /// The reported ranges of one rule in `text`: the first capture group that took part
+    /// in the match when the pattern has groups, else the whole match (the cheaper search).
     fn ranges(rule: &Rule, text: &str, mut report: impl FnMut(Range<usize>)) {
         if rule.regex.captures_len() > 1 {
             for captures in rule.regex.captures_iter(text) {
-                if let Some(m) = captures.get(1).or_else(|| captures.get(0)) {
+                if let Some(m) = captures.iter().skip(1).flatten().next().or_else(|| captures.get(0)) {
                     report(m.range());
                 }
             }
