@@ -94,6 +94,21 @@ pub struct ServeArgs {
     /// Longest wait for in-flight requests after the drain delay.
     #[arg(long, env = "GODEL_SHUTDOWN_TIMEOUT_MS", default_value_t = 20_000)]
     pub shutdown_timeout_ms: u64,
+    /// Time a client has to send a request head; also how long an idle keep-alive
+    /// connection may wait for its next request before it is closed.
+    #[arg(long, env = "GODEL_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub header_timeout_ms: u64,
+    /// Longest time a request body may take to arrive (408 after it).
+    #[arg(long, env = "GODEL_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub body_timeout_ms: u64,
+    /// Bytes per second a request body must average after its first five seconds
+    /// (408 below it), so a client cannot trickle a body to hold a connection.
+    #[arg(long, env = "GODEL_MIN_BODY_RATE", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub min_body_rate: u64,
+    /// Connections served at once; over it a new connection gets a 503 and is closed.
+    /// Lowered at start-up to leave 1024 file descriptors free.
+    #[arg(long, env = "GODEL_MAX_CONNECTIONS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_connections: u64,
     #[arg(long, env = "GODEL_LOG_FORMAT", value_enum, default_value_t = LogFormat::Auto)]
     pub log_format: LogFormat,
     /// Guards sharing the limits (the operator sets it: the largest size the fleet can

@@ -6,6 +6,7 @@ pub mod audit;
 pub mod audit_tool;
 pub mod cli;
 pub mod config;
+pub mod edge;
 pub mod engine;
 pub mod http;
 pub mod keys;

@@ -70,6 +70,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         drain_delay: Duration::from_millis(args.drain_delay_ms.unwrap_or(if args.production { 5000 } else { 0 })),
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
         fleet_size: args.fleet_size,
+        header_timeout: Duration::from_millis(args.header_timeout_ms),
+        body_timeout: Duration::from_millis(args.body_timeout_ms),
+        min_body_rate: args.min_body_rate,
+        max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
     };
     runtime()?.block_on(server::run(options, server::shutdown_signal())).map_err(|e| {
         tracing::error!(error = %e, "guard stopped");

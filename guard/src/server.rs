@@ -1,7 +1,7 @@
-//! Start-up and shutdown: build a guard from config and secrets, serve it, and on
-//! SIGTERM turn readiness off, keep serving through the drain delay (endpoints take a
-//! moment to drop the pod), stop accepting, let in-flight requests finish, and exit
-//! before the pod's grace period runs out.
+//! Start-up and shutdown: build a guard from config and secrets, serve it through the
+//! [`edge`], and once the edge has stopped (SIGTERM, drain, in-flight requests finished
+//! or dropped at the shutdown timeout) flush the audit trail and exit before the pod's
+//! grace period runs out.
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use godel_crds::{GuardConfig, LimiterBackend};
-use tokio::net::TcpListener;
 
 use crate::audit::{AuditSink, AuditWriter, Keyring, SharedKeyring};
 use crate::config::{self, ConfigError};
+use crate::edge::{self, EdgeLimits, Stop};
 use crate::engine::{Guard, GuardParts};
-use crate::http::{self, AppState, Upstream};
+use crate::http::{self, AppState, BodyLimits, Upstream};
 use crate::keys::{self, KeyError, KeyRole, Origin};
 use crate::limiter::{FailoverLimiter, Limiter, LimiterError, LocalLimiter};
 use crate::metrics::Metrics;
@@ -52,6 +52,14 @@ pub struct Options {
     pub shutdown_timeout: Duration,
     /// Guards sharing the limits; the local fallback divides by it.
     pub fleet_size: u32,
+    /// Time for a request head, and for the next one on an idle keep-alive connection.
+    pub header_timeout: Duration,
+    /// Longest time a request body may take.
+    pub body_timeout: Duration,
+    /// Bytes per second a body must average after its first five seconds.
+    pub min_body_rate: u64,
+    /// Connections served at once; more are answered 503 and closed.
+    pub max_connections: usize,
 }
 
 /// A guard ready to serve, and the audit writer to join once it has stopped.
@@ -140,36 +148,28 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + '
     let config = config::load(options.config.as_deref())?;
     let Built { state, body_limit, audit_writer } =
         build(&config, options.production, options.fleet_size, Box::new(std::io::stdout())).await?;
-    let listener = TcpListener::bind(options.listen)
-        .await
+    let listener = edge::listen(options.listen)
         .map_err(|e| StartupError::Listen { addr: options.listen, reason: e.to_string() })?;
     let local = listener.local_addr().map_err(StartupError::Serve)?;
     tracing::info!(addr = %local, production = options.production, "listening");
 
-    let app = http::router(state.clone(), body_limit);
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
+    let body =
+        BodyLimits { timeout: options.body_timeout, min_rate: options.min_body_rate, ..BodyLimits::new(body_limit) };
+    let app = http::router(state.clone(), body);
+    let limits = EdgeLimits {
+        header_timeout: options.header_timeout,
+        max_connections: edge::connection_cap(options.max_connections),
+    };
     let drain_state = state.clone();
-    let drain_delay = options.drain_delay;
-    let graceful = async move {
-        shutdown.await;
-        drain_state.start_draining();
-        tracing::info!(delay_ms = drain_delay.as_millis() as u64, "shutdown signal: readiness off, draining");
-        tokio::time::sleep(drain_delay).await;
-        tracing::info!("no longer accepting connections; finishing in-flight requests");
-        let _ = stop_tx.send(());
+    let stop = Stop {
+        shutdown,
+        on_drain: Box::new(move || drain_state.start_draining()),
+        drain_delay: options.drain_delay,
+        shutdown_timeout: options.shutdown_timeout,
     };
-    let server = axum::serve(listener, app).with_graceful_shutdown(graceful);
-    let deadline = async move {
-        if stop_rx.await.is_ok() {
-            tokio::time::sleep(options.shutdown_timeout).await;
-        } else {
-            std::future::pending::<()>().await;
-        }
-    };
-    tokio::select! {
-        result = server => result.map_err(StartupError::Serve)?,
-        () = deadline => tracing::warn!("in-flight requests did not finish in time; exiting anyway"),
-    }
+    edge::serve(listener, app, &limits, stop).await;
+    // Every connection is gone, and with them the last handles on the audit queue: the
+    // writer drains what was decided and stops.
     drop(state);
     audit_writer.join();
     tracing::info!("stopped");

@@ -61,12 +61,23 @@ async fn no_raw_user_id_anywhere_and_audit_ids_open_to_the_right_user() {
                 .unwrap();
             *decisions.entry(body["decision"].as_str().unwrap().to_owned()).or_default() += 1;
         }
-        // Bad input carrying the user id: unknown tier, and a mistyped prompt.
-        for bad in [json!({"user_id": user, "tier": "gold", "prompt": "x"}), json!({"user_id": user, "prompt": 7})] {
+        // Bad input carrying the user id: unknown tier, a mistyped prompt, and the id
+        // sent as every JSON type but a string.
+        let numeric = 98_765_432_100u64 + i as u64;
+        for bad in [
+            json!({"user_id": user, "tier": "gold", "prompt": "x"}),
+            json!({"user_id": user, "prompt": 7}),
+            json!({"user_id": numeric, "prompt": "x"}),
+            json!({"user_id": numeric as f64 + 0.5, "prompt": "x"}),
+            json!({"user_id": [user], "prompt": "x"}),
+            json!({"user_id": {user.as_str(): numeric}, "prompt": "x"}),
+            json!({"user_id": "x", user.as_str(): numeric, "prompt": "x"}),
+        ] {
             let response = client.post(guard.url("/v1/inspect")).json(&bad).send().await.unwrap();
             assert_eq!(response.status(), 400);
             let text = response.text().await.unwrap();
             assert!(!text.contains(user.as_str()), "error message repeats the user id: {text}");
+            assert!(!text.contains("98765432"), "error message repeats a numeric user id: {text}");
         }
     }
     for outcome in ["allow", "block", "throttle"] {
@@ -89,6 +100,9 @@ async fn no_raw_user_id_anywhere_and_audit_ids_open_to_the_right_user() {
             assert!(!text.contains(user.as_str()), "raw user id found in {place}");
             assert!(!text.contains(&user[..7]), "user id prefix found in {place}");
         }
+    }
+    for (place, text) in [("stdout", &stdout), ("stderr", &stderr), ("/metrics", &metrics)] {
+        assert!(!text.contains("98765432"), "a numeric user id found in {place}");
     }
 
     // The key holder opens every line, and one user is one analytical id.

@@ -17,7 +17,7 @@ async fn guard() -> (Router, Captured) {
     let config = godel_guard::config::parse(SMALL).expect("config");
     let audit = Captured::default();
     let built = godel_guard::server::build(&config, false, 1, Box::new(audit.clone())).await.expect("the guard builds");
-    (godel_guard::http::router(built.state, built.body_limit), audit)
+    (godel_guard::http::router(built.state, godel_guard::http::BodyLimits::new(built.body_limit)), audit)
 }
 
 async fn router() -> Router {
@@ -75,6 +75,13 @@ async fn bad_input_gets_clear_json_errors_and_the_guard_keeps_serving() {
     let (_, tier) = call(&router, post("application/json", r#"{"user_id": "a", "tier": "gold", "prompt": "x"}"#)).await;
     let message = tier["error"]["message"].as_str().unwrap_or_default();
     assert!(message.contains("tier") && !message.contains("gold"), "no user input echoed: {tier}");
+    for id in [json!(98765432101u64), json!(-98765.25), json!(true), json!(["98765"]), json!({"98765": 1})] {
+        let (status, answer) =
+            call(&router, post("application/json", json!({"user_id": id, "prompt": "x"}).to_string())).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(!answer.to_string().contains("98765"), "the id came back: {answer}");
+        assert_eq!(answer["error"]["message"], "user_id: invalid type, expected a string");
+    }
     let fine = json!({"user_id": "after", "prompt": "fine"}).to_string();
     let (status, body) = call(&router, post("application/json", fine)).await;
     assert_eq!((status, body["decision"].as_str()), (StatusCode::OK, Some("allow")));

@@ -24,7 +24,7 @@ async fn each_request_runs_in_a_span_with_its_id_tier_and_decision() {
     let _default = tracing::subscriber::set_default(subscriber);
     let config = godel_guard::config::parse(SMALL).expect("config");
     let built = godel_guard::server::build(&config, false, 1, Box::new(Captured::default())).await.expect("builds");
-    let router = godel_guard::http::router(built.state, built.body_limit);
+    let router = godel_guard::http::router(built.state, godel_guard::http::BodyLimits::new(built.body_limit));
     let body = json!({"user_id": "span-user-77", "tier": "premium", "prompt": "a secret plan"}).to_string();
     let request = Request::post("/v1/inspect").header("content-type", "application/json").body(Body::from(body));
     let response = router.oneshot(request.expect("a request")).await.expect("the router answers");

@@ -3,13 +3,14 @@
 use std::sync::Arc;
 
 use axum::Json;
+use axum::body::Bytes;
 use axum::extract::State;
-use axum::extract::rejection::JsonRejection;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use godel_traps::Finding;
 use serde::{Deserialize, Serialize};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, error};
 use crate::engine::Subject;
 
 /// No `Debug`: it holds the raw user id.
@@ -44,9 +45,11 @@ struct RateLimit {
 
 pub async fn inspect(
     State(state): State<Arc<AppState>>,
-    body: Result<Json<InspectRequest>, JsonRejection>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Result<Response, ApiError> {
-    let Json(request) = body?;
+    error::require_json(&headers)?;
+    let request: InspectRequest = error::parse_json(&body)?;
     let subject = Subject { user_id: &request.user_id, tier: request.tier.as_deref(), prompt: &request.prompt };
     let outcome = state.guard.inspect(subject).await?;
     let verdict = Verdict {

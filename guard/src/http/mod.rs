@@ -1,6 +1,7 @@
 //! The guard's HTTP surface, in the style of axum's examples: one shared state, thin
 //! handlers, errors as JSON.
 
+pub mod body;
 mod error;
 mod health;
 mod inspect;
@@ -12,12 +13,16 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::Response;
 use axum::routing::{get, post};
 
 use crate::engine::Guard;
 use crate::metrics::Metrics;
 
+pub use body::BodyLimits;
 pub use error::ApiError;
 pub use proxy::Upstream;
 
@@ -64,7 +69,8 @@ pub const METRICS: &str = "/metrics";
 /// by them (anything else is `other`, so scanners cannot mint series).
 pub const ROUTES: [&str; 5] = [INSPECT, CHAT_COMPLETIONS, HEALTH, LIVEZ, METRICS];
 
-pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
+pub fn router(state: Arc<AppState>, body: BodyLimits) -> Router {
+    let body_limit = body.max_bytes;
     Router::new()
         .route(INSPECT, post(inspect::inspect))
         .route(CHAT_COMPLETIONS, post(proxy::chat_completions))
@@ -73,6 +79,18 @@ pub fn router(state: Arc<AppState>, body_limit: usize) -> Router {
         .route(METRICS, get(metrics::metrics))
         .fallback(error::not_found)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), timing::record))
+        .layer(middleware::from_fn_with_state(Arc::new(body), body::read))
+        .layer(middleware::from_fn_with_state(state.clone(), close_when_draining))
+        .layer(middleware::from_fn_with_state(state.clone(), timing::record))
         .with_state(state)
+}
+
+/// While draining, every response says `Connection: close`, so keep-alive clients open
+/// their next request on a pod that is staying.
+async fn close_when_draining(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let mut response = next.run(request).await;
+    if state.draining.load(Ordering::SeqCst) {
+        response.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }

@@ -1,0 +1,204 @@
+//! The edge: the accept loop in front of the router, where hostile and broken clients
+//! meet the guard. It
+//!
+//! - caps concurrent connections below the process's file-descriptor limit: a connection
+//!   over the cap gets a JSON 503 and is closed at once, so the guard keeps the
+//!   descriptors it needs for Redis, KMS and the upstream instead of failing `accept`;
+//! - gives a client `header_timeout` to send a request head, on a new connection and
+//!   between requests on a keep-alive one (so idle and slowloris connections are closed);
+//! - on shutdown, tells every open connection to close after its current response and
+//!   closes the idle ones, keeps accepting through the drain delay, stops, waits for
+//!   in-flight requests up to the shutdown timeout and then drops what is left, so the
+//!   process exits (and flushes its audit lines) before Kubernetes sends SIGKILL.
+//!
+//! Body read timeouts are per request and live with the router ([`crate::http::body`]).
+
+use std::future::Future;
+use std::io::ErrorKind;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use hyper::server::conn::http1;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
+use tokio::io::AsyncWriteExt;
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
+use tokio::task::JoinSet;
+
+/// File descriptors kept back from the connection cap for everything else the guard
+/// opens: Redis and upstream connections, key files, KMS.
+const RESERVED_FDS: u64 = 1024;
+
+/// How the edge treats connections; the CLI documents each default.
+#[derive(Clone, Debug)]
+pub struct EdgeLimits {
+    pub header_timeout: Duration,
+    pub max_connections: usize,
+}
+
+/// When the edge stops: draining starts with `shutdown`, lasts `drain_delay` (the
+/// endpoints take a moment to drop the pod), then in-flight requests get
+/// `shutdown_timeout` before their connections are dropped.
+pub struct Stop<F> {
+    pub shutdown: F,
+    pub on_drain: Box<dyn FnOnce() + Send>,
+    pub drain_delay: Duration,
+    pub shutdown_timeout: Duration,
+}
+
+/// Connections the kernel may queue before they are accepted (it caps this at
+/// `net.core.somaxconn`): tokio's default of 1024 overflows under a burst of connects,
+/// and an overflowing queue drops SYNs, which clients retry only after a second.
+const BACKLOG: u32 = 4096;
+
+/// Binds the guard's listening socket.
+pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(BACKLOG)
+}
+
+/// Raises the soft file-descriptor limit to the hard one (as Go's runtime does) and
+/// returns the connection cap that leaves [`RESERVED_FDS`] free.
+pub fn connection_cap(configured: usize) -> usize {
+    // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit struct.
+    let soft = unsafe {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
+            return configured;
+        }
+        if limit.rlim_cur < limit.rlim_max {
+            let raised = libc::rlimit { rlim_cur: limit.rlim_max, rlim_max: limit.rlim_max };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) == 0 {
+                limit.rlim_cur = limit.rlim_max;
+            }
+        }
+        limit.rlim_cur
+    };
+    let room = usize::try_from(soft.saturating_sub(RESERVED_FDS)).unwrap_or(usize::MAX).max(1);
+    if configured > room {
+        tracing::warn!(
+            configured,
+            cap = room,
+            fd_limit = soft,
+            "connection cap lowered to fit the file-descriptor limit"
+        );
+    }
+    configured.min(room)
+}
+
+/// Serves `app` on `listener` until `stop` has run its course.
+pub async fn serve<F: Future<Output = ()>>(listener: TcpListener, app: Router, limits: &EdgeLimits, stop: Stop<F>) {
+    let permits = Arc::new(Semaphore::new(limits.max_connections));
+    let (close_tx, close_rx) = watch::channel(false);
+    let mut builder = http1::Builder::new();
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    let mut connections = JoinSet::new();
+    let accept = |accepted: std::io::Result<(TcpStream, SocketAddr)>, connections: &mut JoinSet<()>| {
+        match accepted {
+            Ok((stream, _)) => match permits.clone().try_acquire_owned() {
+                Ok(permit) => {
+                    connections.spawn(connection(stream, permit, builder.clone(), app.clone(), close_rx.clone()));
+                }
+                Err(_) => {
+                    tokio::spawn(shed(stream));
+                }
+            },
+            Err(e) => return Some(e),
+        }
+        None
+    };
+
+    let shutdown = stop.shutdown;
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => if let Some(e) = accept(accepted, &mut connections) { accept_error(e).await },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+
+    (stop.on_drain)();
+    close_tx.send_replace(true);
+    tracing::info!(
+        delay_ms = stop.drain_delay.as_millis() as u64,
+        open = connections.len(),
+        "shutdown signal: readiness off, connections told to close, draining"
+    );
+    let drain = tokio::time::sleep(stop.drain_delay);
+    tokio::pin!(drain);
+    loop {
+        tokio::select! {
+            () = &mut drain => break,
+            accepted = listener.accept() => if let Some(e) = accept(accepted, &mut connections) { accept_error(e).await },
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+        }
+    }
+    drop(listener);
+
+    tracing::info!(open = connections.len(), "no longer accepting connections; finishing in-flight requests");
+    let finished =
+        tokio::time::timeout(stop.shutdown_timeout, async { while connections.join_next().await.is_some() {} }).await;
+    if finished.is_err() {
+        tracing::warn!(
+            open = connections.len(),
+            "in-flight requests did not finish in time; dropping their connections"
+        );
+        connections.shutdown().await;
+    }
+}
+
+/// One connection: served until the client leaves, a timeout closes it, or shutdown
+/// tells it to finish its current response and close.
+async fn connection(
+    stream: TcpStream,
+    _permit: OwnedSemaphorePermit,
+    builder: http1::Builder,
+    app: Router,
+    mut close: watch::Receiver<bool>,
+) {
+    let _ = stream.set_nodelay(true);
+    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    tokio::pin!(conn);
+    // A connection accepted while draining is served normally: the router marks each of
+    // its responses `Connection: close`. Only connections open when draining started
+    // need telling.
+    let result = if *close.borrow_and_update() {
+        conn.await
+    } else {
+        tokio::select! {
+            result = conn.as_mut() => result,
+            _ = close.changed() => {
+                conn.as_mut().graceful_shutdown();
+                conn.await
+            }
+        }
+    };
+    if let Err(e) = result {
+        tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// Over the cap: a short JSON answer written without waiting, then the socket closes.
+async fn shed(mut stream: TcpStream) {
+    const BODY: &str = r#"{"error":{"code":"too_many_connections","type":"server_error","message":"the guard is at its connection limit; retry shortly"}}"#;
+    let response = format!(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\nconnection: close\r\ncontent-length: {}\r\n\r\n{BODY}",
+        BODY.len()
+    );
+    let _ = tokio::time::timeout(Duration::from_millis(100), stream.write_all(response.as_bytes())).await;
+}
+
+/// `accept` fails when the process is out of descriptors (or a connection was reset
+/// before it was accepted); back off briefly rather than spin.
+async fn accept_error(e: std::io::Error) {
+    if e.kind() != ErrorKind::ConnectionAborted {
+        tracing::warn!(error = %e, "accept failed; backing off");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
