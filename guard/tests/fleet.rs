@@ -160,3 +160,56 @@ async fn closed_failure_mode_throttles_and_turns_unready() {
     assert_eq!(health.status(), 503);
     assert!(health.text().await.unwrap().contains("failureMode is closed"));
 }
+
+/// Redis killed, and frozen (SIGSTOP: connections open, nothing answers), under load, in
+/// each failure mode: never a 5xx, and each mode does what it promises while Redis is
+/// gone and after it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redis_killed_or_frozen_under_load_in_every_failure_mode() {
+    for mode in ["local", "open", "closed"] {
+        for frozen in [false, true] {
+            let fault = if frozen { "frozen" } else { "killed" };
+            let mut redis = RedisServer::start();
+            let guard = Guard::start(&policy("redis", Some(&redis), mode), FLEET);
+            let guards = std::slice::from_ref(&guard);
+            let before = hammer(guards, &format!("{mode}-{fault}-user-1"), Duration::from_millis(300)).await;
+            assert_eq!(before.server_errors, 0, "{mode}/{fault}: before");
+            if frozen {
+                redis.pause();
+            } else {
+                redis.kill();
+            }
+            let during = hammer(guards, &format!("{mode}-{fault}-user-2"), Duration::from_secs(1)).await;
+            assert_eq!(during.server_errors, 0, "{mode}/{fault}: no 5xx while Redis is gone");
+            assert!(during.total > 10, "{mode}/{fault}: the guard kept answering: {} requests", during.total);
+            match mode {
+                "open" => assert_eq!(during.allowed, during.total, "open mode allows everything"),
+                "closed" => assert!(during.allowed <= 1, "closed mode throttles: {} allowed", during.allowed),
+                _ => assert!(
+                    during.allowed > 0
+                        && (during.allowed as f64) <= (BURST / 3.0).max(1.0) + RATE / 3.0 * during.elapsed + 1.0,
+                    "local mode limits by a third: {} allowed",
+                    during.allowed
+                ),
+            }
+            if frozen {
+                redis.resume();
+                // Emptied, so that keys seen below are new decisions.
+                redis.cli(&["FLUSHALL"]);
+            } else {
+                redis.restart();
+            }
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                let after = hammer(guards, &format!("{mode}-{fault}-user-3"), Duration::from_millis(300)).await;
+                assert_eq!(after.server_errors, 0, "{mode}/{fault}: after");
+                if redis.cli(&["DBSIZE"]) != "0" {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "{mode}/{fault}: decisions are not back on Redis");
+            }
+            let stderr = guard.stderr.lock().unwrap().join("\n");
+            assert!(!stderr.contains("panicked") && !stderr.contains("-user-"), "{mode}/{fault}: {stderr}");
+        }
+    }
+}

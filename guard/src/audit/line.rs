@@ -13,6 +13,9 @@ pub struct AuditLine<'a> {
     pub analytical_id: &'a str,
     pub audit_id: &'a str,
     pub tier: &'a str,
+    /// `answer` on the line about a model's answer; absent on the request's own line.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub direction: Option<&'a str>,
     pub decision: &'a str,
     /// `rate_limited` or `quarantined` for a throttle.
     #[serde(skip_serializing_if = "Option::is_none")]

@@ -39,16 +39,36 @@ impl AuditSink {
     }
 
     pub async fn write(&self, line: &impl serde::Serialize) {
-        let mut bytes = match serde_json::to_vec(line) {
-            Ok(bytes) => bytes,
-            Err(e) => {
-                tracing::error!(error = %e, "audit line did not serialize");
-                return;
-            }
-        };
-        bytes.push(b'\n');
-        if self.tx.send(bytes).await.is_err() {
+        if let Some(bytes) = encode(line) {
+            Self::send(&self.tx, bytes).await;
+        }
+    }
+
+    /// Queues a line from code that cannot wait (a `Drop`): a task of its own waits for
+    /// room, holding the queue open, so the writer still flushes it at shutdown.
+    pub fn write_detached(&self, line: &impl serde::Serialize) {
+        if let Some(bytes) = encode(line) {
+            let tx = self.tx.clone();
+            tokio::spawn(async move { Self::send(&tx, bytes).await });
+        }
+    }
+
+    async fn send(tx: &mpsc::Sender<Vec<u8>>, bytes: Vec<u8>) {
+        if tx.send(bytes).await.is_err() {
             tracing::error!("audit writer has stopped; line lost");
+        }
+    }
+}
+
+fn encode(line: &impl serde::Serialize) -> Option<Vec<u8>> {
+    match serde_json::to_vec(line) {
+        Ok(mut bytes) => {
+            bytes.push(b'\n');
+            Some(bytes)
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "audit line did not serialize");
+            None
         }
     }
 }

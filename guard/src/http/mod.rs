@@ -61,19 +61,34 @@ pub fn body_limit(max_prompt_bytes: usize) -> usize {
 }
 
 pub const INSPECT: &str = "/v1/inspect";
-pub const CHAT_COMPLETIONS: &str = "/v1/chat/completions";
 pub const HEALTH: &str = "/health";
 pub const LIVEZ: &str = "/livez";
 pub const METRICS: &str = "/metrics";
 /// Every route, once: the router serves these, and the latency metric labels requests
 /// by them (anything else is `other`, so scanners cannot mint series).
-pub const ROUTES: [&str; 5] = [INSPECT, CHAT_COMPLETIONS, HEALTH, LIVEZ, METRICS];
+pub const ROUTES: [&str; 10] = [
+    INSPECT,
+    proxy::CHAT_COMPLETIONS.path,
+    proxy::RESPONSES.path,
+    proxy::COMPLETIONS.path,
+    proxy::EMBEDDINGS.path,
+    proxy::MODELS,
+    proxy::MODEL,
+    HEALTH,
+    LIVEZ,
+    METRICS,
+];
 
 pub fn router(state: Arc<AppState>, body: BodyLimits) -> Router {
     let body_limit = body.max_bytes;
     Router::new()
         .route(INSPECT, post(inspect::inspect))
-        .route(CHAT_COMPLETIONS, post(proxy::chat_completions))
+        .route(proxy::CHAT_COMPLETIONS.path, post(proxy::chat_completions))
+        .route(proxy::RESPONSES.path, post(proxy::responses))
+        .route(proxy::COMPLETIONS.path, post(proxy::completions))
+        .route(proxy::EMBEDDINGS.path, post(proxy::embeddings))
+        .route(proxy::MODELS, get(proxy::models))
+        .route(proxy::MODEL, get(proxy::model))
         .route(HEALTH, get(health::health))
         .route(LIVEZ, get(health::livez))
         .route(METRICS, get(metrics::metrics))

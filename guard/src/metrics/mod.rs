@@ -40,6 +40,7 @@ pub struct Metrics {
     pub requests: Family<RequestLabels, Counter>,
     pub duration: HistogramFamily,
     pub findings: Family<FindingLabels, Counter>,
+    pub answer_findings: Family<FindingLabels, Counter>,
     pub security_debt: Counter,
     pub health: Gauge,
     pub backend_errors: Family<BackendLabels, Counter>,
@@ -63,6 +64,12 @@ impl Metrics {
         registry.register("godel_request_duration_seconds", "HTTP request latency by route", duration.clone());
         let findings = Family::<FindingLabels, Counter>::default();
         registry.register("godel_trap_findings", "Trap findings by trap and severity", findings.clone());
+        let answer_findings = Family::<FindingLabels, Counter>::default();
+        registry.register(
+            "godel_answer_findings",
+            "Findings in model answers relayed by the proxy, by trap and severity",
+            answer_findings.clone(),
+        );
         let security_debt = Counter::default();
         registry.register(
             "godel_security_debt",
@@ -84,7 +91,17 @@ impl Metrics {
             fallback_active.clone(),
         );
         registry.register_collector(Box::new(process::ProcessCollector::new()));
-        Self { registry, requests, duration, findings, security_debt, health, backend_errors, fallback_active }
+        Self {
+            registry,
+            requests,
+            duration,
+            findings,
+            answer_findings,
+            security_debt,
+            health,
+            backend_errors,
+            fallback_active,
+        }
     }
 
     /// Creates the zero-valued series that alerts and dashboards expect to exist

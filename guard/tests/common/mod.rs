@@ -5,6 +5,7 @@
 
 pub mod peers;
 pub mod redis;
+pub mod upstream;
 
 /// A policy with small limits, so a test reaches the throttle in a few requests.
 pub const SMALL: &str = "

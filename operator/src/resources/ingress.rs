@@ -9,7 +9,8 @@ use k8s_openapi::api::networking::v1::{
 use super::{guard_name, metadata};
 
 /// The API routes clients call. `/metrics` and the probes stay inside the cluster.
-pub const PUBLIC_PATHS: [&str; 2] = ["/v1/inspect", "/v1/chat/completions"];
+pub const PUBLIC_PATHS: [&str; 6] =
+    ["/v1/inspect", "/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings", "/v1/models"];
 
 /// The coarse first layer: per-client-address limits at the edge, before the guards'
 /// per-user buckets. NGINX enforces them itself; the AWS ALB delegates them to a WAF
@@ -100,7 +101,9 @@ mod tests {
             .iter()
             .map(|p| (p.path.clone().unwrap(), p.path_type.clone()))
             .collect();
-        assert_eq!(paths, [("/v1/inspect".into(), "Exact".into()), ("/v1/chat/completions".into(), "Exact".into())]);
+        let expected: Vec<(String, String)> =
+            PUBLIC_PATHS.iter().map(|p| (p.to_string(), "Exact".to_owned())).collect();
+        assert_eq!(paths, expected);
         let alb = ingress(&fixtures::from_yaml(
             "ingress: {host: g.example.com, controller: alb, requestsPerSecond: 20, wafAclArn: 'arn:aws:wafv2:eu-west-1:1:regional/webacl/g/1'}",
         ))

@@ -1,0 +1,233 @@
+//! Where a model reads text in an OpenAI-style JSON body, located by byte offsets into
+//! the body as received. The walk is generic (every string value except identifiers,
+//! enums and binary payloads), so new API shapes (the Responses API's `input` items,
+//! tool descriptions, content parts of any type) are read without a schema; and since
+//! redactions are spliced into the original bytes, everything else passes through
+//! byte for byte (a 23-digit `seed` stays a 23-digit integer).
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+
+use serde_json::value::RawValue;
+
+/// Keys whose values are identifiers, enumerations, options or binary payloads rather
+/// than text a model reads (or, for `user`, the end user's id, which is never scanned).
+const NOT_TEXT: &[&str] = &[
+    "background",
+    "call_id",
+    "created",
+    "data",
+    "detail",
+    "encoding_format",
+    "file_data",
+    "file_id",
+    "finish_reason",
+    "format",
+    "id",
+    "include",
+    "item_id",
+    "logprobs",
+    "metadata",
+    "modalities",
+    "model",
+    "object",
+    "previous_response_id",
+    "prompt_cache_key",
+    "reasoning_effort",
+    "role",
+    "safety_identifier",
+    "service_tier",
+    "status",
+    "system_fingerprint",
+    "tool_call_id",
+    "tool_choice",
+    "truncation",
+    "type",
+    "url",
+    "user",
+    "voice",
+];
+
+/// Deeper than any real request; deeper is refused rather than walked.
+const MAX_DEPTH: usize = 32;
+
+/// One string value: where its JSON literal sits in the body, its decoded text, and the
+/// channel it belongs to (its path, with array positions replaced by an element's own
+/// `index` field when it has one, so that a stream's pieces of one choice or tool call
+/// share a channel).
+#[derive(Debug, PartialEq)]
+pub struct Segment {
+    pub literal: Range<usize>,
+    pub text: String,
+    pub channel: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TextError {
+    #[error("body is not valid JSON at line {line} column {column}")]
+    Json { line: usize, column: usize },
+    #[error("the body must be a JSON object")]
+    NotAnObject,
+    #[error("the body is nested more than {MAX_DEPTH} levels deep")]
+    TooDeep,
+}
+
+impl From<serde_json::Error> for TextError {
+    fn from(e: serde_json::Error) -> Self {
+        TextError::Json { line: e.line(), column: e.column() }
+    }
+}
+
+/// The text-bearing strings of a JSON object body, in document order.
+pub fn segments(body: &[u8]) -> Result<Vec<Segment>, TextError> {
+    let text = std::str::from_utf8(body).map_err(|e| {
+        let before = &body[..e.valid_up_to()];
+        let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
+        let column = before.len() - before.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1) + 1;
+        TextError::Json { line, column }
+    })?;
+    let root: &RawValue = serde_json::from_str(text)?;
+    if !root.get().starts_with('{') {
+        return Err(TextError::NotAnObject);
+    }
+    let mut out = Vec::new();
+    walk(text, root, String::new(), 0, &mut out)?;
+    out.sort_by_key(|s| s.literal.start);
+    Ok(out)
+}
+
+fn walk(body: &str, raw: &RawValue, channel: String, depth: usize, out: &mut Vec<Segment>) -> Result<(), TextError> {
+    if depth > MAX_DEPTH {
+        return Err(TextError::TooDeep);
+    }
+    let value = raw.get();
+    match value.as_bytes().first() {
+        Some(b'{') => {
+            let fields: BTreeMap<String, &RawValue> = serde_json::from_str(value)?;
+            for (key, child) in fields {
+                if !NOT_TEXT.contains(&key.as_str()) {
+                    walk(body, child, format!("{channel}.{key}"), depth + 1, out)?;
+                }
+            }
+        }
+        Some(b'[') => {
+            let items: Vec<&RawValue> = serde_json::from_str(value)?;
+            for (position, item) in items.into_iter().enumerate() {
+                let index = own_index(item).unwrap_or(position as u64);
+                walk(body, item, format!("{channel}.{index}"), depth + 1, out)?;
+            }
+        }
+        Some(b'"') => {
+            let text: String = serde_json::from_str(value)?;
+            if !text.is_empty() {
+                // The RawValue borrows from `body`, so its offset is a pointer difference.
+                let start = value.as_ptr() as usize - body.as_ptr() as usize;
+                out.push(Segment { literal: start..start + value.len(), text, channel });
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// An array element's own `index` field (`choices[].index`, `tool_calls[].index`).
+fn own_index(item: &RawValue) -> Option<u64> {
+    #[derive(serde::Deserialize)]
+    struct Indexed {
+        index: u64,
+    }
+    if !item.get().starts_with('{') {
+        return None;
+    }
+    serde_json::from_str::<Indexed>(item.get()).ok().map(|i| i.index)
+}
+
+/// The segments' texts joined by newlines (what the traps read), and where each
+/// segment starts in it.
+pub fn joined(segments: &[Segment]) -> (String, Vec<usize>) {
+    let mut prompt = String::with_capacity(segments.iter().map(|s| s.text.len() + 1).sum());
+    let mut starts = Vec::with_capacity(segments.len());
+    for segment in segments {
+        if !prompt.is_empty() {
+            prompt.push('\n');
+        }
+        starts.push(prompt.len());
+        prompt.push_str(&segment.text);
+    }
+    (prompt, starts)
+}
+
+/// `body` with each `(literal range, new text)` replacing that string literal; every
+/// other byte unchanged.
+pub fn splice(body: &[u8], mut replacements: Vec<(Range<usize>, String)>) -> Vec<u8> {
+    replacements.sort_by_key(|(range, _)| range.start);
+    let mut out = Vec::with_capacity(body.len());
+    let mut cursor = 0;
+    for (range, text) in replacements {
+        out.extend_from_slice(&body[cursor..range.start]);
+        // Serializing a string cannot fail.
+        out.extend_from_slice(serde_json::to_string(&text).unwrap_or_default().as_bytes());
+        cursor = range.end;
+    }
+    out.extend_from_slice(&body[cursor..]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_place_a_model_reads_is_found_and_nothing_else() {
+        let body = br#"{"model": "gpt-4o", "user": "u-1", "seed": 12345678901234567890123,
+            "messages": [
+              {"role": "system", "content": "be brief"},
+              {"role": "user", "content": [{"type": "text", "text": "hi"}, {"type": "image_url", "image_url": {"url": "data:image/png;base64,AAAA"}}]},
+              {"role": "assistant", "tool_calls": [{"id": "call_1", "type": "function", "function": {"name": "lookup", "arguments": "{\"q\": \"x\"}"}}]},
+              {"role": "tool", "tool_call_id": "call_1", "content": "result"}
+            ],
+            "tools": [{"type": "function", "function": {"name": "lookup", "description": "Looks things up", "parameters": {"type": "object"}}}]}"#;
+        let found: Vec<(String, String)> = segments(body).unwrap().into_iter().map(|s| (s.channel, s.text)).collect();
+        let expected = [
+            (".messages.0.content", "be brief"),
+            (".messages.1.content.0.text", "hi"),
+            (".messages.2.tool_calls.0.function.name", "lookup"),
+            (".messages.2.tool_calls.0.function.arguments", r#"{"q": "x"}"#),
+            (".messages.3.content", "result"),
+            (".tools.0.function.name", "lookup"),
+            (".tools.0.function.description", "Looks things up"),
+        ];
+        let expected: Vec<(String, String)> = expected.iter().map(|(c, t)| (c.to_string(), t.to_string())).collect();
+        assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn splicing_changes_only_the_replaced_strings() {
+        let body = br#"{"seed": 12345678901234567890123, "input": "my key \u0041KIA", "n": 1.50}"#;
+        let found = segments(body).unwrap();
+        assert_eq!(found[0].text, "my key AKIA");
+        let out = splice(body, vec![(found[0].literal.clone(), "my key [REDACTED:x]".into())]);
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            r#"{"seed": 12345678901234567890123, "input": "my key [REDACTED:x]", "n": 1.50}"#
+        );
+    }
+
+    #[test]
+    fn stream_pieces_of_one_choice_share_a_channel() {
+        let a = segments(br#"{"choices": [{"index": 1, "delta": {"content": "a"}}]}"#).unwrap();
+        let b = segments(br#"{"choices": [{"index": 1, "delta": {"content": "b"}}]}"#).unwrap();
+        let c = segments(br#"{"choices": [{"index": 0, "delta": {"content": "c"}}]}"#).unwrap();
+        assert_eq!(a[0].channel, b[0].channel);
+        assert_ne!(a[0].channel, c[0].channel);
+    }
+
+    #[test]
+    fn bad_bodies_are_refused_with_a_position() {
+        assert!(matches!(segments(b"[1]"), Err(TextError::NotAnObject)));
+        assert!(matches!(segments(b"{\"a\": \"\xff\"}"), Err(TextError::Json { line: 1, column: 8 })));
+        assert!(matches!(segments(b"{\"a\": "), Err(TextError::Json { .. })));
+        let deep = format!("{{\"a\": {}1{}}}", "[".repeat(40), "]".repeat(40));
+        assert!(matches!(segments(deep.as_bytes()), Err(TextError::TooDeep)));
+    }
+}
