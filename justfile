@@ -23,6 +23,11 @@ e2e:
 bench:
     cargo bench -p godel-traps --bench traps
 
+# The HTTP path under load: the guard against a bare axum endpoint, three configurations
+# (in-memory limiter, Redis limiter, proxy); results go to BENCHMARKS.md.
+load-bench:
+    ./scripts/load-bench.sh
+
 # Detection quality: secrets and injection sets, held-out split apart, beside
 # detect-secrets; results go to BENCHMARKS.md.
 eval:

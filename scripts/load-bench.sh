@@ -1,0 +1,115 @@
+#!/usr/bin/env bash
+# The HTTP path under load (`just load-bench`): the guard against a bare axum endpoint
+# (guard/examples/bare.rs: same axum, hyper and runtime settings, parses the same JSON,
+# answers a fixed verdict), driven by wrk with the same load (2 threads, 16 connections,
+# mixed prompts over 5,000 users: bench/load/*.lua), in three configurations:
+#   memory  the in-memory limiter, every trap on (the learned detector included)
+#   redis   the Redis limiter on a local redis-server
+#   proxy   the OpenAI proxy in front of a local upstream that answers at once
+#           (guard/examples/upstream.rs), against that upstream called directly
+# Prints req/s and p50/p99 for each side and the ratio. The load generator shares the
+# machine's cores with the servers, as in the issue's measurement; runs are noisy, so
+# compare ratios from one run. Options: RUNS (default 2), DURATION (default 10s),
+# CONFIGS (default "memory redis proxy").
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+RUNS="${RUNS:-2}"
+DURATION="${DURATION:-10s}"
+CONFIGS="${CONFIGS:-memory redis proxy}"
+export GODEL_BENCH_DIR="$PWD/bench/load"
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+command -v redis-server >/dev/null || need+=(redis-server)
+if ((${#need[@]})); then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+cargo build --release --quiet -p godel-guard --bin godel-guard --example bare --example upstream
+target="${CARGO_TARGET_DIR:-target}/release"
+
+work="$(mktemp -d)"
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+wait_port() {
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+    sleep 0.05
+  done
+  echo "nothing listens on port $1" >&2
+  exit 1
+}
+
+start() { # start <port> <command...>: runs it in the background, waits for the port
+  local port="$1"; shift
+  "$@" >"$work/$port.log" 2>&1 &
+  pids+=("$!")
+  wait_port "$port"
+}
+
+stop_all() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  pids=()
+}
+
+# Prints "req/s p50_ms p99_ms" for one wrk run.
+measure() { # measure <url> <script>
+  wrk -t2 -c16 -d3s -s "$2" "$1" >/dev/null  # warm up: caches, buckets, connections
+  wrk -t2 -c16 -d"$DURATION" --latency -s "$2" "$1" | awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    $1 == "Requests/sec:" { rps = $2 }
+    /Non-2xx/ { non2xx = $NF }
+    END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+}
+
+guard_config() { # guard_config <memory|redis|proxy> <redis port> <upstream port>
+  cat <<YAML
+tiers: [{name: free, ratePerSecond: 1000000, burst: 1000000}]
+securityDebt: {quarantineThreshold: 1000000000000}
+YAML
+  case "$1" in
+    redis) printf 'rateLimit: {backend: redis, redis: {url: "redis://127.0.0.1:%s"}}\n' "$2" ;;
+    proxy) printf 'proxy: {upstream: "http://127.0.0.1:%s"}\n' "$3" ;;
+  esac
+}
+
+echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
+printf '%-7s %-4s %10s %10s %7s %9s %9s %9s %9s\n' config run guard_rps base_rps ratio guard_p50 guard_p99 base_p50 base_p99
+for config in $CONFIGS; do
+  for run in $(seq "$RUNS"); do
+    redis_port="$(free_port)"; upstream_port="$(free_port)"; guard_port="$(free_port)"; bare_port="$(free_port)"
+    if [ "$config" = redis ]; then
+      start "$redis_port" redis-server --port "$redis_port" --save "" --appendonly no
+    fi
+    if [ "$config" = proxy ]; then
+      start "$upstream_port" "$target/examples/upstream" "127.0.0.1:$upstream_port"
+      script="$GODEL_BENCH_DIR/chat.lua"; base_url="http://127.0.0.1:$upstream_port"
+    else
+      start "$bare_port" "$target/examples/bare" "127.0.0.1:$bare_port"
+      script="$GODEL_BENCH_DIR/inspect.lua"; base_url="http://127.0.0.1:$bare_port"
+    fi
+    guard_config "$config" "$redis_port" "$upstream_port" >"$work/config.yaml"
+    RUST_LOG=warn start "$guard_port" "$target/godel-guard" serve --listen "127.0.0.1:$guard_port" \
+      --config "$work/config.yaml" --log-format json
+    read -r base_rps base_p50 base_p99 < <(measure "$base_url" "$script")
+    read -r guard_rps guard_p50 guard_p99 < <(measure "http://127.0.0.1:$guard_port" "$script")
+    ratio="$(awk -v g="$guard_rps" -v b="$base_rps" 'BEGIN { printf "%.2f", g / b }')"
+    printf '%-7s %-4s %10s %10s %7s %9s %9s %9s %9s\n' "$config" "$run" "$guard_rps" "$base_rps" "$ratio" \
+      "$guard_p50" "$guard_p99" "$base_p50" "$base_p99"
+    stop_all
+  done
+done
