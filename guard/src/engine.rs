@@ -150,10 +150,7 @@ impl Guard {
             answer_traps: parts.answer_traps,
             output_action,
             tiers,
-            debt: DebtPolicy {
-                half_life_seconds: config.security_debt.half_life_seconds,
-                quarantine_threshold: config.security_debt.quarantine_threshold,
-            },
+            debt: DebtPolicy::from(&config.security_debt),
             traps: parts.traps,
             pseudonymizer: parts.pseudonymizer,
             keyring: parts.keyring,
@@ -329,10 +326,12 @@ pub fn mask(text: &str, mut spans: Vec<(usize, usize, &str)>) -> String {
     out
 }
 
+/// 128 random bits from the thread's CSPRNG: unguessable and unique, without a system
+/// call per request.
 fn new_request_id() -> String {
-    use aes_gcm::aead::rand_core::RngCore;
+    use rand::Rng;
     let mut bytes = [0u8; 16];
-    aes_gcm::aead::OsRng.fill_bytes(&mut bytes);
+    rand::rng().fill_bytes(&mut bytes);
     hex::encode(bytes)
 }
 

@@ -17,7 +17,7 @@ use crate::edge::{self, EdgeLimits, Stop};
 use crate::engine::{Guard, GuardParts};
 use crate::http::{self, AppState, BodyLimits, Upstream};
 use crate::keys::{self, KeyError, KeyRole, Origin};
-use crate::limiter::{FailoverLimiter, Limiter, LimiterError, LocalLimiter};
+use crate::limiter::{DebtPolicy, FailoverLimiter, Limiter, LimiterError, LocalLimiter, spawn_sweeper};
 use crate::metrics::Metrics;
 use crate::pseudonym::Pseudonymizer;
 use godel_traps::{CheckError, TrapEngine};
@@ -122,11 +122,19 @@ pub async fn build(
     let metrics = Arc::new(Metrics::new());
     let tiers: Vec<String> = config.tiers.iter().map(|t| t.name.clone()).collect();
     metrics.prime(&tiers, (config.rate_limit.backend == LimiterBackend::Redis).then_some("redis"));
+    let debt = DebtPolicy::from(&config.security_debt);
     let limiter: Arc<dyn Limiter> = match (&config.rate_limit.backend, &config.rate_limit.redis) {
         (LimiterBackend::Redis, Some(redis)) => {
-            FailoverLimiter::start(redis, config.rate_limit.failure_mode, fleet_size, metrics.clone()).await?
+            let failover =
+                FailoverLimiter::start(redis, config.rate_limit.failure_mode, fleet_size, metrics.clone()).await?;
+            spawn_sweeper(Arc::downgrade(&failover), FailoverLimiter::local, debt);
+            failover
         }
-        _ => Arc::new(LocalLimiter::new()),
+        _ => {
+            let local = Arc::new(LocalLimiter::new());
+            spawn_sweeper(Arc::downgrade(&local), |l| l, debt);
+            local
+        }
     };
     let (audit, audit_writer) = AuditSink::start(audit_out).map_err(StartupError::Audit)?;
     let guard = Guard::new(

@@ -52,6 +52,11 @@ impl FailoverLimiter {
         Ok(limiter)
     }
 
+    /// The in-memory buckets it falls back on (swept by the server's sweeper).
+    pub fn local(&self) -> &LocalLimiter {
+        &self.local
+    }
+
     fn open(&self) {
         self.breaker.trip();
         self.metrics.fallback_active.set(1);

@@ -1,25 +1,35 @@
 //! In-memory buckets: the embedded default for a single guard, and the fallback when
 //! Redis is unreachable. Sharded so concurrent requests rarely contend, and swept of
-//! idle entries so a flood of one-off users cannot grow memory without bound.
+//! entries that are full buckets again (as Redis expires its keys), so a flood of one-off
+//! users cannot grow memory without bound and memory comes back once they are gone.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::Mutex;
+use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use super::{Admission, BucketLimit, DebtPolicy, Limiter, LimiterFuture, decay, quarantine_ms};
 
 const SHARDS: usize = 64;
-const SWEEP_EVERY: Duration = Duration::from_secs(30);
-/// An untouched entry older than this (seconds) is a full bucket again and is dropped
-/// unless it still carries debt.
-const IDLE_KEEP: f64 = 300.0;
+/// How often idle entries are swept, by the sweeper task and by a request touching a
+/// shard.
+pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 struct Entry {
     tokens: f64,
     debt: f64,
     refilled: Instant,
     decayed: Instant,
+    /// When the bucket is full again if nothing takes from it: from then on the entry is
+    /// the same as no entry, and only its debt can keep it.
+    full_at: Instant,
+}
+
+impl Entry {
+    fn expendable(&self, now: Instant, debt: DebtPolicy) -> bool {
+        now >= self.full_at
+            && decay(self.debt, now.duration_since(self.decayed).as_secs_f64(), debt.half_life_seconds) < 0.5
+    }
 }
 
 struct Shard {
@@ -62,11 +72,7 @@ impl LocalLimiter {
         // numbers in it are still usable, so take them rather than fail every request.
         let mut shard = self.shards[index].lock().unwrap_or_else(|e| e.into_inner());
         if now.duration_since(shard.swept) >= SWEEP_EVERY {
-            shard.swept = now;
-            shard.entries.retain(|_, e| {
-                let idle = now.duration_since(e.decayed).as_secs_f64();
-                idle < IDLE_KEEP || decay(e.debt, idle, debt.half_life_seconds) >= 0.5
-            });
+            shard.sweep(now, debt);
         }
         let entry = match shard.entries.get_mut(key) {
             Some(entry) => entry,
@@ -76,6 +82,7 @@ impl LocalLimiter {
                 debt: 0.0,
                 refilled: now,
                 decayed: now,
+                full_at: now,
             }),
         };
         if let Some(limit) = limit {
@@ -85,7 +92,35 @@ impl LocalLimiter {
         }
         entry.debt = decay(entry.debt, now.duration_since(entry.decayed).as_secs_f64(), debt.half_life_seconds);
         entry.decayed = now;
-        f(entry)
+        let result = f(entry);
+        if let Some(limit) = limit {
+            let refill = (limit.burst - entry.tokens).max(0.0) / limit.rate_per_second;
+            entry.full_at = now + Duration::try_from_secs_f64(refill).unwrap_or(Duration::MAX / 4);
+        }
+        result
+    }
+
+    /// Drops every entry that is a full bucket again without debt, in every shard, and
+    /// hands the memory back: the maps shrink, and on glibc the freed heap pages return
+    /// to the system. Returns how many entries were dropped.
+    pub fn sweep(&self, now: Instant, debt: DebtPolicy) -> usize {
+        let dropped: usize =
+            self.shards.iter().map(|shard| shard.lock().unwrap_or_else(|e| e.into_inner()).sweep(now, debt)).sum();
+        #[cfg(all(target_os = "linux", target_env = "gnu"))]
+        if dropped >= 1024 {
+            // SAFETY: malloc_trim only releases free memory; it has no preconditions.
+            unsafe { libc::malloc_trim(0) };
+        }
+        dropped
+    }
+
+    /// Entries in every shard (for tests and the memory benchmark).
+    pub fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.lock().unwrap_or_else(|e| e.into_inner()).entries.len()).sum()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     pub fn admit_at(&self, key: &str, limit: BucketLimit, debt: DebtPolicy, now: Instant) -> Admission {
@@ -112,6 +147,35 @@ impl LocalLimiter {
     pub fn add_debt_at(&self, key: &str, points: f64, debt: DebtPolicy, now: Instant) {
         self.with_entry(key, None, debt, now, |e| e.debt += points);
     }
+}
+
+impl Shard {
+    fn sweep(&mut self, now: Instant, debt: DebtPolicy) -> usize {
+        self.swept = now;
+        let before = self.entries.len();
+        self.entries.retain(|_, e| !e.expendable(now, debt));
+        if self.entries.capacity() > 64 && self.entries.len() < self.entries.capacity() / 4 {
+            self.entries.shrink_to_fit();
+        }
+        before - self.entries.len()
+    }
+}
+
+/// Sweeps `limiter` every [`SWEEP_EVERY`] while it lives, so memory comes back even when
+/// no request touches a shard again.
+pub fn spawn_sweeper<T: Send + Sync + 'static>(owner: Weak<T>, local: fn(&T) -> &LocalLimiter, debt: DebtPolicy) {
+    tokio::spawn(async move {
+        let mut every = tokio::time::interval(SWEEP_EVERY);
+        every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            every.tick().await;
+            let Some(owner) = owner.upgrade() else { return };
+            let dropped = local(&owner).sweep(Instant::now(), debt);
+            if dropped > 0 {
+                tracing::debug!(dropped, "idle buckets swept");
+            }
+        }
+    });
 }
 
 impl Limiter for LocalLimiter {
@@ -167,6 +231,21 @@ mod tests {
         assert_eq!(a.retry_after_ms, 10_000);
         let later = l.admit_at("free:a", LIMIT, DEBT, t0 + Duration::from_secs(11));
         assert!(later.allowed && !later.quarantined);
+    }
+
+    #[test]
+    fn full_buckets_without_debt_are_swept_and_others_kept() {
+        let l = LocalLimiter::new();
+        let t0 = Instant::now();
+        for user in 0..10_000 {
+            l.admit_at(&format!("free:{user}"), LIMIT, DEBT, t0);
+        }
+        l.add_debt_at("free:0", 200.0, DEBT, t0);
+        assert_eq!(l.len(), 10_000);
+        assert_eq!(l.sweep(t0 + Duration::from_millis(400), DEBT), 0, "not full yet: one token of three takes 500 ms");
+        assert_eq!(l.sweep(t0 + Duration::from_millis(600), DEBT), 9_999, "full again, so the same as no entry");
+        assert_eq!(l.len(), 1, "the user with debt stays");
+        assert!(!l.admit_at("free:0", LIMIT, DEBT, t0 + Duration::from_millis(600)).allowed, "still quarantined");
     }
 
     #[test]

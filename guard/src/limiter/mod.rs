@@ -12,7 +12,7 @@ use std::pin::Pin;
 
 pub use breaker::CircuitBreaker;
 pub use failover::FailoverLimiter;
-pub use local::LocalLimiter;
+pub use local::{LocalLimiter, spawn_sweeper};
 pub use redis::{KEY_PREFIX, RedisBackend, bucket_key};
 
 /// Limits of one tier's bucket.
@@ -27,6 +27,12 @@ pub struct BucketLimit {
 pub struct DebtPolicy {
     pub half_life_seconds: f64,
     pub quarantine_threshold: f64,
+}
+
+impl From<&godel_crds::SecurityDebtConfig> for DebtPolicy {
+    fn from(config: &godel_crds::SecurityDebtConfig) -> Self {
+        Self { half_life_seconds: config.half_life_seconds, quarantine_threshold: config.quarantine_threshold }
+    }
 }
 
 /// The limiter's answer for one request.
