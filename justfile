@@ -28,6 +28,10 @@ bench:
 load-bench:
     ./scripts/load-bench.sh
 
+# The guard's memory after 200,000 distinct users, and once they are idle.
+memory-bench:
+    ./scripts/memory-bench.sh
+
 # Detection quality: secrets and injection sets, held-out split apart, beside
 # detect-secrets; results go to BENCHMARKS.md.
 eval:

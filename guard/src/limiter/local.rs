@@ -4,7 +4,7 @@
 //! users cannot grow memory without bound and memory comes back once they are gone.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, RandomState};
+use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
@@ -32,14 +32,38 @@ impl Entry {
     }
 }
 
+/// A bucket's key: 128 bits of two independently keyed SipHashes of its name. A
+/// fixed-size key keeps every entry inside its map's one allocation, so a swept shard
+/// hands its memory back whole instead of leaving the holes of thousands of small
+/// strings; and two buckets share an entry only with probability n² / 2¹²⁹.
+type Key = u128;
+
+/// The map's hasher for keys that are already keyed hashes: their low bits, as they are.
+#[derive(Default)]
+struct KeyBits(u64);
+
+impl Hasher for KeyBits {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ u64::from(b);
+        }
+    }
+    fn write_u128(&mut self, key: u128) {
+        self.0 = key as u64;
+    }
+}
+
 struct Shard {
-    entries: HashMap<String, Entry>,
+    entries: HashMap<Key, Entry, BuildHasherDefault<KeyBits>>,
     swept: Instant,
 }
 
 pub struct LocalLimiter {
     shards: Vec<Mutex<Shard>>,
-    hasher: RandomState,
+    hashers: [RandomState; 2],
 }
 
 impl Default for LocalLimiter {
@@ -52,8 +76,8 @@ impl LocalLimiter {
     pub fn new() -> Self {
         let now = Instant::now();
         Self {
-            shards: (0..SHARDS).map(|_| Mutex::new(Shard { entries: HashMap::new(), swept: now })).collect(),
-            hasher: RandomState::new(),
+            shards: (0..SHARDS).map(|_| Mutex::new(Shard { entries: HashMap::default(), swept: now })).collect(),
+            hashers: [RandomState::new(), RandomState::new()],
         }
     }
 
@@ -61,30 +85,28 @@ impl LocalLimiter {
     /// given, its bucket refilled to `now`.
     fn with_entry<T>(
         &self,
-        key: &str,
+        name: &str,
         limit: Option<BucketLimit>,
         debt: DebtPolicy,
         now: Instant,
         f: impl FnOnce(&mut Entry) -> T,
     ) -> T {
-        let index = (self.hasher.hash_one(key) as usize) % SHARDS;
+        let key = (u128::from(self.hashers[0].hash_one(name)) << 64) | u128::from(self.hashers[1].hash_one(name));
+        let index = (key >> 64) as usize % SHARDS;
         // A poisoned shard only means another request panicked mid-update; the
         // numbers in it are still usable, so take them rather than fail every request.
         let mut shard = self.shards[index].lock().unwrap_or_else(|e| e.into_inner());
         if now.duration_since(shard.swept) >= SWEEP_EVERY {
             shard.sweep(now, debt);
         }
-        let entry = match shard.entries.get_mut(key) {
-            Some(entry) => entry,
-            None => shard.entries.entry(key.to_owned()).or_insert(Entry {
-                // A new bucket is full; the refill below clamps it to the burst.
-                tokens: f64::INFINITY,
-                debt: 0.0,
-                refilled: now,
-                decayed: now,
-                full_at: now,
-            }),
-        };
+        let entry = shard.entries.entry(key).or_insert(Entry {
+            // A new bucket is full; the refill below clamps it to the burst.
+            tokens: f64::INFINITY,
+            debt: 0.0,
+            refilled: now,
+            decayed: now,
+            full_at: now,
+        });
         if let Some(limit) = limit {
             let elapsed = now.duration_since(entry.refilled).as_secs_f64();
             entry.tokens = (entry.tokens + elapsed * limit.rate_per_second).min(limit.burst);
