@@ -21,6 +21,11 @@ fn traps(c: &mut Criterion) {
     let dirty = corpus::dirty(SIZE, 4096);
     let config = TrapsConfig { max_prompt_bytes: usize::MAX, ..TrapsConfig::default() };
     let engine = TrapEngine::new(&config).expect("default policy compiles");
+    // The same policy without the learned detector: what the pattern and entropy traps
+    // cost together (the detector's own figure is `classifier/score-4k`).
+    let mut rules_config = config.clone();
+    rules_config.classifier.enabled = false;
+    let rules_engine = TrapEngine::new(&rules_config).expect("default policy compiles");
     let regex = RegexTrap::new(&RegexConfig::default()).expect("packs compile");
     let entropy = EntropyTrap::new(&EntropyConfig::default());
     let unicode = UnicodeTrap::new(UnicodeConfig::default().action);
@@ -37,6 +42,7 @@ fn traps(c: &mut Criterion) {
         group.bench_function("unicode", |b| b.iter(|| run(&unicode, text)));
         group.bench_function("entropy", |b| b.iter(|| run(&entropy, text)));
         group.bench_function("regex", |b| b.iter(|| run(&regex, text)));
+        group.bench_function("engine-rules", |b| b.iter(|| rules_engine.inspect(text).len()));
         group.bench_function("engine", |b| b.iter(|| engine.inspect(text).len()));
         group.finish();
     }
