@@ -93,52 +93,28 @@ pub fn connection_cap(configured: usize) -> usize {
 
 /// Serves `app` on `listener` until `stop` has run its course.
 pub async fn serve<F: Future<Output = ()>>(listener: TcpListener, app: Router, limits: &EdgeLimits, stop: Stop<F>) {
-    let permits = Arc::new(Semaphore::new(limits.max_connections));
-    let (close_tx, close_rx) = watch::channel(false);
     let mut builder = http1::Builder::new();
     builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
-    let mut connections = JoinSet::new();
-    let accept = |accepted: std::io::Result<(TcpStream, SocketAddr)>, connections: &mut JoinSet<()>| {
-        match accepted {
-            Ok((stream, _)) => match permits.clone().try_acquire_owned() {
-                Ok(permit) => {
-                    connections.spawn(connection(stream, permit, builder.clone(), app.clone(), close_rx.clone()));
-                }
-                Err(_) => {
-                    tokio::spawn(shed(stream));
-                }
-            },
-            Err(e) => return Some(e),
-        }
-        None
+    let (close_tx, close_rx) = watch::channel(false);
+    let mut acceptor = Acceptor {
+        listener: &listener,
+        permits: Arc::new(Semaphore::new(limits.max_connections)),
+        builder,
+        app,
+        close: close_rx,
+        connections: JoinSet::new(),
     };
-
-    let shutdown = stop.shutdown;
-    tokio::pin!(shutdown);
-    loop {
-        tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => if let Some(e) = accept(accepted, &mut connections) { accept_error(e).await },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
+    acceptor.accept_until(stop.shutdown).await;
 
     (stop.on_drain)();
     close_tx.send_replace(true);
     tracing::info!(
         delay_ms = stop.drain_delay.as_millis() as u64,
-        open = connections.len(),
+        open = acceptor.connections.len(),
         "shutdown signal: readiness off, connections told to close, draining"
     );
-    let drain = tokio::time::sleep(stop.drain_delay);
-    tokio::pin!(drain);
-    loop {
-        tokio::select! {
-            () = &mut drain => break,
-            accepted = listener.accept() => if let Some(e) = accept(accepted, &mut connections) { accept_error(e).await },
-            Some(_) = connections.join_next(), if !connections.is_empty() => {}
-        }
-    }
+    acceptor.accept_until(tokio::time::sleep(stop.drain_delay)).await;
+    let mut connections = acceptor.connections;
     drop(listener);
 
     tracing::info!(open = connections.len(), "no longer accepting connections; finishing in-flight requests");
@@ -150,6 +126,46 @@ pub async fn serve<F: Future<Output = ()>>(listener: TcpListener, app: Router, l
             "in-flight requests did not finish in time; dropping their connections"
         );
         connections.shutdown().await;
+    }
+}
+
+/// The accept loop's state: the connections it serves, and what each needs.
+struct Acceptor<'a> {
+    listener: &'a TcpListener,
+    permits: Arc<Semaphore>,
+    builder: http1::Builder,
+    app: Router,
+    close: watch::Receiver<bool>,
+    connections: JoinSet<()>,
+}
+
+impl Acceptor<'_> {
+    /// Accepts connections (serving those under the cap, shedding the rest) and reaps
+    /// finished ones until `until` resolves.
+    async fn accept_until(&mut self, until: impl Future<Output = ()>) {
+        tokio::pin!(until);
+        loop {
+            tokio::select! {
+                () = &mut until => return,
+                accepted = self.listener.accept() => match accepted {
+                    Ok((stream, _)) => self.take(stream),
+                    Err(e) => accept_error(e).await,
+                },
+                Some(_) = self.connections.join_next(), if !self.connections.is_empty() => {}
+            }
+        }
+    }
+
+    fn take(&mut self, stream: TcpStream) {
+        match self.permits.clone().try_acquire_owned() {
+            Ok(permit) => {
+                let served = connection(stream, permit, self.builder.clone(), self.app.clone(), self.close.clone());
+                self.connections.spawn(served);
+            }
+            Err(_) => {
+                tokio::spawn(shed(stream));
+            }
+        }
     }
 }
 

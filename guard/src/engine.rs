@@ -301,14 +301,15 @@ impl Guard {
 
 /// Masks every `redact` span; `None` when there is none.
 fn redact(prompt: &str, findings: &[Finding]) -> Option<String> {
-    let spans: Vec<(usize, usize, &str)> =
-        findings.iter().filter(|f| f.action == Action::Redact).map(|f| (f.start, f.end, &*f.rule)).collect();
+    let spans: Vec<(usize, usize, Option<&str>)> =
+        findings.iter().filter(|f| f.action == Action::Redact).map(|f| (f.start, f.end, Some(&*f.rule))).collect();
     (!spans.is_empty()).then(|| mask(prompt, spans))
 }
 
-/// Replaces each `(start, end, rule)` byte span of `text` with `[REDACTED:<rule>]`;
-/// overlapping spans merge into the first.
-pub fn mask(text: &str, mut spans: Vec<(usize, usize, &str)>) -> String {
+/// Replaces each `(start, end, rule)` byte span of `text` with `[REDACTED:<rule>]`, or
+/// with nothing when the rule is `None` (the rest of a finding whose marker is already
+/// out, in an earlier piece of a stream); overlapping spans merge into the first.
+pub fn mask(text: &str, mut spans: Vec<(usize, usize, Option<&str>)>) -> String {
     spans.sort_unstable();
     let mut out = String::with_capacity(text.len());
     let mut cursor = 0;
@@ -317,9 +318,11 @@ pub fn mask(text: &str, mut spans: Vec<(usize, usize, &str)>) -> String {
             continue;
         }
         out.push_str(&text[cursor..start.max(cursor)]);
-        out.push_str("[REDACTED:");
-        out.push_str(rule);
-        out.push(']');
+        if let Some(rule) = rule {
+            out.push_str("[REDACTED:");
+            out.push_str(rule);
+            out.push(']');
+        }
         cursor = end;
     }
     out.push_str(&text[cursor..]);

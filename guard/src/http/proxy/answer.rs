@@ -24,7 +24,7 @@ use godel_crds::{Action, OutputAction};
 use serde_json::json;
 
 use super::{ProxyError, redacted, text, upstream};
-use crate::engine::{Guard, Outcome, Pseudonyms};
+use crate::engine::{Guard, Outcome, Pseudonyms, mask};
 use crate::http::AppState;
 use godel_traps::Finding;
 
@@ -175,7 +175,7 @@ impl Channel {
     /// the rest of a finding that began in an earlier piece removed. `None` if clean.
     fn masked(&self, span: &Range<usize>) -> Option<String> {
         let text = &self.text[span.start - self.base..span.end - self.base];
-        let mut cuts: Vec<(usize, usize, Option<&str>)> = self
+        let cuts: Vec<(usize, usize, Option<&str>)> = self
             .hits
             .iter()
             .filter(|(s, _)| s.start < span.end && s.end > span.start)
@@ -184,26 +184,7 @@ impl Channel {
                 (s.start.max(span.start) - span.start, s.end.min(span.end) - span.start, marker)
             })
             .collect();
-        if cuts.is_empty() {
-            return None;
-        }
-        cuts.sort_unstable();
-        let mut out = String::with_capacity(text.len());
-        let mut cursor = 0;
-        for (start, end, marker) in cuts {
-            if end <= cursor {
-                continue;
-            }
-            out.push_str(&text[cursor..start.max(cursor)]);
-            if let Some(rule) = marker {
-                out.push_str("[REDACTED:");
-                out.push_str(rule);
-                out.push(']');
-            }
-            cursor = end;
-        }
-        out.push_str(&text[cursor..]);
-        Some(out)
+        (!cuts.is_empty()).then(|| mask(text, cuts))
     }
 
     /// Marks text up to `to` as sent and forgets what no scan needs any more.

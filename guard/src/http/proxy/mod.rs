@@ -287,10 +287,10 @@ fn redacted(body: &[u8], segments: &[Segment], starts: &[usize], findings: &[Fin
     let mut replacements = Vec::new();
     for (segment, &start) in segments.iter().zip(starts) {
         let end = start + segment.text.len();
-        let spans: Vec<(usize, usize, &str)> = findings
+        let spans: Vec<(usize, usize, Option<&str>)> = findings
             .iter()
             .filter(|f| f.action == Action::Redact && f.start < end && f.end > start)
-            .map(|f| (f.start.max(start) - start, f.end.min(end) - start, &*f.rule))
+            .map(|f| (f.start.max(start) - start, f.end.min(end) - start, Some(&*f.rule)))
             .collect();
         if !spans.is_empty() {
             replacements.push((segment.literal.clone(), mask(&segment.text, spans)));
