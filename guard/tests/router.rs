@@ -96,6 +96,8 @@ async fn health_livez_and_unknown_routes() {
     let (status, body) = call(&router, get("/nope")).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(body["error"]["code"].is_string(), "{body}");
+    let (status, body) = call(&router, get("/v1/inspect")).await;
+    assert_eq!((status, body["error"]["code"].as_str()), (StatusCode::METHOD_NOT_ALLOWED, Some("method_not_allowed")));
 }
 
 #[tokio::test]

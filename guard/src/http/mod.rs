@@ -93,6 +93,7 @@ pub fn router(state: Arc<AppState>, body: BodyLimits) -> Router {
         .route(LIVEZ, get(health::livez))
         .route(METRICS, get(metrics::metrics))
         .fallback(error::not_found)
+        .method_not_allowed_fallback(error::method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(Arc::new(body), body::read))
         .layer(middleware::from_fn_with_state(state.clone(), close_when_draining))
