@@ -36,6 +36,9 @@ const HOLD_MAX: usize = 4096;
 const CONTEXT: usize = 256;
 /// Largest whole answer scanned; a bigger one is relayed as it is, and logged.
 const WHOLE_LIMIT: usize = 16 << 20;
+/// Largest single stream event; an upstream that sends more without ending one has its
+/// stream ended with an error event rather than buffered without bound.
+const EVENT_LIMIT: usize = 1 << 20;
 
 /// Relays an allowed request's successful answer through the answer traps.
 pub async fn relay(state: Arc<AppState>, outcome: Outcome, answer: reqwest::Response) -> Result<Response, ProxyError> {
@@ -210,7 +213,7 @@ struct Relay {
     who: Pseudonyms,
     action: OutputAction,
     upstream: BoxStream<'static, reqwest::Result<Bytes>>,
-    partial: Vec<u8>,
+    partial: Partial,
     queue: VecDeque<Event>,
     channels: HashMap<String, Channel>,
     /// Every finding, for the audit line written when the stream ends or is dropped.
@@ -232,7 +235,7 @@ impl Relay {
             who: outcome.who,
             action,
             upstream,
-            partial: Vec::new(),
+            partial: Partial::default(),
             queue: VecDeque::new(),
             channels: HashMap::new(),
             findings: Vec::new(),
@@ -281,17 +284,23 @@ impl Relay {
 
     fn finish(&mut self) {
         self.ended = true;
-        if !self.partial.is_empty() {
-            let raw = std::mem::take(&mut self.partial);
+        if !self.partial.0.is_empty() {
+            let raw = std::mem::take(&mut self.partial.0);
             self.push(raw);
         }
     }
 
     fn feed(&mut self, bytes: &[u8]) {
-        self.partial.extend_from_slice(bytes);
-        while let Some(end) = event_end(&self.partial) {
-            let raw: Vec<u8> = self.partial.drain(..end).collect();
+        for raw in self.partial.split(bytes) {
             self.push(raw);
+        }
+        if self.partial.0.len() > EVENT_LIMIT {
+            tracing::warn!(limit = EVENT_LIMIT, "upstream stream event too large; stream ended");
+            self.partial.0.clear();
+            self.ended = true;
+            let event =
+                error_event("the upstream API sent an event too large to relay", "upstream_error", "upstream_error");
+            self.queue.push_back(Event { raw: event, payload: None, pieces: Vec::new() });
         }
     }
 
@@ -381,6 +390,26 @@ impl Drop for Relay {
     }
 }
 
+/// Stream bytes not yet making up a whole event.
+#[derive(Default)]
+struct Partial(Vec<u8>);
+
+impl Partial {
+    /// Adds `bytes`; the events they complete, in order. Only the new bytes (and the
+    /// three before them, as a separator may straddle chunks) are searched, so an event
+    /// arriving in many small chunks is not rescanned each time.
+    fn split(&mut self, bytes: &[u8]) -> Vec<Vec<u8>> {
+        let mut from = self.0.len().saturating_sub(3);
+        self.0.extend_from_slice(bytes);
+        let mut events = Vec::new();
+        while let Some(end) = event_end(&self.0[from..]).map(|end| from + end) {
+            events.push(self.0.drain(..end).collect());
+            from = 0;
+        }
+        events
+    }
+}
+
 /// The end of the first complete event in `buffer` (its blank line included).
 fn event_end(buffer: &[u8]) -> Option<usize> {
     let lf = buffer.windows(2).position(|w| w == b"\n\n").map(|p| p + 2);
@@ -434,6 +463,19 @@ mod tests {
         assert_eq!(event_end(b"data: a\n\ndata: b"), Some(9));
         assert_eq!(event_end(b"data: a\r\n\r\n"), Some(11));
         assert_eq!(event_end(b"data: a\n"), None);
+    }
+
+    #[test]
+    fn events_split_anywhere_across_chunks_are_put_back_together() {
+        let first = "data: {\"choices\": [{\"index\": 0, \"delta\": {\"content\": \"a\"}}]}\r\n\r\n";
+        let events = format!("{first}data: [DONE]\n\n");
+        for cut in 1..events.len() {
+            let mut partial = Partial::default();
+            let mut found = partial.split(&events.as_bytes()[..cut]);
+            found.extend(partial.split(&events.as_bytes()[cut..]));
+            assert_eq!(found, [first.as_bytes(), b"data: [DONE]\n\n"], "cut at {cut}");
+            assert!(partial.0.is_empty());
+        }
     }
 
     #[test]
