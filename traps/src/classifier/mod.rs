@@ -205,20 +205,32 @@ impl Scratch {
         padded.push(' ');
         padded.push_str(window);
         padded.push(' ');
-        self.bounds.clear();
-        self.bounds.extend(padded.char_indices().map(|(i, _)| i));
-        self.bounds.push(padded.len());
-        let chars = self.bounds.len() - 1;
         let bytes = padded.as_bytes();
-        for i in 0..chars.saturating_sub(2) {
-            let mut crc = crc_update(CHAR_TAG, &bytes[self.bounds[i]..self.bounds[i + 3]]);
-            self.add(crc);
-            for n in [4, 5] {
-                if i + n > chars {
-                    break;
-                }
-                crc = crc_update(crc, &bytes[self.bounds[i + n - 1]..self.bounds[i + n]]);
+        if padded.is_ascii() {
+            // One byte per character: the n-grams are byte windows, no offsets needed.
+            for i in 0..bytes.len().saturating_sub(2) {
+                let mut crc = crc_update(CHAR_TAG, &bytes[i..i + 3]);
                 self.add(crc);
+                for &next in bytes.iter().skip(i + 3).take(2) {
+                    crc = crc_update(crc, &[next]);
+                    self.add(crc);
+                }
+            }
+        } else {
+            self.bounds.clear();
+            self.bounds.extend(padded.char_indices().map(|(i, _)| i));
+            self.bounds.push(padded.len());
+            let chars = self.bounds.len() - 1;
+            for i in 0..chars.saturating_sub(2) {
+                let mut crc = crc_update(CHAR_TAG, &bytes[self.bounds[i]..self.bounds[i + 3]]);
+                self.add(crc);
+                for n in [4, 5] {
+                    if i + n > chars {
+                        break;
+                    }
+                    crc = crc_update(crc, &bytes[self.bounds[i + n - 1]..self.bounds[i + n]]);
+                    self.add(crc);
+                }
             }
         }
         self.padded = padded;
