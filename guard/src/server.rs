@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use godel_crds::{GuardConfig, LimiterBackend, OutputAction};
+use godel_crds::{GuardConfig, LimiterBackend};
 
 use crate::audit::{AuditSink, AuditWriter, Keyring, SharedKeyring};
 use crate::config::{self, ConfigError};
@@ -78,11 +78,9 @@ pub async fn build(
     audit_out: Box<dyn std::io::Write + Send>,
 ) -> Result<Built, StartupError> {
     let traps = godel_traps::check(config)?;
-    let answer_traps = match &config.proxy {
-        Some(proxy) if proxy.output.action != OutputAction::Off => {
-            Some(TrapEngine::for_answers(&config.traps).map_err(CheckError::from)?)
-        }
-        _ => None,
+    let context_traps = match &config.proxy {
+        Some(_) => Some(TrapEngine::for_answers(&config.traps).map_err(CheckError::from)?),
+        None => None,
     };
     let key = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production).await?;
     let salt = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production).await?;
@@ -141,7 +139,7 @@ pub async fn build(
         config,
         GuardParts {
             traps,
-            answer_traps,
+            context_traps,
             pseudonymizer: Pseudonymizer::new(&salt.secrets[0]),
             keyring,
             limiter,

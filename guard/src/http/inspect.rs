@@ -50,7 +50,8 @@ pub async fn inspect(
 ) -> Result<Response, ApiError> {
     error::require_json(&headers)?;
     let request: InspectRequest = error::parse_json(&body)?;
-    let subject = Subject { user_id: &request.user_id, tier: request.tier.as_deref(), prompt: &request.prompt };
+    let subject =
+        Subject { user_id: &request.user_id, tier: request.tier.as_deref(), prompt: &request.prompt, instructions: "" };
     let outcome = state.guard.inspect(subject).await?;
     let verdict = Verdict {
         decision: outcome.decision.as_str(),

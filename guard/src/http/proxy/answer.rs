@@ -23,7 +23,7 @@ use futures::stream::BoxStream;
 use godel_crds::{Action, OutputAction};
 use serde_json::json;
 
-use super::{ProxyError, redacted, text, upstream};
+use super::{ProxyError, redactions, text, upstream};
 use crate::engine::{Guard, Outcome, Pseudonyms, mask};
 use crate::http::AppState;
 use godel_traps::Finding;
@@ -100,9 +100,7 @@ async fn whole(
                 OutputAction::Redact => {
                     let masked: Vec<Finding> =
                         findings.into_iter().map(|f| Finding { action: Action::Redact, ..f }).collect();
-                    if let Some(out) = redacted(&relayed, &segments, &starts, &masked) {
-                        relayed = out;
-                    }
+                    relayed = text::splice(&relayed, redactions(&segments, &starts, &masked));
                 }
                 OutputAction::Off | OutputAction::Flag => {}
             }

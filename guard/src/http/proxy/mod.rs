@@ -9,6 +9,7 @@ mod answer;
 mod text;
 mod upstream;
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use axum::body::Bytes;
@@ -161,7 +162,32 @@ struct Envelope<'a> {
     safety_identifier: Option<&'a RawValue>,
 }
 
+/// An item of `messages` or `input`, for its role.
+#[derive(Deserialize)]
+struct Item {
+    #[serde(default)]
+    role: Option<String>,
+}
+
 impl Envelope<'_> {
+    /// Whether a string (by its channel) is the application's rather than the user's:
+    /// the Responses API's `instructions`, and system and developer messages or input
+    /// items.
+    fn written_by_the_application(&self, channel: &str) -> bool {
+        let mut path = channel.split('.').skip(1);
+        let items = match path.next() {
+            Some("instructions") => return true,
+            Some("messages") => self.messages,
+            Some("input") => self.input,
+            _ => return false,
+        };
+        let Some(position) = path.next().and_then(|p| p.parse::<usize>().ok()) else { return false };
+        let item = items
+            .and_then(|items| serde_json::from_str::<Vec<&RawValue>>(items.get()).ok())
+            .and_then(|items| items.get(position).and_then(|item| serde_json::from_str::<Item>(item.get()).ok()));
+        item.and_then(|item| item.role).is_some_and(|role| role == "system" || role == "developer")
+    }
+
     fn has(&self, field: &str) -> bool {
         let value = match field {
             "messages" => self.messages,
@@ -255,20 +281,24 @@ async fn decide_and_forward(
         ))
     })?;
     let tier = header_text(&upstream.config().tier_header);
-    let (prompt, starts) = text::joined(&segments);
-    let outcome = state
-        .guard
-        .inspect(Subject { user_id: &user_id, tier: tier.as_deref(), prompt: &prompt })
-        .await
-        .map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+    let (app, user): (Vec<Segment>, Vec<Segment>) =
+        segments.into_iter().partition(|s| envelope.written_by_the_application(&s.channel));
+    let (prompt, starts) = text::joined(&user);
+    let (instructions, instruction_starts) = text::joined(&app);
+    let subject = Subject { user_id: &user_id, tier: tier.as_deref(), prompt: &prompt, instructions: &instructions };
+    let outcome = state.guard.inspect(subject).await.map_err(|e| ProxyError::BadRequest(e.to_string()))?;
     *request_id = Some(outcome.request_id.clone());
     match outcome.decision {
         Decision::Throttle(why) => {
             Err(ProxyError::Throttled { retry_after_seconds: outcome.retry_after_ms.div_ceil(1000).max(1), why })
         }
-        Decision::Block => Err(ProxyError::Blocked { findings: outcome.findings }),
+        Decision::Block => {
+            Err(ProxyError::Blocked { findings: [outcome.findings, outcome.instruction_findings].concat() })
+        }
         Decision::Allow => {
-            let body = redacted(&bytes, &segments, &starts, &outcome.findings).map_or(bytes, Bytes::from);
+            let mut replacements = redactions(&user, &starts, &outcome.findings);
+            replacements.extend(redactions(&app, &instruction_starts, &outcome.instruction_findings));
+            let body = if replacements.is_empty() { bytes } else { Bytes::from(text::splice(&bytes, replacements)) };
             let answer = upstream.send(Method::POST, route.path, headers, Some(body)).await?;
             if !answer.status().is_success() {
                 return Ok(upstream::error_answer(answer).await);
@@ -281,9 +311,10 @@ async fn decide_and_forward(
     }
 }
 
-/// The body with every `redact` finding masked inside the string it falls in; `None`
-/// when nothing is masked (the body then goes upstream exactly as received).
-fn redacted(body: &[u8], segments: &[Segment], starts: &[usize], findings: &[Finding]) -> Option<Vec<u8>> {
+/// Every `redact` finding masked inside the string it falls in, as replacements for
+/// [`text::splice`]; none when nothing is masked (the body then goes upstream exactly as
+/// received).
+fn redactions(segments: &[Segment], starts: &[usize], findings: &[Finding]) -> Vec<(Range<usize>, String)> {
     let mut replacements = Vec::new();
     for (segment, &start) in segments.iter().zip(starts) {
         let end = start + segment.text.len();
@@ -296,7 +327,7 @@ fn redacted(body: &[u8], segments: &[Segment], starts: &[usize], findings: &[Fin
             replacements.push((segment.literal.clone(), mask(&segment.text, spans)));
         }
     }
-    (!replacements.is_empty()).then(|| text::splice(body, replacements))
+    replacements
 }
 
 #[cfg(test)]
@@ -320,9 +351,24 @@ mod tests {
             start,
             end: start + "jane@example.com".len(),
         };
-        let out = String::from_utf8(redacted(body, &segments, &starts, &[finding]).unwrap()).unwrap();
+        let out = String::from_utf8(text::splice(body, redactions(&segments, &starts, &[finding]))).unwrap();
         assert!(out.contains(r#""text": "mail [REDACTED:email-address]""#), "{out}");
         assert!(out.starts_with(r#"{"seed": 12345678901234567890123, "#), "numbers pass unchanged: {out}");
-        assert!(redacted(body, &segments, &starts, &[]).is_none());
+        assert!(redactions(&segments, &starts, &[]).is_empty());
+    }
+
+    #[test]
+    fn system_developer_and_instructions_are_the_applications() {
+        let body = br#"{"instructions": "be safe", "messages": [{"role": "system", "content": "s"},
+            {"role": "developer", "content": [{"type": "text", "text": "d"}]}, {"role": "user", "content": "u"},
+            {"role": "assistant", "content": "a"}], "input": [{"role": "system", "content": "i"}, "plain"]}"#;
+        let envelope: Envelope<'_> = serde_json::from_slice(body).unwrap();
+        let app: Vec<String> = text::segments(body)
+            .unwrap()
+            .into_iter()
+            .filter(|s| envelope.written_by_the_application(&s.channel))
+            .map(|s| s.text)
+            .collect();
+        assert_eq!(app, ["be safe", "s", "d", "i"]);
     }
 }
