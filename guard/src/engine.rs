@@ -152,14 +152,10 @@ impl Guard {
                 (t.name.clone(), limit)
             })
             .collect();
-        let output_action = match (&config.proxy, &parts.context_traps) {
-            (Some(proxy), Some(_)) => proxy.output.action,
-            _ => OutputAction::Off,
-        };
         Self {
             default_tier: config.default_tier.clone(),
             context_traps: parts.context_traps,
-            output_action,
+            output_action: config.proxy.as_ref().map_or(OutputAction::Off, |proxy| proxy.output.action),
             tiers,
             debt: DebtPolicy::from(&config.security_debt),
             traps: parts.traps,

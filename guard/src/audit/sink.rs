@@ -46,7 +46,7 @@ impl AuditSink {
                         Err(mpsc::error::TryRecvError::Disconnected) => break false,
                     }
                 };
-                if let (true, Err(e)) = (wrote, result.and_then(|()| out.flush())) {
+                if wrote && let Err(e) = result.and_then(|()| out.flush()) {
                     tracing::error!(error = %e, "audit trail write failed");
                 }
                 if !open {

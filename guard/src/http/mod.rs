@@ -80,7 +80,6 @@ pub const ROUTES: [&str; 10] = [
 ];
 
 pub fn router(state: Arc<AppState>, body: BodyLimits) -> Router {
-    let body_limit = body.max_bytes;
     Router::new()
         .route(INSPECT, post(inspect::inspect))
         .route(proxy::CHAT_COMPLETIONS.path, post(proxy::chat_completions))
@@ -94,7 +93,9 @@ pub fn router(state: Arc<AppState>, body: BodyLimits) -> Router {
         .route(METRICS, get(metrics::metrics))
         .fallback(error::not_found)
         .method_not_allowed_fallback(error::method_not_allowed)
-        .layer(DefaultBodyLimit::max(body_limit))
+        // `body::read` enforces the size cap before any handler; the extractors' own
+        // default cap would only be a second, different one.
+        .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(Arc::new(body), body::read))
         .layer(middleware::from_fn_with_state(state.clone(), close_when_draining))
         .layer(middleware::from_fn_with_state(state.clone(), timing::record))

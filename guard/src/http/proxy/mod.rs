@@ -162,6 +162,28 @@ struct Envelope<'a> {
     safety_identifier: Option<&'a RawValue>,
 }
 
+/// Whether each item of `messages` and of `input` is the application's.
+struct ApplicationItems {
+    messages: Vec<bool>,
+    input: Vec<bool>,
+}
+
+impl ApplicationItems {
+    /// Whether a string (by its channel) is the application's rather than the user's:
+    /// the Responses API's `instructions`, and system and developer messages or input
+    /// items.
+    fn wrote(&self, channel: &str) -> bool {
+        let mut path = channel.split('.').skip(1);
+        let items = match path.next() {
+            Some("instructions") => return true,
+            Some("messages") => &self.messages,
+            Some("input") => &self.input,
+            _ => return false,
+        };
+        path.next().and_then(|p| p.parse::<usize>().ok()).and_then(|p| items.get(p).copied()).unwrap_or(false)
+    }
+}
+
 /// An item of `messages` or `input`, for its role.
 #[derive(Deserialize)]
 struct Item {
@@ -170,22 +192,21 @@ struct Item {
 }
 
 impl Envelope<'_> {
-    /// Whether a string (by its channel) is the application's rather than the user's:
-    /// the Responses API's `instructions`, and system and developer messages or input
-    /// items.
-    fn written_by_the_application(&self, channel: &str) -> bool {
-        let mut path = channel.split('.').skip(1);
-        let items = match path.next() {
-            Some("instructions") => return true,
-            Some("messages") => self.messages,
-            Some("input") => self.input,
-            _ => return false,
+    /// Which items of `messages` and `input` the application wrote (system and developer
+    /// roles), read once per request.
+    fn application_items(&self) -> ApplicationItems {
+        let written = |items: Option<&RawValue>| -> Vec<bool> {
+            let items = items.and_then(|items| serde_json::from_str::<Vec<&RawValue>>(items.get()).ok());
+            items
+                .unwrap_or_default()
+                .into_iter()
+                .map(|item| {
+                    let role = serde_json::from_str::<Item>(item.get()).ok().and_then(|item| item.role);
+                    role.is_some_and(|role| role == "system" || role == "developer")
+                })
+                .collect()
         };
-        let Some(position) = path.next().and_then(|p| p.parse::<usize>().ok()) else { return false };
-        let item = items
-            .and_then(|items| serde_json::from_str::<Vec<&RawValue>>(items.get()).ok())
-            .and_then(|items| items.get(position).and_then(|item| serde_json::from_str::<Item>(item.get()).ok()));
-        item.and_then(|item| item.role).is_some_and(|role| role == "system" || role == "developer")
+        ApplicationItems { messages: written(self.messages), input: written(self.input) }
     }
 
     fn has(&self, field: &str) -> bool {
@@ -281,8 +302,8 @@ async fn decide_and_forward(
         ))
     })?;
     let tier = header_text(&upstream.config().tier_header);
-    let (app, user): (Vec<Segment>, Vec<Segment>) =
-        segments.into_iter().partition(|s| envelope.written_by_the_application(&s.channel));
+    let application = envelope.application_items();
+    let (app, user): (Vec<Segment>, Vec<Segment>) = segments.into_iter().partition(|s| application.wrote(&s.channel));
     let (prompt, starts) = text::joined(&user);
     let (instructions, instruction_starts) = text::joined(&app);
     let subject = Subject { user_id: &user_id, tier: tier.as_deref(), prompt: &prompt, instructions: &instructions };
@@ -363,10 +384,11 @@ mod tests {
             {"role": "developer", "content": [{"type": "text", "text": "d"}]}, {"role": "user", "content": "u"},
             {"role": "assistant", "content": "a"}], "input": [{"role": "system", "content": "i"}, "plain"]}"#;
         let envelope: Envelope<'_> = serde_json::from_slice(body).unwrap();
+        let application = envelope.application_items();
         let app: Vec<String> = text::segments(body)
             .unwrap()
             .into_iter()
-            .filter(|s| envelope.written_by_the_application(&s.channel))
+            .filter(|s| application.wrote(&s.channel))
             .map(|s| s.text)
             .collect();
         assert_eq!(app, ["be safe", "s", "d", "i"]);

@@ -91,12 +91,22 @@ pub fn segments(body: &[u8]) -> Result<Vec<Segment>, TextError> {
         return Err(TextError::NotAnObject);
     }
     let mut out = Vec::new();
-    walk(text, root, String::new(), 0, &mut out)?;
+    walk(text, root, "", None, 0, &mut out)?;
     out.sort_by_key(|s| s.literal.start);
     Ok(out)
 }
 
-fn walk(body: &str, raw: &RawValue, channel: String, depth: usize, out: &mut Vec<Segment>) -> Result<(), TextError> {
+/// Walks one value. `channel` is its parent's path; `position` its place when it is an
+/// array element, replaced by the element's own `index` field when it has one (read from
+/// the fields the object branch parses anyway).
+fn walk(
+    body: &str,
+    raw: &RawValue,
+    channel: &str,
+    position: Option<usize>,
+    depth: usize,
+    out: &mut Vec<Segment>,
+) -> Result<(), TextError> {
     if depth > MAX_DEPTH {
         return Err(TextError::TooDeep);
     }
@@ -104,17 +114,22 @@ fn walk(body: &str, raw: &RawValue, channel: String, depth: usize, out: &mut Vec
     match value.as_bytes().first() {
         Some(b'{') => {
             let fields: BTreeMap<String, &RawValue> = serde_json::from_str(value)?;
+            let own_index = fields.get("index").and_then(|index| index.get().parse::<u64>().ok());
+            let channel = match (position, own_index) {
+                (None, _) => channel.to_owned(),
+                (Some(_), Some(index)) => format!("{channel}.{index}"),
+                (Some(position), None) => format!("{channel}.{position}"),
+            };
             for (key, child) in fields {
                 if !NOT_TEXT.contains(&key.as_str()) {
-                    walk(body, child, format!("{channel}.{key}"), depth + 1, out)?;
+                    walk(body, child, &format!("{channel}.{key}"), None, depth + 1, out)?;
                 }
             }
         }
         Some(b'[') => {
             let items: Vec<&RawValue> = serde_json::from_str(value)?;
             for (position, item) in items.into_iter().enumerate() {
-                let index = own_index(item).unwrap_or(position as u64);
-                walk(body, item, format!("{channel}.{index}"), depth + 1, out)?;
+                walk(body, item, channel, Some(position), depth + 1, out)?;
             }
         }
         Some(b'"') => {
@@ -122,24 +137,13 @@ fn walk(body: &str, raw: &RawValue, channel: String, depth: usize, out: &mut Vec
             if !text.is_empty() {
                 // The RawValue borrows from `body`, so its offset is a pointer difference.
                 let start = value.as_ptr() as usize - body.as_ptr() as usize;
+                let channel = position.map_or_else(|| channel.to_owned(), |p| format!("{channel}.{p}"));
                 out.push(Segment { literal: start..start + value.len(), text, channel });
             }
         }
         _ => {}
     }
     Ok(())
-}
-
-/// An array element's own `index` field (`choices[].index`, `tool_calls[].index`).
-fn own_index(item: &RawValue) -> Option<u64> {
-    #[derive(serde::Deserialize)]
-    struct Indexed {
-        index: u64,
-    }
-    if !item.get().starts_with('{') {
-        return None;
-    }
-    serde_json::from_str::<Indexed>(item.get()).ok().map(|i| i.index)
 }
 
 /// The segments' texts joined by newlines (what the traps read), and where each
