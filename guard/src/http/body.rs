@@ -48,17 +48,24 @@ fn too_large() -> Response {
         .into_response()
 }
 
+/// Most of an oversized body read and thrown away before the 413: a server that answers
+/// and closes while the client is still sending makes the client's kernel see a reset,
+/// and the client a broken pipe instead of the answer. Past this, the answer goes at once.
+const DISCARD_LIMIT: usize = 16 << 20;
+
 pub async fn read(State(limits): State<Arc<BodyLimits>>, request: Request, next: Next) -> Response {
     let (parts, mut body) = request.into_parts();
     let announced =
         parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());
-    if announced.is_some_and(|n| n > limits.max_bytes as u64) {
+    let mut too_big = announced.is_some_and(|n| n > limits.max_bytes as u64);
+    if announced.is_some_and(|n| n > DISCARD_LIMIT as u64) {
         return too_large();
     }
     let started = Instant::now();
-    let mut buffer = Vec::with_capacity(announced.map_or(0, |n| n as usize));
+    let mut buffer = Vec::with_capacity(if too_big { 0 } else { announced.map_or(0, |n| n as usize) });
+    let mut received = 0;
     loop {
-        let frame = match tokio::time::timeout_at(limits.deadline(started, buffer.len()), body.frame()).await {
+        let frame = match tokio::time::timeout_at(limits.deadline(started, received), body.frame()).await {
             Err(_) => {
                 return ApiError::new(
                     StatusCode::REQUEST_TIMEOUT,
@@ -75,11 +82,20 @@ pub async fn read(State(limits): State<Arc<BodyLimits>>, request: Request, next:
             Ok(Some(Ok(frame))) => frame,
         };
         if let Ok(data) = frame.into_data() {
-            if buffer.len() + data.len() > limits.max_bytes {
-                return too_large();
+            received += data.len();
+            too_big |= received > limits.max_bytes;
+            if too_big {
+                buffer = Vec::new();
+                if received > DISCARD_LIMIT {
+                    return too_large();
+                }
+            } else {
+                buffer.extend_from_slice(&data);
             }
-            buffer.extend_from_slice(&data);
         }
+    }
+    if too_big {
+        return too_large();
     }
     next.run(Request::from_parts(parts, Body::from(buffer))).await
 }
