@@ -23,7 +23,7 @@ use futures::stream::BoxStream;
 use godel_crds::{Action, OutputAction};
 use serde_json::json;
 
-use super::{ProxyError, redactions, text, upstream};
+use super::{ProxyError, blocked_rules, redactions, text, upstream};
 use crate::engine::{Guard, Outcome, Pseudonyms, mask};
 use crate::http::AppState;
 use godel_traps::Finding;
@@ -440,9 +440,8 @@ fn data_payload(raw: &[u8]) -> Option<Range<usize>> {
 
 /// The event that ends a blocked stream, which OpenAI's SDKs raise.
 fn blocked_event(findings: &[Finding]) -> Vec<u8> {
-    let mut rules: Vec<&str> = findings.iter().map(|f| &*f.rule).collect();
-    rules.dedup();
-    let message = format!("the model's answer was withheld by the guardrail policy: {}", rules.join(", "));
+    let message =
+        format!("the model's answer was withheld by the guardrail policy: {}", blocked_rules(findings, false));
     error_event(&message, "guardrail_blocked", "guardrail_blocked_answer")
 }
 
