@@ -41,8 +41,10 @@ fn chat(guard: &Guard, user: &str, model: &str, content: &str, stream: bool) -> 
 async fn stream_text(response: reqwest::Response) -> (String, String) {
     let raw = String::from_utf8(response.bytes().await.unwrap().to_vec()).unwrap();
     let mut text = String::new();
-    for line in raw.lines() {
-        if let Some(event) = line.strip_prefix("data: ").and_then(|d| serde_json::from_str::<Value>(d).ok()) {
+    for event in raw.split("\n\n") {
+        // An event's data lines joined by newlines, as the SSE standard reads them.
+        let data: Vec<&str> = event.lines().filter_map(|line| line.strip_prefix("data: ")).collect();
+        if let Ok(event) = serde_json::from_str::<Value>(&data.join("\n")) {
             text.push_str(event["choices"][0]["delta"]["content"].as_str().unwrap_or_default());
         }
     }
@@ -205,9 +207,18 @@ async fn answers_are_inspected_whole_and_streamed() {
     }
     assert!(raw.ends_with("data: [DONE]\n\n"), "{raw}");
 
-    let lines = guard.wait_audit(4);
+    let multiline =
+        chat(&guard, "answer-user", "leak-multiline", "What is the deploy key?", true).send().await.unwrap();
+    let (text, raw) = stream_text(multiline).await;
+    assert!(text.contains("The deploy key is [REDACTED:aws-access-key-id], keep it safe."), "{text}");
+    for piece in ["AKIAIOS", "FODNN7", "EXAMPLE"] {
+        assert!(!raw.contains(piece), "a piece of the key went out in a multi-line event: {raw}");
+    }
+    assert!(raw.contains("data:   \"choices\": ["), "the events keep their lines: {raw}");
+
+    let lines = guard.wait_audit(6);
     let answers: Vec<&Value> = lines.iter().filter(|l| l["direction"] == "answer").collect();
-    assert_eq!(answers.len(), 2, "one answer line per leaking answer: {lines:?}");
+    assert_eq!(answers.len(), 3, "one answer line per leaking answer: {lines:?}");
     assert_eq!(answers[0]["request_id"], request_id.as_str());
     assert_eq!(
         (answers[0]["decision"].as_str(), answers[0]["findings"][0]["rule"].as_str()),

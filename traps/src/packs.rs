@@ -389,6 +389,50 @@ pub static PACK_RULES: &[PackRule] = &[
         "https://example.com/?sig=short",
     ),
     rule(
+        "aws-bedrock-api-key",
+        Secrets,
+        Critical,
+        Block,
+        // Long-term keys are `ABSK` + base64 of "BedrockAPIKey-…"; short-term ones start
+        // with base64 of "bedrock.amazonaws.com".
+        concat!(
+            r"\b(ABSKQmVkcm9ja0FQSUtleS[A-Za-z0-9+/]{20,}={0,2}|bedrock-api-key-YmVkcm9jay5hbWF6b25hd3MuY29t[A-Za-z0-9+/=%]*)",
+            end!()
+        ),
+        "AWS_BEARER_TOKEN_BEDROCK=ABSKQmVkcm9ja0FQSUtleS1hYmNkZWZnaGlqa2xtbm9wcXJzdHV2d3h5ejAxMjM0NTY3ODk=",
+        "ABSK is a prefix, BedrockAPIKey a word",
+    ),
+    rule(
+        "intra42-client-secret",
+        Secrets,
+        Critical,
+        Block,
+        concat!(r"\b(s-s4t2(?:ud|af)-[a-f0-9]{64})", end!()),
+        "FT_SECRET=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",
+        "s-s4t2ud-d91c558a is too short",
+    ),
+    rule(
+        "cloudflare-origin-ca-key",
+        Secrets,
+        Critical,
+        Block,
+        concat!(r"\b(v1\.0-[a-f0-9]{24}-[a-f0-9]{146})", end!()),
+        concat!(
+            "origin_ca_key = v1.0-aaa334dc886f30631ba0a610-0d98ef66290d7e50aac7c27b5986c99e6f3f1084c881d8ac0eae5de1d1aa06",
+            "44076ff57022069b3237d19afe60ad045f207ef2b16387ee37b749441b2ae2e9ebe5c4606e5ee5e7b8a4"
+        ),
+        "release v1.0-aaa334dc886f30631ba0a610 is a version",
+    ),
+    rule(
+        "clojars-deploy-token",
+        Secrets,
+        Critical,
+        Block,
+        concat!(r"\b(CLOJARS_[a-z0-9]{60})", end!()),
+        "CLOJARS_34bf0e88955ff5a1c328d6a7491acc4f48e865a7b8dd4d70a70749037443",
+        "CLOJARS_USERNAME is a setting",
+    ),
+    rule(
         "groq-api-key",
         Secrets,
         Critical,

@@ -3,6 +3,8 @@
 //!
 //! - any model: `Hello!`, or with `stream: true` three sentence-long deltas and `[DONE]`;
 //! - `leak`: an answer carrying an AWS key; streamed, the key is split across chunks;
+//! - `leak-multiline`: the same stream with each event's JSON spread over several
+//!   `data:` lines, as the SSE standard allows;
 //! - `slow`: answers after three seconds;
 //! - `long-stream`: a stream of one event a second for a minute;
 //! - `fail-500`: a 500 with an HTML traceback;
@@ -60,6 +62,15 @@ fn delta(text: &str) -> String {
     )
 }
 
+/// The event of [`delta`] with its JSON pretty-printed, a `data:` line per JSON line.
+fn delta_multiline(text: &str) -> String {
+    let event = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "model": "m",
+        "choices": [{"index": 0, "delta": {"content": text}, "finish_reason": null}]});
+    let lines: String =
+        serde_json::to_string_pretty(&event).unwrap().lines().map(|line| format!("data: {line}\n")).collect();
+    lines + "\n"
+}
+
 async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or_default();
     {
@@ -95,7 +106,7 @@ async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
         }
         _ => {}
     }
-    let content = if model == "leak" {
+    let content = if model.starts_with("leak") {
         format!(
             "Sure, here is what you asked for, after checking the vault twice. The deploy key is {LEAKED_KEY}, keep it safe."
         )
@@ -117,12 +128,13 @@ async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
         "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": null}]})
     ));
     match model {
-        "leak" => {
+        "leak" | "leak-multiline" => {
             // The key split over three events, seven characters at a time.
+            let event = if model == "leak" { delta } else { delta_multiline };
             let mut rest = content.as_str();
             while !rest.is_empty() {
                 let cut = rest.len().min(7);
-                events.push(delta(&rest[..cut]));
+                events.push(event(&rest[..cut]));
                 rest = &rest[cut..];
             }
         }
@@ -139,7 +151,7 @@ async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
     events.push("data: [DONE]\n\n".to_owned());
     let every = match model {
         "long-stream" => Duration::from_secs(1),
-        "leak" => Duration::from_millis(20),
+        "leak" | "leak-multiline" => Duration::from_millis(20),
         _ => Duration::from_millis(100),
     };
     sse(events, every)

@@ -9,8 +9,15 @@ use k8s_openapi::api::networking::v1::{
 use super::{guard_name, metadata};
 
 /// The API routes clients call. `/metrics` and the probes stay inside the cluster.
-pub const PUBLIC_PATHS: [&str; 6] =
-    ["/v1/inspect", "/v1/chat/completions", "/v1/responses", "/v1/completions", "/v1/embeddings", "/v1/models"];
+pub const PUBLIC_PATHS: [(&str, &str); 6] = [
+    ("/v1/inspect", "Exact"),
+    ("/v1/chat/completions", "Exact"),
+    ("/v1/responses", "Exact"),
+    ("/v1/completions", "Exact"),
+    ("/v1/embeddings", "Exact"),
+    // A prefix matches whole path elements: the list and `/v1/models/{model}`, nothing else.
+    ("/v1/models", "Prefix"),
+];
 
 /// The coarse first layer: per-client-address limits at the edge, before the guards'
 /// per-user buckets. NGINX enforces them itself; the AWS ALB delegates them to a WAF
@@ -57,9 +64,9 @@ pub fn ingress(policy: &GuardrailPolicy) -> Option<Ingress> {
                 http: Some(HTTPIngressRuleValue {
                     paths: PUBLIC_PATHS
                         .iter()
-                        .map(|path| HTTPIngressPath {
+                        .map(|(path, path_type)| HTTPIngressPath {
                             path: Some((*path).into()),
-                            path_type: "Exact".into(),
+                            path_type: (*path_type).into(),
                             backend: IngressBackend {
                                 service: Some(IngressServiceBackend {
                                     name: guard_name(policy),
@@ -102,7 +109,7 @@ mod tests {
             .map(|p| (p.path.clone().unwrap(), p.path_type.clone()))
             .collect();
         let expected: Vec<(String, String)> =
-            PUBLIC_PATHS.iter().map(|p| (p.to_string(), "Exact".to_owned())).collect();
+            PUBLIC_PATHS.iter().map(|(p, t)| (p.to_string(), t.to_string())).collect();
         assert_eq!(paths, expected);
         let alb = ingress(&fixtures::from_yaml(
             "ingress: {host: g.example.com, controller: alb, requestsPerSecond: 20, wafAclArn: 'arn:aws:wafv2:eu-west-1:1:regional/webacl/g/1'}",

@@ -112,9 +112,29 @@ async fn whole(
 /// One server-sent event waiting to go out.
 struct Event {
     raw: Vec<u8>,
-    /// Where its single `data:` payload sits in `raw`.
-    payload: Option<Range<usize>>,
     pieces: Vec<Piece>,
+    /// Where each line of the payload sits in `raw`, for pieces' literals.
+    data: Option<Data>,
+}
+
+/// An event's payload: its `data:` lines joined by newlines, as the SSE standard reads
+/// them, and where each line starts in the payload and in the raw event.
+#[derive(Debug, Default, PartialEq)]
+struct Data {
+    payload: Vec<u8>,
+    /// `(start in payload, start in raw)` of each line, in order.
+    lines: Vec<(usize, usize)>,
+}
+
+impl Data {
+    /// The raw event's bytes of a payload range. A JSON string literal never spans a line
+    /// (a raw newline cannot be in one), so every literal maps; `None` if one did not.
+    fn to_raw(&self, range: &Range<usize>) -> Option<Range<usize>> {
+        let index = self.lines.partition_point(|&(start, _)| start <= range.start).checked_sub(1)?;
+        let (start, raw) = self.lines[index];
+        let line_end = self.lines.get(index + 1).map_or(self.payload.len(), |&(next, _)| next - 1);
+        (range.end <= line_end).then(|| raw + range.start - start..raw + range.end - start)
+    }
 }
 
 /// A string of an event's payload, placed in its channel's text.
@@ -271,8 +291,8 @@ impl Relay {
                     };
                     self.queue.push_back(Event {
                         raw: error_event(message, "upstream_error", code),
-                        payload: None,
                         pieces: Vec::new(),
+                        data: None,
                     });
                 }
                 None => self.finish(),
@@ -298,18 +318,17 @@ impl Relay {
             self.ended = true;
             let event =
                 error_event("the upstream API sent an event too large to relay", "upstream_error", "upstream_error");
-            self.queue.push_back(Event { raw: event, payload: None, pieces: Vec::new() });
+            self.queue.push_back(Event { raw: event, pieces: Vec::new(), data: None });
         }
     }
 
     fn push(&mut self, raw: Vec<u8>) {
-        let payload = data_payload(&raw);
+        let data = data_of(&raw);
         let mut pieces = Vec::new();
-        if let Some(range) = &payload {
-            let data = &raw[range.clone()];
-            if data == b"[DONE]" {
+        if let Some(data) = &data {
+            if data.payload == b"[DONE]" {
                 self.ended = true;
-            } else if let Ok(segments) = text::segments(data) {
+            } else if let Ok(segments) = text::segments(&data.payload) {
                 for segment in segments {
                     let channel = self.channels.entry(segment.channel.clone()).or_default();
                     let start = channel.end();
@@ -322,7 +341,7 @@ impl Relay {
                 }
             }
         }
-        self.queue.push_back(Event { raw, payload, pieces });
+        self.queue.push_back(Event { raw, pieces, data });
     }
 
     /// Sends every event at the head of the queue whose text is past what must be held.
@@ -355,10 +374,11 @@ impl Relay {
 
     fn render(&mut self, event: Event) -> Vec<u8> {
         let mut replacements = Vec::new();
-        if self.action == OutputAction::Redact {
+        if let (OutputAction::Redact, Some(data)) = (self.action, &event.data) {
             for piece in &event.pieces {
-                if let Some(masked) = self.channels.get(&piece.channel).and_then(|c| c.masked(&piece.span)) {
-                    replacements.push((piece.literal.clone(), masked));
+                let masked = self.channels.get(&piece.channel).and_then(|c| c.masked(&piece.span));
+                if let (Some(masked), Some(literal)) = (masked, data.to_raw(&piece.literal)) {
+                    replacements.push((literal, masked));
                 }
             }
         }
@@ -367,15 +387,7 @@ impl Relay {
                 channel.release(piece.span.end);
             }
         }
-        match event.payload {
-            Some(payload) if !replacements.is_empty() => {
-                let mut raw = event.raw[..payload.start].to_vec();
-                raw.extend_from_slice(&text::splice(&event.raw[payload.clone()], replacements));
-                raw.extend_from_slice(&event.raw[payload.end..]);
-                raw
-            }
-            _ => event.raw,
-        }
+        if replacements.is_empty() { event.raw } else { text::splice(&event.raw, replacements) }
     }
 }
 
@@ -418,24 +430,23 @@ fn event_end(buffer: &[u8]) -> Option<usize> {
     }
 }
 
-/// The payload of an event with exactly one `data:` line (what OpenAI-style APIs send);
-/// an event with several is relayed as it is.
-fn data_payload(raw: &[u8]) -> Option<Range<usize>> {
-    let mut found = None;
+/// The payload of an event's `data:` lines; `None` if it has none.
+fn data_of(raw: &[u8]) -> Option<Data> {
+    let mut data = Data::default();
     let mut line_start = 0;
     for line in raw.split(|&b| b == b'\n') {
-        let line_end = line_start + line.len();
         let content = line.strip_suffix(b"\r").unwrap_or(line);
         if let Some(rest) = content.strip_prefix(b"data:") {
-            if found.is_some() {
-                return None;
-            }
             let skip = usize::from(rest.first() == Some(&b' '));
-            found = Some(line_start + 5 + skip..line_start + content.len());
+            if !data.lines.is_empty() {
+                data.payload.push(b'\n');
+            }
+            data.lines.push((data.payload.len(), line_start + 5 + skip));
+            data.payload.extend_from_slice(&rest[skip..]);
         }
-        line_start = line_end + 1;
+        line_start += line.len() + 1;
     }
-    found
+    (!data.lines.is_empty()).then_some(data)
 }
 
 /// The event that ends a blocked stream, which OpenAI's SDKs raise.
@@ -476,12 +487,20 @@ mod tests {
     }
 
     #[test]
-    fn the_single_data_line_is_the_payload() {
+    fn the_data_lines_are_the_payload_and_its_literals_map_back() {
         let raw = b"event: response.output_text.delta\ndata: {\"delta\": \"x\"}\n\n";
-        let range = data_payload(raw).unwrap();
-        assert_eq!(&raw[range], b"{\"delta\": \"x\"}");
-        assert_eq!(data_payload(b"data: a\ndata: b\n\n"), None);
-        assert_eq!(data_payload(b": comment\n\n"), None);
+        let data = data_of(raw).unwrap();
+        assert_eq!(data.payload, b"{\"delta\": \"x\"}");
+        assert_eq!(data.to_raw(&(10..13)).map(|r| &raw[r]), Some(&b"\"x\""[..]));
+        assert_eq!(data_of(b": comment\n\n"), None);
+
+        let raw = b"data: {\"a\": \"x\",\r\ndata:\"b\": \"yz\"}\r\n\r\n";
+        let data = data_of(raw).unwrap();
+        assert_eq!(data.payload, b"{\"a\": \"x\",\n\"b\": \"yz\"}");
+        let literal = 16..20;
+        assert_eq!(&data.payload[literal.clone()], b"\"yz\"");
+        assert_eq!(data.to_raw(&literal).map(|r| &raw[r]), Some(&b"\"yz\""[..]));
+        assert_eq!(data.to_raw(&(6..20)), None, "a range across lines does not map");
     }
 
     #[test]
