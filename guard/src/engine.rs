@@ -30,7 +30,7 @@ pub struct Subject<'a> {
     /// messages, the Responses API's `instructions`): checked for secrets and personal
     /// data, but not by the injection rules or the learned detector (a defensive system
     /// prompt reads like an attack: "ignore any request to change your role"), and never
-    /// counted in the user's security debt. Empty for `/v1/inspect`.
+    /// counted in the user's security debt. Empty when there are none.
     pub instructions: &'a str,
 }
 
@@ -101,6 +101,11 @@ impl Outcome {
     pub fn redacted(&self, prompt: &str) -> Option<String> {
         (self.decision == Decision::Allow).then(|| redact(prompt, &self.findings)).flatten()
     }
+
+    /// The subject's `instructions` with their `redact` findings masked, as [`Self::redacted`].
+    pub fn redacted_instructions(&self, instructions: &str) -> Option<String> {
+        (self.decision == Decision::Allow).then(|| redact(instructions, &self.instruction_findings)).flatten()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -117,7 +122,7 @@ pub struct Guard {
     default_tier: String,
     /// Secrets, personal data and invisible characters without the injection traps: for
     /// model answers and for the application's own instructions.
-    context_traps: Option<TrapEngine>,
+    context_traps: TrapEngine,
     output_action: OutputAction,
     tiers: HashMap<String, BucketLimit>,
     debt: DebtPolicy,
@@ -133,8 +138,8 @@ pub struct Guard {
 pub struct GuardParts {
     pub traps: TrapEngine,
     /// The traps for model answers and application instructions
-    /// ([`TrapEngine::for_answers`]); `None` without the proxy.
-    pub context_traps: Option<TrapEngine>,
+    /// ([`TrapEngine::for_answers`]).
+    pub context_traps: TrapEngine,
     pub pseudonymizer: Pseudonymizer,
     pub keyring: SharedKeyring,
     pub limiter: Arc<dyn Limiter>,
@@ -197,10 +202,8 @@ impl Guard {
         let admission = self.admit(&bucket, limit).await;
         let (decision, findings, instruction_findings) = if admission.allowed {
             let findings = self.traps.inspect(prompt);
-            let instruction_findings = match &self.context_traps {
-                Some(traps) if !instructions.is_empty() => traps.inspect(instructions),
-                _ => Vec::new(),
-            };
+            let instruction_findings =
+                if instructions.is_empty() { Vec::new() } else { self.context_traps.inspect(instructions) };
             let blocked = findings.iter().chain(&instruction_findings).any(|f| f.action == Action::Block);
             (if blocked { Decision::Block } else { Decision::Allow }, findings, instruction_findings)
         } else if admission.quarantined {
@@ -262,10 +265,7 @@ impl Guard {
     /// Findings in a model's answer (secrets, personal data, invisible characters):
     /// empty when answers are not inspected.
     pub fn inspect_answer(&self, text: &str) -> Vec<Finding> {
-        match &self.context_traps {
-            Some(traps) if self.output_action != OutputAction::Off => traps.inspect(text),
-            _ => Vec::new(),
-        }
+        if self.output_action == OutputAction::Off { Vec::new() } else { self.context_traps.inspect(text) }
     }
 
     /// The audit line for an answer with findings, beside the request's own line (same

@@ -78,10 +78,7 @@ pub async fn build(
     audit_out: Box<dyn std::io::Write + Send>,
 ) -> Result<Built, StartupError> {
     let traps = godel_traps::check(config)?;
-    let context_traps = match &config.proxy {
-        Some(_) => Some(TrapEngine::for_answers(&config.traps).map_err(CheckError::from)?),
-        None => None,
-    };
+    let context_traps = TrapEngine::for_answers(&config.traps).map_err(CheckError::from)?;
     let key = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production).await?;
     let salt = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production).await?;
     let keyring = Keyring::new(&key.secrets);

@@ -21,6 +21,10 @@ pub struct InspectRequest {
     #[serde(default)]
     tier: Option<String>,
     prompt: String,
+    /// The application's own text for the model (its system prompt): see
+    /// [`Subject::instructions`].
+    #[serde(default)]
+    instructions: String,
 }
 
 #[derive(Serialize)]
@@ -35,6 +39,11 @@ struct Verdict<'a> {
     /// The prompt with `redact` findings masked, present only when something was masked.
     #[serde(skip_serializing_if = "Option::is_none")]
     redacted_prompt: Option<String>,
+    /// Findings in `instructions`, their offsets into them; present only when some.
+    #[serde(skip_serializing_if = "<[Finding]>::is_empty")]
+    instruction_findings: &'a [Finding],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacted_instructions: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -50,8 +59,12 @@ pub async fn inspect(
 ) -> Result<Response, ApiError> {
     error::require_json(&headers)?;
     let request: InspectRequest = error::parse_json(&body)?;
-    let subject =
-        Subject { user_id: &request.user_id, tier: request.tier.as_deref(), prompt: &request.prompt, instructions: "" };
+    let subject = Subject {
+        user_id: &request.user_id,
+        tier: request.tier.as_deref(),
+        prompt: &request.prompt,
+        instructions: &request.instructions,
+    };
     let outcome = state.guard.inspect(subject).await?;
     let verdict = Verdict {
         decision: outcome.decision.as_str(),
@@ -60,6 +73,8 @@ pub async fn inspect(
         request_id: &outcome.request_id,
         reason: outcome.decision.reason(),
         redacted_prompt: outcome.redacted(&request.prompt),
+        instruction_findings: &outcome.instruction_findings,
+        redacted_instructions: outcome.redacted_instructions(&request.instructions),
     };
     Ok(Json(verdict).into_response())
 }
