@@ -10,6 +10,17 @@ pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
+/// A free port whose cluster bus port (port + 10000) is free too.
+fn free_cluster_port() -> u16 {
+    loop {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        if port <= 55535 && TcpListener::bind(("127.0.0.1", port + 10000)).is_ok() {
+            return port;
+        }
+    }
+}
+
 pub fn redis_cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().expect("redis-cli");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
@@ -27,22 +38,33 @@ impl RedisServer {
         Self::start_with(&[])
     }
 
+    /// A server on a port found free. Another process can take that port before the
+    /// server binds it (a cluster node also needs port + 10000 for its bus), so a server
+    /// that exits at once is started again on another port.
     pub fn start_with(extra: &[&str]) -> Self {
+        let cluster = extra.contains(&"--cluster-enabled");
         let mut server = Self {
-            port: free_port(),
+            port: 0,
             child: None,
             dir: super::temp_dir("redis"),
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
-        server.spawn();
-        server
+        for _ in 0..5 {
+            server.port = if cluster { free_cluster_port() } else { free_port() };
+            if server.try_spawn() {
+                return server;
+            }
+            server.kill();
+        }
+        panic!("redis-server did not start on any of five free ports");
     }
 
     pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
-    fn spawn(&mut self) {
+    /// Starts the server and waits for it to answer; `false` if it exits first.
+    fn try_spawn(&mut self) -> bool {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
@@ -55,9 +77,14 @@ impl RedisServer {
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
         while redis_cli(self.port, &["PING"]) != "PONG" {
+            let exited = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
+            if exited {
+                return false;
+            }
             assert!(Instant::now() < deadline, "redis-server on {} did not start", self.port);
             std::thread::sleep(Duration::from_millis(20));
         }
+        true
     }
 
     /// Kills the server abruptly (SIGKILL), as a crashed node would go.
@@ -87,7 +114,7 @@ impl RedisServer {
     /// Starts again on the same port, empty (no persistence).
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        assert!(self.try_spawn(), "redis-server did not start again on {}", self.port);
     }
 
     pub fn cli(&self, args: &[&str]) -> String {
