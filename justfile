@@ -37,6 +37,10 @@ memory-bench:
 eval:
     ./scripts/eval.sh
 
+# Rewrite the entropy trap's letter-pair table (traps/src/words/bigrams.rs); reproducible.
+letter-bigrams:
+    python3 eval/letter_bigrams.py
+
 # Retrain the learned injection detector (traps/src/classifier/model.bin); reproducible.
 train-injection:
     ./scripts/train-injection.sh

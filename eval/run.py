@@ -21,7 +21,7 @@ import injection_sets as injection
 import secret_sets
 
 POSITIVE = {"formats", "passwords", "wrapped", "gitleaks", "trufflehog", "attacks"}
-SECRET_SETS = ["formats", "passwords", "wrapped", "gitleaks", "trufflehog", "hard-negatives", "benign-secrets"]
+SECRET_SETS = ["formats", "passwords", "wrapped", "gitleaks", "trufflehog", "hard-negatives", "code", "benign-secrets"]
 INJECTION_SETS = ["attacks", "benign"]
 
 
@@ -76,6 +76,7 @@ def main():
     parser.add_argument("--cache", required=True, type=pathlib.Path, help="where Go modules are fetched")
     parser.add_argument("--out", type=pathlib.Path, help="write every result here as JSON")
     parser.add_argument("--misses", type=int, default=15, help="misses to print per set (tuning split)")
+    parser.add_argument("--registry", type=pathlib.Path, help="cargo's unpacked crate sources, for the code set")
     args = parser.parse_args()
 
     rng = random.Random(20261127)
@@ -84,6 +85,7 @@ def main():
         + secret_sets.password_items(rng)
         + secret_sets.wrapped_items(rng)
         + secret_sets.hard_negatives(rng)
+        + (secret_sets.code_negatives(pathlib.Path(__file__).parent.parent / "Cargo.lock", args.registry) if args.registry else [])
         + fixtures.gitleaks(args.cache)
         + fixtures.trufflehog(args.cache)
         + injection.attacks(rng)

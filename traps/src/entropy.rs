@@ -5,13 +5,14 @@
 //! git object ids included) is judged only after a key word on the same line; a token
 //! with a vendor-style prefix (`sk_live_`, `xoxb-`) is judged on what follows it; the
 //! bar falls with length, since a short token cannot reach the entropy of a long one,
-//! and a short token must mix upper case, lower case and digits.
+//! and a short token must mix upper case, lower case and digits. A token whose letters
+//! read as words (`Tls13CipherSuite`, `org/licenses/LICENSE-2`) is code, not a key.
 
 use std::ops::Range;
 
 use godel_crds::{Action, AllowShape, EntropyConfig, Severity};
 
-use super::{Finding, Prompt, Trap};
+use super::{Finding, Prompt, Trap, words};
 
 pub struct EntropyTrap {
     min_length: usize,
@@ -118,7 +119,11 @@ impl EntropyTrap {
                 return None;
             }
             let hex: Vec<u8> = token.iter().copied().filter(|&b| b != b'-').collect();
-            return (hex.len() >= self.min_length && shannon(&hex) > self.hex_threshold).then_some("high-entropy-hex");
+            // `reads_as_words` of hex is whether it runs in sequence (`1234abcd-…`, a placeholder).
+            return (hex.len() >= self.min_length
+                && shannon(&hex) > self.hex_threshold
+                && !words::reads_as_words(token))
+            .then_some("high-entropy-hex");
         }
         let public = PUBLIC_BEFORE.iter().any(|p| ends_with_ignore_case(before, p.as_bytes()))
             || public_blocks.iter().any(|block| block.contains(&start));
@@ -133,7 +138,8 @@ impl EntropyTrap {
         let upper = body.iter().any(u8::is_ascii_uppercase);
         let lower = body.iter().any(u8::is_ascii_lowercase);
         let classes_ok = digits && (upper || lower) && (body.len() >= 24 || (upper && lower));
-        (classes_ok && shannon(body) > self.base64_bar(body.len())).then_some("high-entropy-base64")
+        (classes_ok && shannon(body) > self.base64_bar(body.len()) && !words::reads_as_words(body))
+            .then_some("high-entropy-base64")
     }
 }
 
@@ -316,6 +322,21 @@ mod tests {
         let allowing = EntropyConfig { allow: vec![AllowShape::Uuid, AllowShape::GitSha], ..EntropyConfig::default() };
         assert!(rules(&allowing, &format!("HEROKU_API_KEY={uuid}")).is_empty(), "the policy may allow them");
         assert!(rules(&allowing, &format!("my key is {sha}")).is_empty());
+    }
+
+    #[test]
+    fn identifiers_paths_and_placeholder_sequences_are_code_not_keys() {
+        for text in [
+            "impl Tls13CipherSuite for Chacha20Poly1305Aead {}",
+            "pub fn X509_STORE_CTX_get1_chain(ctx: *mut X509_STORE_CTX);",
+            "// see http://www.apache.org/licenses/LICENSE-2.0 for details",
+            "const ALPHABET: &str = \"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/\";",
+            "Key ID: 1234abcd-12ab-34cd-56ef-1234567890ab",
+        ] {
+            assert!(default_rules(text).is_empty(), "{text}: {:?}", default_rules(text));
+        }
+        let key = "Xq7bK3xV9mN2pR8sW4yZ8AbCdEf0Gh";
+        assert_eq!(default_rules(&format!("client = Client({key})")).len(), 1, "a key in code is still a key");
     }
 
     #[test]

@@ -19,7 +19,8 @@
 //! - [`decode`]: [`DecodeTrap`], base64, hex, percent-encoding, `\x`/`\u` escapes and
 //!   split string literals decoded (bounded) and rescanned by the same rules.
 //! - [`entropy`]: [`EntropyTrap`], random-looking tokens; public shapes (digests,
-//!   integrity hashes, public keys, data URIs) are not secrets, hex only after a key word.
+//!   integrity hashes, public keys, data URIs) are not secrets, hex only after a key word,
+//!   and tokens that read as [`words`] (identifiers, paths) are code, not keys.
 //! - this file: [`TrapEngine`], which runs the enabled traps and sorts the findings, and
 //!   [`Finding`], what every trap reports.
 //!
@@ -33,6 +34,7 @@ pub mod prompt;
 pub mod regex;
 pub mod unicode;
 pub mod validators;
+pub mod words;
 
 use std::sync::Arc;
 

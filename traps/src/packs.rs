@@ -111,7 +111,7 @@ pub static PACK_RULES: &[PackRule] = &[
         Secrets,
         High,
         Block,
-        r"https://hooks\.slack\.com/(?:services|workflows)/T[A-Z0-9]{8,12}/B[A-Z0-9]{8,12}/[A-Za-z0-9]{24}",
+        r"https://hooks\.slack\.com/(?:services|workflows)/T[A-Z0-9]{2,16}/B[A-Z0-9]{2,16}/[A-Za-z0-9]{20,32}",
         "post to https://hooks.slack.com/services/T01ABCDEF23/B04GHIJKL56/abcdefghijklmnopqrstuvwx",
         "see https://api.slack.com/messaging/webhooks for the format",
     ),
@@ -558,7 +558,7 @@ pub static PACK_RULES: &[PackRule] = &[
             Secrets,
             High,
             Block,
-            r#"(?i)(?:key|token|secret|passw(?:or)?d|pwd|auth|credential|api|bearer|dsn)(?:[A-Za-z0-9_.-]{0,24}["']?\s*(?:[:=]|:=|=>|\s-)|\s*\(|\s+|[A-Za-z0-9_.-]{0,24}\s+(?:is|of|value)\s*:?)\s*["'`(]?([A-Za-z0-9_+/=.~-]{16,256})"#,
+            r#"(?i)(?:key|token|secret|passw(?:or)?d|pwd|auth|credential|api|bearer|dsn)(?:[A-Za-z0-9_.-]{0,24}["']?\s*(?:[:=]|:=|=>|\s-)|\s*\(|\s+|[A-Za-z0-9_.-]{0,24}\s+(?:is|of|value)\s*:?)\s*["'`(]?([A-Za-z0-9_+/=.~-]{12,256})"#,
             "atera_key: yoo3d5pu3t4zxd6x1vhk7ykmjqarbsv1",
             "token = tokenize.generate_tokens(readline)",
         ),
@@ -599,6 +599,32 @@ pub static PACK_RULES: &[PackRule] = &[
             "mysql -u root -p -h 10.0.0.4",
         ),
         validators::not_placeholder,
+    ),
+    checked(
+        rule(
+            "cli-user-token",
+            Secrets,
+            High,
+            Block,
+            // `curl -u TOKEN:` sends an API key as the user name with an empty password.
+            r#"\s(?:-u|--user)\s+['"]?([^\s:'"]{8,128}):(?:['"]|\s|$)"#,
+            r#"curl -u "d2LkV78zLx!t:" https://localhost:9200"#,
+            "curl -u alice: https://example.com asks for the password",
+        ),
+        validators::password,
+    ),
+    checked(
+        rule(
+            "http-header-credential",
+            Secrets,
+            High,
+            Block,
+            // A request header named for a credential, in a command line or a request dump.
+            r#"(?i)(?:\s-H|--header)\s*['"]?(?:[a-z0-9-]*-)?(?:authorization|token|api-?key|secret|auth-?token|access-?token)\s*:\s*(?:(?:bearer|token|basic)\s+)?([^\s'"]{8,256})"#,
+            r#"curl -X POST --header "Api-Token: Sk94HG7f6KB" https://api.example.com/v1/items"#,
+            r#"curl -H "Authorization: Bearer $API_TOKEN" https://api.example.com"#,
+        ),
+        validators::password,
     ),
     rule(
         "basic-auth-header",

@@ -92,16 +92,29 @@ impl RegexTrap {
 
 impl RegexTrap {
     /// The reported ranges of one rule in `text`: the first capture group that took part
-    /// in the match when the pattern has groups, else the whole match (the cheaper search).
+    /// in the match when the pattern has groups, else the whole match. A match the rule's
+    /// validator refuses does not hide one that starts inside it (`api: chartmogul_key:
+    /// "e8hw…"` is a refused value, then a key): the search resumes a character later.
     fn ranges(rule: &Rule, text: &str, mut report: impl FnMut(Range<usize>)) {
-        if rule.regex.captures_len() > 1 {
-            for captures in rule.regex.captures_iter(text) {
-                if let Some(m) = captures.iter().skip(1).flatten().next().or_else(|| captures.get(0)) {
-                    report(m.range());
-                }
-            }
-        } else {
+        let valid = |range: &Range<usize>| rule.validate.is_none_or(|valid| valid(&text[range.clone()]));
+        if rule.regex.captures_len() == 1 && rule.validate.is_none() {
             rule.regex.find_iter(text).for_each(|m| report(m.range()));
+            return;
+        }
+        let mut locations = rule.regex.capture_locations();
+        let mut at = 0;
+        while at <= text.len() {
+            let Some(whole) = rule.regex.captures_read_at(&mut locations, text, at) else { break };
+            let reported = (1..locations.len()).find_map(|i| locations.get(i)).map_or(whole.range(), |(s, e)| s..e);
+            if valid(&reported) {
+                report(reported);
+                at = whole.end().max(whole.start() + 1);
+            } else {
+                at = whole.start() + 1;
+            }
+            while !text.is_char_boundary(at.min(text.len())) {
+                at += 1;
+            }
         }
     }
 }
@@ -112,9 +125,6 @@ impl Trap for RegexTrap {
         for index in self.set.matches(text).iter() {
             let rule = &self.rules[index];
             Self::ranges(rule, text, |range| {
-                if rule.validate.is_some_and(|valid| !valid(&text[range.clone()])) {
-                    return;
-                }
                 let span = prompt.to_raw(range);
                 findings.push(Finding {
                     trap: "regex",
@@ -167,6 +177,18 @@ mod tests {
         all.inspect(&Prompt::new(text), &mut out);
         let f = out.iter().find(|f| &*f.rule == "aws-access-key-id").unwrap();
         assert_eq!(&text[f.start..f.end], "AKIAIOSFODNN7EXAMPLE");
+    }
+
+    #[test]
+    fn a_refused_match_does_not_hide_the_secret_inside_it() {
+        let all = trap(&RegexConfig::default());
+        // `api:` then `chartmogul_key` is a candidate value the validator refuses; the
+        // key word inside it starts the real finding.
+        let text = "api:\n  chartmogul_key: \"e8hwspf91879g0u267yq1bkoxquvwndk\"";
+        let mut out = Vec::new();
+        all.inspect(&Prompt::new(text), &mut out);
+        let found: Vec<&str> = out.iter().map(|f| &text[f.start..f.end]).collect();
+        assert_eq!(found, ["e8hwspf91879g0u267yq1bkoxquvwndk"]);
     }
 
     #[test]

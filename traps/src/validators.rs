@@ -104,17 +104,23 @@ fn looks_like_code(text: &str) -> bool {
 }
 
 /// A value after a key word (`token = …`, `api key: …`) that is random enough to be the
-/// key itself: long, letters and digits mixed, not a placeholder, a word or code.
+/// key itself: long, letters and digits mixed, not a placeholder, words or code. From 12
+/// to 15 characters (short keys exist) it must hold digits and letters of both cases.
 pub fn random_token(text: &str) -> bool {
     let bytes = text.as_bytes();
     let digits = bytes.iter().filter(|b| b.is_ascii_digit()).count();
     let upper = bytes.iter().filter(|b| b.is_ascii_uppercase()).count();
     let lower = bytes.iter().filter(|b| b.is_ascii_lowercase()).count();
-    let mixed = digits > 0 && upper + lower > 0 || (upper > 0 && lower > 0 && bytes.len() >= 32);
+    let mixed = if bytes.len() < 16 {
+        digits > 0 && upper > 0 && lower > 0
+    } else {
+        digits > 0 && upper + lower > 0 || (upper > 0 && lower > 0 && bytes.len() >= 32)
+    };
     mixed
-        && bytes.len() >= 16
+        && bytes.len() >= 12
         && not_placeholder(text)
         && !looks_like_code(text)
+        && !super::words::reads_as_words(bytes)
         && super::entropy::shannon(bytes) >= 3.3
 }
 
