@@ -33,6 +33,9 @@ pub enum RuleError {
     SetTooLarge(String),
 }
 
+/// How many refused matches per rule and prompt are searched again from inside.
+const REFUSED_RESUMES: usize = 64;
+
 /// Lazy-DFA cache for the combined set: big enough that scanning never has to throw
 /// states away and rebuild them, which otherwise halves throughput on mixed text.
 const SET_DFA_CACHE: usize = 32 << 20;
@@ -94,7 +97,9 @@ impl RegexTrap {
     /// The reported ranges of one rule in `text`: the first capture group that took part
     /// in the match when the pattern has groups, else the whole match. A match the rule's
     /// validator refuses does not hide one that starts inside it (`api: chartmogul_key:
-    /// "e8hw…"` is a refused value, then a key): the search resumes a character later.
+    /// "e8hw…"` is a refused value, then a key): the search resumes a character later,
+    /// [`REFUSED_RESUMES`] times per rule and prompt, so a prompt built of refused
+    /// candidates (`key=key=key=…`) costs a bounded rescan, not one per character.
     fn ranges(rule: &Rule, text: &str, mut report: impl FnMut(Range<usize>)) {
         let valid = |range: &Range<usize>| rule.validate.is_none_or(|valid| valid(&text[range.clone()]));
         if rule.regex.captures_len() == 1 && rule.validate.is_none() {
@@ -103,14 +108,18 @@ impl RegexTrap {
         }
         let mut locations = rule.regex.capture_locations();
         let mut at = 0;
+        let mut resumes = REFUSED_RESUMES;
         while at <= text.len() {
             let Some(whole) = rule.regex.captures_read_at(&mut locations, text, at) else { break };
             let reported = (1..locations.len()).find_map(|i| locations.get(i)).map_or(whole.range(), |(s, e)| s..e);
             if valid(&reported) {
                 report(reported);
                 at = whole.end().max(whole.start() + 1);
-            } else {
+            } else if resumes > 0 {
+                resumes -= 1;
                 at = whole.start() + 1;
+            } else {
+                at = whole.end().max(whole.start() + 1);
             }
             while !text.is_char_boundary(at.min(text.len())) {
                 at += 1;
