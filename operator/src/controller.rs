@@ -291,7 +291,7 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
     let name = guard_name(policy);
     let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
     let live = deployments.get_opt(&name).await?;
-    let desired = live.as_ref().and_then(|d| d.spec.replicas).unwrap_or_else(|| policy.spec.desired_replicas());
+    let desired = status::desired(&policy.spec, live.as_ref().and_then(|d| d.spec.replicas));
     let live_status = live.as_ref().and_then(|d| d.status.clone()).unwrap_or_default();
     let fleet = Fleet {
         desired,

@@ -2,7 +2,7 @@
 //! `lastTransitionTime` unless its status really changes, so writing the same status
 //! twice is a no-op and the operator never wakes itself in a loop.
 
-use godel_crds::{GuardrailPolicy, GuardrailPolicyStatus, LimiterBackend, RedisMode};
+use godel_crds::{GuardrailPolicy, GuardrailPolicySpec, GuardrailPolicyStatus, LimiterBackend, RedisMode};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{Condition, Time};
 
 pub const READY: &str = "Ready";
@@ -61,6 +61,14 @@ impl Fleet {
     pub fn summary(&self) -> String {
         format!("{}/{}", self.ready, self.desired)
     }
+}
+
+/// How many guards must be ready for the fleet to be: what the Deployment asks for, and
+/// never fewer than the policy's own count. A new Deployment under an autoscaler starts
+/// at one pod until the autoscaler scales it to its minimum; one ready pod is not the
+/// fleet the policy promised.
+pub fn desired(spec: &GuardrailPolicySpec, deployment_replicas: Option<i32>) -> i32 {
+    deployment_replicas.unwrap_or(0).max(spec.desired_replicas())
 }
 
 /// The conditions of a policy whose spec was applied, from what was observed: pure, so
@@ -132,6 +140,16 @@ mod tests {
 
     fn at(seconds: i64) -> Time {
         Time(k8s_openapi::jiff::Timestamp::from_second(seconds).unwrap())
+    }
+
+    #[test]
+    fn the_fleet_is_never_smaller_than_the_policy_asks() {
+        let scaled = crate::resources::fixtures::from_yaml("autoscaling: {minReplicas: 3, maxReplicas: 6}").spec;
+        assert_eq!(desired(&scaled, Some(1)), 3, "a new Deployment at one pod, before the autoscaler acts");
+        assert_eq!(desired(&scaled, Some(5)), 5, "the autoscaler's count above the minimum");
+        assert_eq!(desired(&scaled, None), 3);
+        let fixed = crate::resources::fixtures::from_yaml("deployment: {replicas: 2}").spec;
+        assert_eq!(desired(&fixed, Some(2)), 2);
     }
 
     #[test]
