@@ -184,6 +184,21 @@ async fn every_route_and_every_place_a_model_reads_is_inspected() {
     assert_eq!(r.status(), 200);
     let forwarded = String::from_utf8(seen.lock().unwrap().bodies.last().unwrap().to_vec()).unwrap();
     assert_eq!(forwarded, raw.replace("jane.doe@example.com", "[REDACTED:email-address]"));
+
+    // A repeated key goes upstream whole, and a parser there may read either value.
+    let sent = seen.lock().unwrap().bodies.len();
+    let repeated =
+        r#"{"model": "m", "messages": [{"role": "user", "content": "AKIAIOSFODNN7EXAMPLE", "content": "hi"}]}"#;
+    let r = reqwest::Client::new()
+        .post(guard.url("/v1/chat/completions"))
+        .header("x-godel-user", "bytes-user")
+        .header("content-type", "application/json")
+        .body(repeated)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "the first value of a repeated key is inspected too");
+    assert_eq!(seen.lock().unwrap().bodies.len(), sent, "nothing went upstream");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

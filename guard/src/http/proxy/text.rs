@@ -5,9 +5,10 @@
 //! redactions are spliced into the original bytes, everything else passes through
 //! byte for byte (a 23-digit `seed` stays a 23-digit integer).
 
-use std::collections::BTreeMap;
+use std::fmt;
 use std::ops::Range;
 
+use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// Keys whose values are identifiers, enumerations, options or binary payloads rather
@@ -113,8 +114,9 @@ fn walk(
     let value = raw.get();
     match value.as_bytes().first() {
         Some(b'{') => {
-            let fields: BTreeMap<String, &RawValue> = serde_json::from_str(value)?;
-            let own_index = fields.get("index").and_then(|index| index.get().parse::<u64>().ok());
+            let Fields(fields) = serde_json::from_str(value)?;
+            let own_index =
+                fields.iter().find(|(key, _)| key == "index").and_then(|(_, index)| index.get().parse::<u64>().ok());
             let channel = match (position, own_index) {
                 (None, _) => channel.to_owned(),
                 (Some(_), Some(index)) => format!("{channel}.{index}"),
@@ -144,6 +146,31 @@ fn walk(
         _ => {}
     }
     Ok(())
+}
+
+/// An object's fields in document order, duplicates kept. A map would keep one value of a
+/// repeated key while the body goes upstream whole, and a parser there may read the other
+/// one: every value is inspected instead.
+struct Fields<'a>(Vec<(String, &'a RawValue)>);
+
+impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct FieldsVisitor;
+        impl<'de> Visitor<'de> for FieldsVisitor {
+            type Value = Fields<'de>;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<M: MapAccess<'de>>(self, mut map: M) -> Result<Self::Value, M::Error> {
+                let mut fields = Vec::new();
+                while let Some(field) = map.next_entry::<String, &'de RawValue>()? {
+                    fields.push(field);
+                }
+                Ok(Fields(fields))
+            }
+        }
+        deserializer.deserialize_map(FieldsVisitor)
+    }
 }
 
 /// The segments' texts joined by newlines (what the traps read), and where each
@@ -203,6 +230,13 @@ mod tests {
         ];
         let expected: Vec<(String, String)> = expected.iter().map(|(c, t)| (c.to_string(), t.to_string())).collect();
         assert_eq!(found, expected);
+    }
+
+    #[test]
+    fn every_value_of_a_repeated_key_is_found() {
+        let body = br#"{"messages": [{"role": "user", "content": "first", "content": "second"}]}"#;
+        let texts: Vec<String> = segments(body).unwrap().into_iter().map(|s| s.text).collect();
+        assert_eq!(texts, ["first", "second"]);
     }
 
     #[test]
