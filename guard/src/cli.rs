@@ -94,10 +94,16 @@ pub struct ServeArgs {
     /// Longest wait for in-flight requests after the drain delay.
     #[arg(long, env = "GODEL_SHUTDOWN_TIMEOUT_MS", default_value_t = 20_000)]
     pub shutdown_timeout_ms: u64,
-    /// Time a client has to send a request head; also how long an idle keep-alive
-    /// connection may wait for its next request before it is closed.
+    /// Time a client has to send a request head: from the connection's accept for its
+    /// first request, from the first byte of each later one.
     #[arg(long, env = "GODEL_HEADER_TIMEOUT_MS", default_value_t = 10_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub header_timeout_ms: u64,
+    /// How long a keep-alive connection may stay idle between requests (at least the
+    /// header timeout). Keep it above the idle timeout of the load balancer in front
+    /// (AWS ALB and NGINX: 60 s), or it may send a request on a connection the guard is
+    /// closing, which its client sees as a 502.
+    #[arg(long, env = "GODEL_IDLE_TIMEOUT_MS", default_value_t = 75_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub idle_timeout_ms: u64,
     /// Longest time a request body may take to arrive (408 after it).
     #[arg(long, env = "GODEL_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_ms: u64,

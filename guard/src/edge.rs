@@ -4,8 +4,11 @@
 //! - caps concurrent connections below the process's file-descriptor limit: a connection
 //!   over the cap gets a JSON 503 and is closed at once, so the guard keeps the
 //!   descriptors it needs for Redis, KMS and the upstream instead of failing `accept`;
-//! - gives a client `header_timeout` to send a request head, on a new connection and
-//!   between requests on a keep-alive one (so idle and slowloris connections are closed);
+//! - gives a client `header_timeout` to send a request head, from the moment a new
+//!   connection is accepted and from the first byte of each later request, and closes a
+//!   keep-alive connection left idle for `idle_timeout` (longer, so a load balancer that
+//!   keeps its connections to the guard open for a minute never sends a request on one
+//!   the guard is closing: that race is a 502 for the client);
 //! - on shutdown, tells every open connection to close after its current response and
 //!   closes the idle ones, keeps accepting through the drain delay, stops, waits for
 //!   in-flight requests up to the shutdown timeout and then drops what is left, so the
@@ -16,17 +19,21 @@
 use std::future::Future;
 use std::io::ErrorKind;
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::task::JoinSet;
+use tokio::time::Sleep;
+use tower::ServiceExt;
 
 /// File descriptors kept back from the connection cap for everything else the guard
 /// opens: Redis and upstream connections, key files, KMS.
@@ -36,6 +43,8 @@ const RESERVED_FDS: u64 = 1024;
 #[derive(Clone, Debug)]
 pub struct EdgeLimits {
     pub header_timeout: Duration,
+    /// At least `header_timeout`.
+    pub idle_timeout: Duration,
     pub max_connections: usize,
 }
 
@@ -94,12 +103,15 @@ pub fn connection_cap(configured: usize) -> usize {
 /// Serves `app` on `listener` until `stop` has run its course.
 pub async fn serve<F: Future<Output = ()>>(listener: TcpListener, app: Router, limits: &EdgeLimits, stop: Stop<F>) {
     let mut builder = http1::Builder::new();
-    builder.timer(TokioTimer::new()).header_read_timeout(limits.header_timeout);
+    // hyper's head timer runs from the end of one response to the end of the next head:
+    // the idle timeout. `HeadDeadline` adds the shorter header timeout.
+    builder.timer(TokioTimer::new()).header_read_timeout(limits.idle_timeout.max(limits.header_timeout));
     let (close_tx, close_rx) = watch::channel(false);
     let mut acceptor = Acceptor {
         listener: &listener,
         permits: Arc::new(Semaphore::new(limits.max_connections)),
         builder,
+        header_timeout: limits.header_timeout,
         app,
         close: close_rx,
         connections: JoinSet::new(),
@@ -134,6 +146,7 @@ struct Acceptor<'a> {
     listener: &'a TcpListener,
     permits: Arc<Semaphore>,
     builder: http1::Builder,
+    header_timeout: Duration,
     app: Router,
     close: watch::Receiver<bool>,
     connections: JoinSet<()>,
@@ -159,7 +172,13 @@ impl Acceptor<'_> {
     fn take(&mut self, stream: TcpStream) {
         match self.permits.clone().try_acquire_owned() {
             Ok(permit) => {
-                let served = connection(stream, permit, self.builder.clone(), self.app.clone(), self.close.clone());
+                let served = connection(
+                    HeadDeadline::new(stream, self.header_timeout),
+                    permit,
+                    self.builder.clone(),
+                    self.app.clone(),
+                    self.close.clone(),
+                );
                 self.connections.spawn(served);
             }
             Err(_) => {
@@ -172,14 +191,25 @@ impl Acceptor<'_> {
 /// One connection: served until the client leaves, a timeout closes it, or shutdown
 /// tells it to finish its current response and close.
 async fn connection(
-    stream: TcpStream,
+    stream: HeadDeadline,
     _permit: OwnedSemaphorePermit,
     builder: http1::Builder,
     app: Router,
     mut close: watch::Receiver<bool>,
 ) {
-    let _ = stream.set_nodelay(true);
-    let conn = builder.serve_connection(TokioIo::new(stream), TowerToHyperService::new(app));
+    let _ = stream.inner.set_nodelay(true);
+    let awaiting = stream.awaiting.clone();
+    let service = hyper::service::service_fn(move |request| {
+        // The head is in: the header timeout is over until this response has gone out.
+        awaiting.store(false, Ordering::Relaxed);
+        let (awaiting, response) = (awaiting.clone(), app.clone().oneshot(request));
+        async move {
+            let response = response.await;
+            awaiting.store(true, Ordering::Relaxed);
+            response
+        }
+    });
+    let conn = builder.serve_connection(TokioIo::new(stream), service);
     tokio::pin!(conn);
     // A connection accepted while draining is served normally: the router marks each of
     // its responses `Connection: close`. Only connections open when draining started
@@ -197,6 +227,75 @@ async fn connection(
     };
     if let Err(e) = result {
         tracing::debug!(error = %e, "connection ended with an error");
+    }
+}
+
+/// A client connection whose reads fail once a request head has taken longer than the
+/// header timeout: counted from the accept for the first request (a client that connects
+/// and sends nothing), and from the first byte of each later one (between requests the
+/// connection is idle, which hyper's own timer bounds). Its service says when a head is
+/// complete and when the response is done.
+struct HeadDeadline {
+    inner: TcpStream,
+    timeout: Duration,
+    /// Between a response and the next head: set by the service, read here.
+    awaiting: Arc<AtomicBool>,
+    deadline: Pin<Box<Sleep>>,
+    running: bool,
+}
+
+impl HeadDeadline {
+    fn new(inner: TcpStream, timeout: Duration) -> Self {
+        let deadline = Box::pin(tokio::time::sleep(timeout));
+        Self { inner, timeout, awaiting: Arc::new(AtomicBool::new(true)), deadline, running: true }
+    }
+}
+
+impl AsyncRead for HeadDeadline {
+    fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
+        let this = &mut *self;
+        if !this.awaiting.load(Ordering::Relaxed) {
+            this.running = false;
+        } else if this.running && this.deadline.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::new(ErrorKind::TimedOut, "request head not received in time")));
+        }
+        let before = buf.filled().len();
+        let read = Pin::new(&mut this.inner).poll_read(cx, buf);
+        if !this.running && this.awaiting.load(Ordering::Relaxed) && buf.filled().len() > before {
+            // The first byte of the next request: its head has the header timeout.
+            this.running = true;
+            let at = tokio::time::Instant::now() + this.timeout;
+            this.deadline.as_mut().reset(at);
+            // Polled once so that the deadline wakes this connection's task.
+            let _ = this.deadline.as_mut().poll(cx);
+        }
+        read
+    }
+}
+
+impl AsyncWrite for HeadDeadline {
+    fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
 

@@ -71,6 +71,7 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
         fleet_size: args.fleet_size,
         header_timeout: Duration::from_millis(args.header_timeout_ms),
+        idle_timeout: Duration::from_millis(args.idle_timeout_ms),
         body_timeout: Duration::from_millis(args.body_timeout_ms),
         min_body_rate: args.min_body_rate,
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),

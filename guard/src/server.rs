@@ -52,8 +52,10 @@ pub struct Options {
     pub shutdown_timeout: Duration,
     /// Guards sharing the limits; the local fallback divides by it.
     pub fleet_size: u32,
-    /// Time for a request head, and for the next one on an idle keep-alive connection.
+    /// Time for a request head.
     pub header_timeout: Duration,
+    /// Time a keep-alive connection may wait idle for its next request.
+    pub idle_timeout: Duration,
     /// Longest time a request body may take.
     pub body_timeout: Duration,
     /// Bytes per second a body must average after its first five seconds.
@@ -168,6 +170,7 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + '
     let app = http::router(state.clone(), body);
     let limits = EdgeLimits {
         header_timeout: options.header_timeout,
+        idle_timeout: options.idle_timeout,
         max_connections: edge::connection_cap(options.max_connections),
     };
     let drain_state = state.clone();

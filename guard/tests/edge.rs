@@ -112,6 +112,48 @@ fn two_hundred_slow_clients_are_cut_off_and_others_are_served() {
     assert!(open_fds(&guard) < 64, "descriptors left open: {}", open_fds(&guard));
 }
 
+/// One request on an open keep-alive connection; its status line.
+fn ask(stream: &mut TcpStream) -> String {
+    stream.write_all(b"GET /livez HTTP/1.1\r\nHost: guard\r\n\r\n").unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut buf = [0u8; 1024];
+    let n = stream.read(&mut buf).unwrap_or(0);
+    String::from_utf8_lossy(&buf[..n]).lines().next().unwrap_or_default().to_owned()
+}
+
+#[test]
+fn idle_keep_alive_outlives_the_header_timeout_and_ends_at_the_idle_timeout() {
+    let guard = Guard::start(SMALL, &["--header-timeout-ms", "400", "--idle-timeout-ms", "3000"]);
+
+    // Idle between requests for longer than the header timeout: still served, as a load
+    // balancer reusing its connection expects.
+    let mut reused = TcpStream::connect(guard.addr).unwrap();
+    assert_eq!(ask(&mut reused), "HTTP/1.1 200 OK");
+    std::thread::sleep(Duration::from_millis(1200));
+    assert_eq!(ask(&mut reused), "HTTP/1.1 200 OK", "closed while idle, before the idle timeout");
+    let idle_since = Instant::now();
+    let (_, closed) = read_until_closed(&mut reused, Duration::from_secs(5));
+    assert!(closed, "an idle connection outlived the idle timeout");
+    let idle = idle_since.elapsed();
+    assert!(idle >= Duration::from_millis(2500), "closed after {idle:?} idle, before the idle timeout");
+
+    // A head begun after an idle spell still has only the header timeout to finish.
+    let mut slow = TcpStream::connect(guard.addr).unwrap();
+    assert_eq!(ask(&mut slow), "HTTP/1.1 200 OK");
+    std::thread::sleep(Duration::from_millis(1000));
+    slow.write_all(b"GET /livez HTTP/1.1\r\nHo").unwrap();
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_millis(1500));
+    assert!(closed, "a half-sent head outlived the header timeout");
+    assert!(started.elapsed() < Duration::from_millis(1200), "cut off after {:?}", started.elapsed());
+
+    // A new connection that sends nothing has the header timeout, not the idle one.
+    let mut silent = TcpStream::connect(guard.addr).unwrap();
+    let started = Instant::now();
+    let (_, closed) = read_until_closed(&mut silent, Duration::from_millis(1500));
+    assert!(closed && started.elapsed() < Duration::from_millis(1200), "silent for {:?}", started.elapsed());
+}
+
 #[test]
 fn twenty_thousand_idle_connections_are_shed_and_reaped() {
     raise_fd_limit();
