@@ -43,9 +43,10 @@ pub fn run(program: &str, args: &[&str]) -> Output {
     output
 }
 
-/// A fresh directory for one test's files.
+/// A fresh directory for one test's files, named as the guard's tests name theirs, whose
+/// helper removes those of exited processes.
 pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("godel-tests-{}-{name}", std::process::id()));
+    let dir = std::env::temp_dir().join(format!("godel-test-{}-tests-{name}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).expect("temp dir");
     dir

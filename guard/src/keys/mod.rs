@@ -260,6 +260,7 @@ mod tests {
         assert!(matches!(loaded.origin, Origin::File(_)));
         assert!(!format!("{:?}", loaded.secrets[0]).contains("17"), "Debug must not show bytes");
         assert!(stamp(&source, KeyRole::AuditKey).is_some());
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[tokio::test]
@@ -275,6 +276,7 @@ mod tests {
         std::fs::write(&path, &raw[..31]).unwrap();
         let err = load(Some(&source), KeyRole::AuditKey, true).await.err().unwrap().to_string();
         assert!(err.contains("exactly 32 raw bytes"), "{err}");
+        let _ = std::fs::remove_dir_all(dir);
     }
 
     #[test]
