@@ -25,6 +25,16 @@ fn post(guard: &Guard, path: &str, user: &str, body: Value) -> reqwest::RequestB
         .json(&body)
 }
 
+/// A body sent exactly as written, for what `json!` cannot write (a repeated key, a
+/// 23-digit integer).
+fn post_raw(guard: &Guard, user: &str, body: &'static str) -> reqwest::RequestBuilder {
+    reqwest::Client::new()
+        .post(guard.url("/v1/chat/completions"))
+        .header("x-godel-user", user)
+        .header("content-type", "application/json")
+        .body(body)
+}
+
 fn chat(guard: &Guard, user: &str, model: &str, content: &str, stream: bool) -> reqwest::RequestBuilder {
     post(
         guard,
@@ -173,14 +183,7 @@ async fn every_route_and_every_place_a_model_reads_is_inspected() {
     // Byte for byte but for the redacted span: a 23-digit seed stays a 23-digit integer.
     let raw = r#"{"model": "m", "seed": 12345678901234567890123, "temperature": 0.70,
         "messages": [{"role": "user", "content": "mail jane.doe@example.com"}]}"#;
-    let r = reqwest::Client::new()
-        .post(guard.url("/v1/chat/completions"))
-        .header("x-godel-user", "bytes-user")
-        .header("content-type", "application/json")
-        .body(raw)
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(&guard, "bytes-user", raw).send().await.unwrap();
     assert_eq!(r.status(), 200);
     let forwarded = String::from_utf8(seen.lock().unwrap().bodies.last().unwrap().to_vec()).unwrap();
     assert_eq!(forwarded, raw.replace("jane.doe@example.com", "[REDACTED:email-address]"));
@@ -189,14 +192,7 @@ async fn every_route_and_every_place_a_model_reads_is_inspected() {
     let sent = seen.lock().unwrap().bodies.len();
     let repeated =
         r#"{"model": "m", "messages": [{"role": "user", "content": "AKIAIOSFODNN7EXAMPLE", "content": "hi"}]}"#;
-    let r = reqwest::Client::new()
-        .post(guard.url("/v1/chat/completions"))
-        .header("x-godel-user", "bytes-user")
-        .header("content-type", "application/json")
-        .body(repeated)
-        .send()
-        .await
-        .unwrap();
+    let r = post_raw(&guard, "bytes-user", repeated).send().await.unwrap();
     assert_eq!(r.status(), 403, "the first value of a repeated key is inspected too");
     assert_eq!(seen.lock().unwrap().bodies.len(), sent, "nothing went upstream");
 }

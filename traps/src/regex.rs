@@ -157,10 +157,14 @@ mod tests {
         RegexTrap::new(config).expect("valid config")
     }
 
-    fn found(trap: &RegexTrap, text: &str) -> Vec<String> {
+    fn findings(trap: &RegexTrap, text: &str) -> Vec<Finding> {
         let mut out = Vec::new();
         trap.inspect(&Prompt::new(text), &mut out);
-        out.into_iter().map(|f| f.rule.to_string()).collect()
+        out
+    }
+
+    fn found(trap: &RegexTrap, text: &str) -> Vec<String> {
+        findings(trap, text).into_iter().map(|f| f.rule.to_string()).collect()
     }
 
     #[test]
@@ -182,8 +186,7 @@ mod tests {
     fn spans_cover_exactly_the_secret() {
         let all = trap(&RegexConfig::default());
         let text = "my key is AKIAIOSFODNN7EXAMPLE, thanks";
-        let mut out = Vec::new();
-        all.inspect(&Prompt::new(text), &mut out);
+        let out = findings(&all, text);
         let f = out.iter().find(|f| &*f.rule == "aws-access-key-id").unwrap();
         assert_eq!(&text[f.start..f.end], "AKIAIOSFODNN7EXAMPLE");
     }
@@ -194,9 +197,7 @@ mod tests {
         // `api:` then `chartmogul_key` is a candidate value the validator refuses; the
         // key word inside it starts the real finding.
         let text = "api:\n  chartmogul_key: \"e8hwspf91879g0u267yq1bkoxquvwndk\"";
-        let mut out = Vec::new();
-        all.inspect(&Prompt::new(text), &mut out);
-        let found: Vec<&str> = out.iter().map(|f| &text[f.start..f.end]).collect();
+        let found: Vec<&str> = findings(&all, text).iter().map(|f| &text[f.start..f.end]).collect();
         assert_eq!(found, ["e8hwspf91879g0u267yq1bkoxquvwndk"]);
     }
 

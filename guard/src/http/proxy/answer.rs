@@ -23,7 +23,7 @@ use futures::stream::BoxStream;
 use godel_crds::{Action, OutputAction};
 use serde_json::json;
 
-use super::{ProxyError, blocked_rules, redactions, text, upstream};
+use super::{ProxyError, openai_error, redactions, text, upstream};
 use crate::engine::{Guard, Outcome, Pseudonyms, mask};
 use crate::http::AppState;
 use godel_traps::Finding;
@@ -449,16 +449,16 @@ fn data_of(raw: &[u8]) -> Option<Data> {
     (!data.lines.is_empty()).then_some(data)
 }
 
-/// The event that ends a blocked stream, which OpenAI's SDKs raise.
+/// The event that ends a blocked stream, which OpenAI's SDKs raise: the error a whole
+/// withheld answer gets.
 fn blocked_event(findings: &[Finding]) -> Vec<u8> {
-    let message =
-        format!("the model's answer was withheld by the guardrail policy: {}", blocked_rules(findings, false));
-    error_event(&message, "guardrail_blocked", "guardrail_blocked_answer")
+    let (_, kind, code, message) = ProxyError::AnswerBlocked { findings: findings.to_vec() }.parts();
+    error_event(&message, kind, code)
 }
 
 /// A server-sent event carrying an OpenAI-style `error` object.
 fn error_event(message: &str, kind: &str, code: &str) -> Vec<u8> {
-    let error = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    let error = json!({"error": openai_error(message, kind, code)});
     format!("data: {error}\n\n").into_bytes()
 }
 

@@ -74,9 +74,16 @@ fn blocked_rules(findings: &[Finding], only_block: bool) -> String {
     rules.join(", ")
 }
 
-impl IntoResponse for ProxyError {
-    fn into_response(self) -> Response {
-        let (status, kind, code, message) = match &self {
+/// An error object as OpenAI's API writes one, which its SDKs raise.
+fn openai_error(message: &str, kind: &str, code: &str) -> serde_json::Value {
+    json!({"message": message, "type": kind, "param": null, "code": code})
+}
+
+impl ProxyError {
+    /// Status, OpenAI error `type`, `code` and message: the response's, and a stream's
+    /// error event's when the answer is withheld mid-stream.
+    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+        match self {
             ProxyError::NotConfigured => (
                 StatusCode::NOT_FOUND,
                 "invalid_request_error",
@@ -134,8 +141,14 @@ impl IntoResponse for ProxyError {
                 "upstream_error",
                 "the upstream API's answer could not be relayed".to_owned(),
             ),
-        };
-        let mut error = json!({"message": message, "type": kind, "param": null, "code": code});
+        }
+    }
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let (status, kind, code, message) = self.parts();
+        let mut error = openai_error(&message, kind, code);
         if let ProxyError::Blocked { findings } | ProxyError::AnswerBlocked { findings } = &self {
             error["findings"] = json!(findings);
         }

@@ -12,7 +12,7 @@ use futures::StreamExt;
 use godel_crds::ProxyConfig;
 use serde_json::json;
 
-use super::ProxyError;
+use super::{ProxyError, openai_error};
 
 /// An upstream API and the client that reaches it.
 pub struct Upstream {
@@ -116,17 +116,17 @@ pub async fn error_answer(answer: reqwest::Response) -> Response {
             }
         }
     }
-    let openai_error = complete
+    let is_openai_error = complete
         && serde_json::from_slice::<serde_json::Value>(&body)
             .is_ok_and(|v| v["error"].is_object() && v["error"]["message"].is_string());
-    tracing::info!(status = status.as_u16(), relayed = openai_error, "upstream answered with an error");
-    if openai_error {
+    tracing::info!(status = status.as_u16(), relayed = is_openai_error, "upstream answered with an error");
+    if is_openai_error {
         return builder.body(Body::from(body)).unwrap_or_else(|_| ProxyError::UpstreamBroken.into_response());
     }
     let code = format!("upstream_{}", status.as_u16());
     let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
     let message = format!("the upstream API answered {status}");
-    let replaced = json!({"error": {"message": message, "type": kind, "param": null, "code": code}});
+    let replaced = json!({"error": openai_error(&message, kind, &code)});
     let mut response =
         builder.body(Body::from(replaced.to_string())).unwrap_or_else(|_| ProxyError::UpstreamBroken.into_response());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
