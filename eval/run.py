@@ -20,9 +20,29 @@ import fixtures
 import injection_sets as injection
 import secret_sets
 
-POSITIVE = {"formats", "passwords", "wrapped", "gitleaks", "trufflehog", "attacks"}
-SECRET_SETS = ["formats", "passwords", "wrapped", "gitleaks", "trufflehog", "hard-negatives", "code", "benign-secrets"]
-INJECTION_SETS = ["attacks", "benign"]
+POSITIVE = {"formats", "passwords", "wrapped", "gitleaks", "trufflehog", "paste-secrets", "attacks", "doc-attacks", "dilution"}
+SECRET_SETS = ["formats", "passwords", "wrapped", "gitleaks", "trufflehog", "paste-secrets", "hard-negatives", "pastes", "code", "benign-secrets"]
+# Sets whose items are untrusted content (tool results, documents): scanned as such.
+UNTRUSTED_SETS = {"doc-attacks", "doc-benign"}
+INJECTION_SETS = ["attacks", "doc-attacks", "dilution", "benign", "ordinary", "doc-benign"]
+DATA = pathlib.Path(__file__).parent / "data"
+
+
+def committed_sets():
+    """The hand-written sets in eval/data: ordinary prompts in several languages, and
+    realistic pastes with and without secrets (one item per secret, its span marked)."""
+    items = []
+    for n, line in enumerate((DATA / "ordinary_prompts.jsonl").read_text().splitlines()):
+        row = json.loads(line)
+        items.append({"id": f"ord:{n}", "set": "ordinary", "group": row["lang"], "text": row["text"]})
+    for n, line in enumerate((DATA / "pastes.jsonl").read_text().splitlines()):
+        row = json.loads(line)
+        if not row["secrets"]:
+            items.append({"id": f"paste:{n}", "set": "pastes", "group": row["group"], "text": row["text"]})
+        for k, secret in enumerate(row["secrets"]):
+            start = len(row["text"][: row["text"].index(secret)].encode())
+            items.append({"id": f"paste:{n}:{k}", "set": "paste-secrets", "group": row["group"], "text": row["text"], "span": [start, start + len(secret.encode())]})
+    return items
 
 
 def split(item):
@@ -31,7 +51,7 @@ def split(item):
 
 
 def guard_scan(scanner, items):
-    payload = "".join(json.dumps({"id": i["id"], "text": i["text"]}) + "\n" for i in items)
+    payload = "".join(json.dumps({"id": i["id"], "text": i["text"], "untrusted": i["set"] in UNTRUSTED_SETS}) + "\n" for i in items)
     out = subprocess.run([scanner], input=payload, capture_output=True, text=True, check=True)
     return {r["id"]: r["findings"] for r in map(json.loads, out.stdout.splitlines())}
 
@@ -89,8 +109,15 @@ def main():
         + fixtures.gitleaks(args.cache)
         + fixtures.trufflehog(args.cache)
         + injection.attacks(rng)
+        + injection.document_attacks(rng)
         + injection.benign(rng)
+        + committed_sets()
     )
+    _, clean_results = injection.agentdojo_tool_results(rng)
+    items += [{"id": f"docb:{k}", "set": "doc-benign", "group": "agentdojo-tool-results", "text": t} for k, t in clean_results]
+    items += [{"id": f"docb:ipi:{k}", "set": "doc-benign", "group": "ipi-coding-agent", "text": t} for k, b, t in injection.ipi_coding_agent() if b]
+    carriers = [i["text"] for i in items if i["set"] == "benign" and i["group"] in ("books", "spikee-documents")]
+    items += injection.dilution(rng, carriers)
     for item in items:
         item["split"] = split(item)
     guard = guard_scan(args.scanner, items)
@@ -152,7 +179,7 @@ def main():
             by_group[r["group"]].append(r)
     for group, rs in sorted(by_group.items()):
         print(f"  {group:<28} {rate([r['guard'] for r in rs]):6.1f} % {rate([r['detect_secrets'] for r in rs]):6.1f} %")
-    for name in ["hard-negatives", "benign-secrets", "benign", "attacks"]:
+    for name in ["hard-negatives", "pastes", "paste-secrets", "benign-secrets", "benign", "ordinary", "attacks", "doc-attacks", "doc-benign", "dilution"]:
         print(f"\nper group of {name} (guard):")
         groups = collections.defaultdict(list)
         for r in rows:
@@ -161,8 +188,32 @@ def main():
         for group, hits in sorted(groups.items()):
             print(f"  {group:<28} {rate(hits):6.1f} %  of {len(hits)}")
 
-    print("\nmistakes on the tuning split (missed positives, flagged negatives):")
+    # Precision on the pastes: of the secret findings there, how many fall on a secret.
     by_id = {i["id"]: i for i in items}
+    true_spans = collections.defaultdict(list)
+    for i in items:
+        if i["set"] == "paste-secrets":
+            true_spans[i["text"]].append(i["span"])
+    found = wrong = 0
+    seen = set()
+    for i in items:
+        if i["set"] in ("pastes", "paste-secrets") and i["text"] not in seen:
+            seen.add(i["text"])
+            for f in guard[i["id"]]:
+                if f["kind"] == "secret":
+                    hit = any(f["start"] < e and f["end"] > s for s, e in true_spans.get(i["text"], []))
+                    found, wrong = found + hit, wrong + (not hit)
+    precision = 100.0 * found / (found + wrong) if found + wrong else float("nan")
+    print(f"\nsecret findings on the pastes: {found + wrong}, of which on a secret {found}: precision {precision:.1f} %")
+
+    training = pathlib.Path(__file__).parent.parent / "traps/src/classifier/training.json"
+    if training.exists():
+        report = json.loads(training.read_text())
+        print("\nlearned detector, from its training run (eval/train_injection.py): leave-one-source-out recall")
+        for source, figure in sorted(report.get("leave_one_source_out", {}).items()):
+            print(f"  {source:<28} {figure['recall']:6.1f} %  of {figure['attacks']} (threshold at 1 % FP on the other sources' held-out benign)")
+
+    print("\nmistakes on the tuning split (missed positives, flagged negatives):")
     for name in SECRET_SETS + INJECTION_SETS:
         wrong = [r for r in rows if r["set"] == name and r["split"] == "tune" and r["guard"] != r["positive"]]
         for r in wrong[: args.misses]:

@@ -58,6 +58,13 @@ impl GuardConfig {
         if classifier.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
             return invalid("traps.classifier.threshold must be between 0 and 1".into());
         }
+        let untrusted = &config.traps.untrusted;
+        if untrusted.action == crate::Action::Redact {
+            return invalid("traps.untrusted.action must be block or flag: an injection has no part to mask".into());
+        }
+        if untrusted.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+            return invalid("traps.untrusted.threshold must be between 0 and 1".into());
+        }
         if config.rate_limit.backend == LimiterBackend::Redis && config.rate_limit.redis.is_none() {
             return invalid("rateLimit.backend is redis but rateLimit.redis is missing".into());
         }

@@ -81,6 +81,7 @@ pub async fn build(
 ) -> Result<Built, StartupError> {
     let traps = godel_traps::check(config)?;
     let context_traps = TrapEngine::for_answers(&config.traps).map_err(CheckError::from)?;
+    let untrusted_traps = TrapEngine::for_untrusted(&config.traps).map_err(CheckError::from)?;
     let key = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production).await?;
     let salt = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production).await?;
     let keyring = Keyring::new(&key.secrets);
@@ -139,6 +140,7 @@ pub async fn build(
         GuardParts {
             traps,
             context_traps,
+            untrusted_traps,
             pseudonymizer: Pseudonymizer::new(&salt.secrets[0]),
             keyring,
             limiter,

@@ -147,7 +147,7 @@ async fn metrics_expose_the_contract_and_no_user_ids() {
         assert!(text.contains(name), "missing {name} in\n{text}");
     }
     assert!(text.contains(r#"godel_requests_total{tier="free",decision="throttle"}"#));
-    assert!(text.contains(r#"godel_trap_findings_total{trap="regex",severity="high"}"#));
+    assert!(text.contains(r#"godel_trap_findings_total{trap="regex",severity="high",input="prompt"}"#));
     let audit = guard.wait_audit(users.len());
     let stderr = guard.stderr.lock().unwrap().join("\n");
     let stdout = guard.stdout.lock().unwrap().join("\n");

@@ -1,5 +1,6 @@
 //! Runs the engine with the default policy over JSON lines on stdin
-//! (`{"id": ..., "text": ...}`) and prints one line per item with what it found:
+//! (`{"id": ..., "text": ..., "untrusted": false}`; `untrusted: true` scans the text as a
+//! tool result or retrieved document, with `traps.untrusted`) and prints one line per item with what it found:
 //! `{"id": ..., "findings": [{"kind", "trap", "rule", "start", "end"}]}`. `kind` is what
 //! the evaluation harness scores (`secret`, `pii`, `injection`, `unicode`, `size`).
 //!
@@ -18,7 +19,7 @@ fn kind(trap: &str, rule: &str) -> &'static str {
         "regex" | "decoded" => match pack_of(rule) {
             Some(RulePack::Secrets) => "secret",
             Some(RulePack::Pii) => "pii",
-            Some(RulePack::Injection) => "injection",
+            Some(RulePack::Injection | RulePack::Indirect) => "injection",
             None => "policy",
         },
         "classifier" => "injection",
@@ -31,10 +32,12 @@ fn kind(trap: &str, rule: &str) -> &'static str {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let config = TrapsConfig { max_prompt_bytes: 1 << 24, ..TrapsConfig::default() };
     let engine = TrapEngine::new(&config)?;
+    let untrusted = TrapEngine::for_untrusted(&config)?.ok_or("untrusted content is inspected by default")?;
     let mut out = BufWriter::new(std::io::stdout().lock());
     for line in std::io::stdin().lock().lines() {
         let item: Value = serde_json::from_str(&line?)?;
         let text = item["text"].as_str().ok_or("an item without `text`")?;
+        let engine = if item["untrusted"].as_bool().unwrap_or(false) { &untrusted } else { &engine };
         let findings: Vec<Value> = engine
             .inspect(text)
             .iter()

@@ -12,7 +12,7 @@ use std::ops::Range;
 
 use godel_crds::{Action, AllowShape, EntropyConfig, Severity};
 
-use super::{Finding, Prompt, Trap, words};
+use super::{Finding, Prompt, Trap, validators, words};
 
 pub struct EntropyTrap {
     min_length: usize,
@@ -62,7 +62,8 @@ const KEY_WORDS: [&str; 12] = [
 
 /// What a public token directly follows: a digest's algorithm, a data URI's header, a
 /// public key's type.
-const PUBLIC_BEFORE: [&str; 13] = [
+const PUBLIC_BEFORE: [&str; 14] = [
+    ".tgz#",
     "sha1:",
     "sha256:",
     "sha384:",
@@ -77,6 +78,12 @@ const PUBLIC_BEFORE: [&str; 13] = [
     "ecdsa-sha2-nistp384 ",
     "ecdsa-sha2-nistp521 ",
 ];
+
+/// The fields of a JSON Web Key that hold public numbers (an RSA modulus, a curve
+/// point, a certificate thumbprint), as they end the line before the value, spaces
+/// removed; they count only in a text that has a `"kty"`.
+const JWK_PUBLIC_FIELDS: [&[u8]; 6] =
+    [b"\"n\":\"", b"\"e\":\"", b"\"x\":\"", b"\"y\":\"", b"\"x5t\":\"", b"\"x5t#S256\":\""];
 
 /// Prefixes that make the token itself public: integrity hashes, publishable keys.
 const PUBLIC_PREFIXES: [&str; 6] = ["sha1-", "sha256-", "sha384-", "sha512-", "pk_live_", "pk_test_"];
@@ -112,10 +119,11 @@ impl EntropyTrap {
         }
         let before = line_before(bytes, start);
         let keyed = KEY_WORDS.iter().any(|w| before.windows(w.len()).any(|win| win.eq_ignore_ascii_case(w.as_bytes())));
+        let after_public_marker = PUBLIC_BEFORE.iter().any(|p| ends_with_ignore_case(before, p.as_bytes()));
         if is_uuid(token) || token.iter().all(|&b| CLASS[b as usize] & HEX != 0) {
             let allowed = (self.allow_uuid && is_uuid(token))
                 || (self.allow_git_sha && (token.len() == 40 || token.len() == 64) && !is_uuid(token));
-            if !keyed || allowed {
+            if !keyed || allowed || after_public_marker {
                 return None;
             }
             let hex: Vec<u8> = token.iter().copied().filter(|&b| b != b'-').collect();
@@ -125,8 +133,12 @@ impl EntropyTrap {
                 && !words::reads_as_words(token))
             .then_some("high-entropy-hex");
         }
-        let public = PUBLIC_BEFORE.iter().any(|p| ends_with_ignore_case(before, p.as_bytes()))
-            || public_blocks.iter().any(|block| block.contains(&start));
+        // A certificate or prose in base64 is public whatever key word precedes it
+        // (`certificate-authority-data` holds "auth").
+        if is_jwk_public(text, before) || validators::encodes_public_or_prose(token) {
+            return None;
+        }
+        let public = after_public_marker || public_blocks.iter().any(|block| block.contains(&start));
         if public && !keyed {
             return None;
         }
@@ -141,6 +153,14 @@ impl EntropyTrap {
         (classes_ok && shannon(body) > self.base64_bar(body.len()) && !words::reads_as_words(body))
             .then_some("high-entropy-base64")
     }
+}
+
+/// Whether the token is a public field of a JSON Web Key.
+fn is_jwk_public(text: &str, before: &[u8]) -> bool {
+    let tail: Vec<u8> = before.iter().rev().take(16).filter(|b| !b.is_ascii_whitespace()).copied().collect();
+    let ends_with =
+        |field: &[u8]| tail.len() >= field.len() && tail.iter().zip(field.iter().rev()).all(|(a, b)| a == b);
+    JWK_PUBLIC_FIELDS.iter().any(|field| ends_with(field)) && text.contains("\"kty\"")
 }
 
 /// The text on the token's line just before it, at most `CONTEXT` bytes.
@@ -276,6 +296,21 @@ mod tests {
 
     fn default_rules(text: &str) -> Vec<(String, String)> {
         rules(&EntropyConfig::default(), text)
+    }
+
+    #[test]
+    fn public_parts_of_credential_files_are_not_secrets() {
+        use base64::Engine;
+        let cert = base64::engine::general_purpose::STANDARD
+            .encode("-----BEGIN CERTIFICATE-----\nMIIDCzCCAfOgAwIBAgIUO7KZbKQ80hrZq9Lm2Xv8Nb4Kc7Hd3Jf6Pt1\n");
+        assert!(default_rules(&format!("    certificate-authority-data: {cert}\n")).is_empty());
+        let jwk = r#"{"keys": [{"kty": "RSA", "n": "6Mje-XaZ5S18t9ZURQecKppzAAJDUTgjtxHq9Lm2Xv8Nb4Kc7Hd3Jf6Pt1", "e": "AQAB"}]}"#;
+        assert!(default_rules(jwk).is_empty());
+        let yarn = "resolved \"https://registry.yarnpkg.com/js-tokens/-/js-tokens-5.6.3.tgz#4d4bd6bd9c736378ea6660f91bf94c1338a84360\"";
+        assert!(default_rules(yarn).is_empty());
+        let key = base64::engine::general_purpose::STANDARD
+            .encode("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIBq9Lm2Xv8Nb4Kc7Hd3Jf6Pt1\n");
+        assert_eq!(default_rules(&format!("    client-key-data: {key}\n")).len(), 1, "the private part still is");
     }
 
     #[test]

@@ -80,6 +80,15 @@ impl<T: Trap> Trap for Arc<T> {
 pub struct TrapEngine {
     max_prompt_bytes: usize,
     traps: Vec<Box<dyn Trap>>,
+    /// The action every injection finding takes, when the input has its own
+    /// (untrusted content, `traps.untrusted.action`).
+    injection_action: Option<Action>,
+}
+
+/// Whether a finding says "instructions aimed at the model": an injection or indirect
+/// rule, or the learned detector.
+pub fn is_injection(f: &Finding) -> bool {
+    f.trap == "classifier" || matches!(pack_of(&f.rule), Some(RulePack::Injection | RulePack::Indirect))
 }
 
 /// Why a guard config cannot run.
@@ -114,6 +123,26 @@ impl TrapEngine {
         Self::new(&answers)
     }
 
+    /// The traps untrusted content goes through (tool results, retrieved documents):
+    /// the prompt's, plus the `indirect` pack when the injection pack is on, the learned
+    /// detector at `traps.untrusted.threshold`, and every injection finding taking
+    /// `traps.untrusted.action`. `None` when untrusted content is not inspected.
+    pub fn for_untrusted(config: &TrapsConfig) -> Result<Option<Self>, RuleError> {
+        let untrusted = &config.untrusted;
+        if !untrusted.enabled {
+            return Ok(None);
+        }
+        let mut content = config.clone();
+        if content.regex.packs.contains(&RulePack::Injection) && !content.regex.packs.contains(&RulePack::Indirect) {
+            content.regex.packs.push(RulePack::Indirect);
+        }
+        content.classifier.threshold = untrusted.threshold.or(config.classifier.threshold);
+        content.classifier.severity = untrusted.severity;
+        let mut engine = Self::new(&content)?;
+        engine.injection_action = Some(untrusted.action);
+        Ok(Some(engine))
+    }
+
     /// Compiles the policy's traps; a broken rule is an error naming the rule.
     pub fn new(config: &TrapsConfig) -> Result<Self, RuleError> {
         let mut traps: Vec<Box<dyn Trap>> = Vec::new();
@@ -129,7 +158,7 @@ impl TrapEngine {
         if config.classifier.enabled {
             traps.push(Box::new(ClassifierTrap::new(&config.classifier)));
         }
-        Ok(Self { max_prompt_bytes: config.max_prompt_bytes, traps })
+        Ok(Self { max_prompt_bytes: config.max_prompt_bytes, traps, injection_action: None })
     }
 
     /// Runs every trap, findings sorted by position. A prompt over the size limit gets
@@ -150,6 +179,11 @@ impl TrapEngine {
         let prompt = Prompt::new(raw);
         for trap in &self.traps {
             trap.inspect(&prompt, &mut findings);
+        }
+        if let Some(action) = self.injection_action {
+            for f in findings.iter_mut().filter(|f| is_injection(f)) {
+                f.action = action;
+            }
         }
         findings.sort_by_key(|f| (f.start, f.end));
         drop_generic_duplicates(&mut findings);

@@ -94,6 +94,75 @@ pub fn not_placeholder(text: &str) -> bool {
     !MARKS.iter().any(|mark| lower.contains(mark)) && first != Some(b'$') && !text.bytes().all(|b| Some(b) == first)
 }
 
+/// A run of six identical characters (`xxxxxx`, `000000`): filler, not a key (a random
+/// token of a key alphabet has one with odds of about one in ten million).
+pub fn not_filler(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    !bytes.windows(6).any(|w| w.iter().all(|b| b.eq_ignore_ascii_case(&w[0])))
+}
+
+/// A URL's password that is a well-known default or the service's own name
+/// (`postgres://postgres:postgres@localhost`): what documentation and `.env.example`
+/// files write, not a credential anyone keeps secret.
+pub fn url_password(text: &str) -> bool {
+    const DEFAULTS: [&str; 16] = [
+        "password",
+        "passwd",
+        "postgres",
+        "mysql",
+        "root",
+        "admin",
+        "changeme",
+        "secret",
+        "pass",
+        "test",
+        "guest",
+        "user",
+        "redis",
+        "rabbitmq",
+        "minioadmin",
+        "letmein",
+    ];
+    not_placeholder(text) && !DEFAULTS.iter().any(|d| text.eq_ignore_ascii_case(d))
+}
+
+/// Base64 that decodes to public material or to ordinary text: a PEM certificate or
+/// public key (kubeconfig's `certificate-authority-data`, a ConfigMap's banner), or
+/// prose. The private parts beside them (`client-key-data`, a token) decode to neither.
+pub fn encodes_public_or_prose(token: &[u8]) -> bool {
+    use base64::Engine;
+    use base64::engine::DecodePaddingMode;
+    use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig};
+    const LENIENT: GeneralPurposeConfig = GeneralPurposeConfig::new()
+        .with_decode_allow_trailing_bits(true)
+        .with_decode_padding_mode(DecodePaddingMode::Indifferent);
+    const STANDARD: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::STANDARD, LENIENT);
+    const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&base64::alphabet::URL_SAFE, LENIENT);
+    let body: &[u8] = {
+        let end = token.iter().position(|&b| b == b'=').unwrap_or(token.len());
+        &token[..end - end % 4]
+    };
+    if body.len() < 16 {
+        return false;
+    }
+    let Some(decoded) = STANDARD.decode(body).ok().or_else(|| URL_SAFE.decode(body).ok()) else {
+        return false;
+    };
+    if let Some(header) = decoded.strip_prefix(b"-----BEGIN ") {
+        let header = &header[..header.len().min(40)];
+        let names = |word: &[u8]| header.windows(word.len()).any(|w| w == word);
+        return (names(b"CERTIFICATE") || names(b"PUBLIC KEY")) && !names(b"PRIVATE");
+    }
+    let Ok(text) = std::str::from_utf8(&decoded) else {
+        return false;
+    };
+    let chars = text.chars().count();
+    let spaces = text.chars().filter(|c| c.is_whitespace()).count();
+    let readable =
+        text.chars().filter(|c| c.is_alphabetic() || c.is_whitespace() || ".,;:!?'\"-()".contains(*c)).count();
+    chars >= 12 && spaces * 12 >= chars && readable * 10 >= chars * 9
+}
+
 /// What a program would write where a value goes: `self.password`, `request.form[`,
 /// `getpass()`, a dotted name with no digit in it.
 fn looks_like_code(text: &str) -> bool {
@@ -119,6 +188,7 @@ pub fn random_token(text: &str) -> bool {
     mixed
         && bytes.len() >= 12
         && not_placeholder(text)
+        && !encodes_public_or_prose(bytes)
         && !looks_like_code(text)
         && !super::words::reads_as_words(bytes)
         && super::entropy::shannon(bytes) >= 3.3
@@ -138,6 +208,26 @@ pub fn password(text: &str) -> bool {
     .filter(|&&c| c)
     .count();
     (classes >= 2 || bytes.len() >= 12) && not_placeholder(text) && !looks_like_code(text)
+}
+
+/// A framework's quoted secret key: any symbols (Django's generator uses `(`, `)` and
+/// `*`, so code-looking punctuation is no sign of code here), three character classes,
+/// no placeholder.
+pub fn quoted_secret(text: &str) -> bool {
+    let bytes = text.as_bytes();
+    let classes = [
+        bytes.iter().any(u8::is_ascii_lowercase),
+        bytes.iter().any(u8::is_ascii_uppercase),
+        bytes.iter().any(u8::is_ascii_digit),
+        bytes.iter().any(|b| !b.is_ascii_alphanumeric()),
+    ];
+    classes.iter().filter(|&&c| c).count() >= 3 && not_placeholder(text) && not_filler(text)
+}
+
+/// A password told in prose: as [`password`], and holding a digit or a symbol (prose
+/// says "the password is different" far more often than it gives a password of letters).
+pub fn chat_password(text: &str) -> bool {
+    password(text) && text.bytes().any(|b| b.is_ascii_digit() || b.is_ascii_punctuation())
 }
 
 #[cfg(test)]
@@ -167,6 +257,26 @@ mod tests {
         assert!(!us_ssn("666-45-6789"));
         assert!(!us_ssn("923-45-6789"));
         assert!(!us_ssn("123-00-6789"));
+    }
+
+    #[test]
+    fn public_material_and_prose_in_base64_are_told_from_keys() {
+        use base64::Engine;
+        let encode = |s: &str| base64::engine::general_purpose::STANDARD.encode(s);
+        assert!(encodes_public_or_prose(encode("-----BEGIN CERTIFICATE-----\nMIIC5zCCAc+gAwIBAgIJ").as_bytes()));
+        assert!(encodes_public_or_prose(encode("Thank you for your order, it ships in three days.").as_bytes()));
+        assert!(!encodes_public_or_prose(encode("-----BEGIN EC PRIVATE KEY-----\nMHcCAQEEIB").as_bytes()));
+        assert!(!encodes_public_or_prose(b"q7bK3xV9mN2pR8sW4yQ7bK3xV9mN2pR8sW4yZ8ab"));
+        assert!(!encodes_public_or_prose(b"wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"));
+    }
+
+    #[test]
+    fn filler_and_default_passwords_are_not_secrets() {
+        assert!(!not_filler("sk_test_xxxxxxxxxxxxxxxxxxxxxxxx"));
+        assert!(!not_filler("XXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXXX"));
+        assert!(not_filler("sk_live_51Hx9QmKd8sVt2LpRw7ZyBn3Fc6Gj4Ta0"));
+        assert!(!url_password("postgres") && !url_password("Password"));
+        assert!(url_password("s3cr3t-pass"));
     }
 
     #[test]

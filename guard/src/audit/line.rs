@@ -29,6 +29,10 @@ pub struct AuditFinding<'a> {
     pub trap: &'a str,
     pub rule: &'a str,
     pub severity: Severity,
+    /// `instructions` or `untrusted` for a finding outside the user's prompt; absent
+    /// for the prompt's own.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub input: Option<&'static str>,
 }
 
 fn rfc3339<S: serde::Serializer>(ts: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

@@ -25,6 +25,18 @@ pub struct InspectRequest {
     /// [`Subject::instructions`].
     #[serde(default)]
     instructions: String,
+    /// Tool and function results and retrieved documents the model will read, each
+    /// apart: see [`Subject::untrusted`].
+    #[serde(default)]
+    untrusted: Vec<String>,
+}
+
+/// A finding in one of the request's `untrusted` texts: which one, and where in it.
+#[derive(Serialize)]
+struct UntrustedFinding<'a> {
+    index: usize,
+    #[serde(flatten)]
+    finding: &'a Finding,
 }
 
 #[derive(Serialize)]
@@ -44,6 +56,13 @@ struct Verdict<'a> {
     instruction_findings: &'a [Finding],
     #[serde(skip_serializing_if = "Option::is_none")]
     redacted_instructions: Option<String>,
+    /// Findings in `untrusted`, each naming its text by `index`; present only when some.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    untrusted_findings: Vec<UntrustedFinding<'a>>,
+    /// The `untrusted` texts with `redact` findings masked (`null` where nothing was),
+    /// present only when something was masked.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    redacted_untrusted: Option<Vec<Option<String>>>,
 }
 
 #[derive(Serialize)]
@@ -59,11 +78,13 @@ pub async fn inspect(
 ) -> Result<Response, ApiError> {
     error::require_json(&headers)?;
     let request: InspectRequest = error::parse_json(&body)?;
+    let untrusted: Vec<&str> = request.untrusted.iter().map(String::as_str).collect();
     let subject = Subject {
         user_id: &request.user_id,
         tier: request.tier.as_deref(),
         prompt: &request.prompt,
         instructions: &request.instructions,
+        untrusted: &untrusted,
     };
     let outcome = state.guard.inspect(subject).await?;
     let verdict = Verdict {
@@ -75,6 +96,17 @@ pub async fn inspect(
         redacted_prompt: outcome.redacted(&request.prompt),
         instruction_findings: &outcome.instruction_findings,
         redacted_instructions: outcome.redacted_instructions(&request.instructions),
+        untrusted_findings: outcome
+            .untrusted_findings
+            .iter()
+            .enumerate()
+            .flat_map(|(index, list)| list.iter().map(move |finding| UntrustedFinding { index, finding }))
+            .collect(),
+        redacted_untrusted: {
+            let masked: Vec<Option<String>> =
+                request.untrusted.iter().enumerate().map(|(i, text)| outcome.redacted_untrusted(i, text)).collect();
+            masked.iter().any(Option::is_some).then_some(masked)
+        },
     };
     Ok(Json(verdict).into_response())
 }

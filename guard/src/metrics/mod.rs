@@ -28,6 +28,15 @@ pub struct FindingLabels {
     pub severity: &'static str,
 }
 
+/// A request's trap finding: `input` is the text it was found in, `prompt` (the user's),
+/// `instructions` (the application's) or `untrusted` (tool results, documents).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TrapFindingLabels {
+    pub trap: &'static str,
+    pub severity: &'static str,
+    pub input: &'static str,
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct BackendLabels {
     pub backend: &'static str,
@@ -39,7 +48,7 @@ pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: HistogramFamily,
-    pub findings: Family<FindingLabels, Counter>,
+    pub findings: Family<TrapFindingLabels, Counter>,
     pub answer_findings: Family<FindingLabels, Counter>,
     pub security_debt: Counter,
     pub health: Gauge,
@@ -62,8 +71,12 @@ impl Metrics {
         registry.register("godel_requests", "Decisions made, by tier and decision", requests.clone());
         let duration: HistogramFamily = Family::new_with_constructor(latency_histogram);
         registry.register("godel_request_duration_seconds", "HTTP request latency by route", duration.clone());
-        let findings = Family::<FindingLabels, Counter>::default();
-        registry.register("godel_trap_findings", "Trap findings by trap and severity", findings.clone());
+        let findings = Family::<TrapFindingLabels, Counter>::default();
+        registry.register(
+            "godel_trap_findings",
+            "Trap findings by trap, severity and the input they were found in (prompt, instructions, untrusted)",
+            findings.clone(),
+        );
         let answer_findings = Family::<FindingLabels, Counter>::default();
         registry.register(
             "godel_answer_findings",

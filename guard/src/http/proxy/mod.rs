@@ -175,51 +175,72 @@ struct Envelope<'a> {
     safety_identifier: Option<&'a RawValue>,
 }
 
-/// Whether each item of `messages` and of `input` is the application's.
-struct ApplicationItems {
-    messages: Vec<bool>,
-    input: Vec<bool>,
+/// Who wrote a piece of a request's text.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Origin {
+    /// The end user: the prompt proper.
+    User,
+    /// The application: the Responses API's `instructions`, system and developer
+    /// messages or input items.
+    Application,
+    /// Neither: a tool's or function's result (`tool` and `function` messages, the
+    /// Responses API's `function_call_output`, `custom_tool_call_output` and `mcp_call`
+    /// items), where indirect injection arrives.
+    Untrusted,
 }
 
-impl ApplicationItems {
-    /// Whether a string (by its channel) is the application's rather than the user's:
-    /// the Responses API's `instructions`, and system and developer messages or input
-    /// items.
-    fn wrote(&self, channel: &str) -> bool {
+/// The origin of each item of `messages` and of `input`.
+struct Origins {
+    messages: Vec<Origin>,
+    input: Vec<Origin>,
+}
+
+impl Origins {
+    /// Who wrote a string, by its channel.
+    fn of(&self, channel: &str) -> Origin {
         let mut path = channel.split('.').skip(1);
         let items = match path.next() {
-            Some("instructions") => return true,
+            Some("instructions") => return Origin::Application,
             Some("messages") => &self.messages,
             Some("input") => &self.input,
-            _ => return false,
+            _ => return Origin::User,
         };
-        path.next().and_then(|p| p.parse::<usize>().ok()).and_then(|p| items.get(p).copied()).unwrap_or(false)
+        path.next().and_then(|p| p.parse::<usize>().ok()).and_then(|p| items.get(p).copied()).unwrap_or(Origin::User)
     }
 }
 
-/// An item of `messages` or `input`, for its role.
+/// An item of `messages` or `input`, for its role or type.
 #[derive(Deserialize)]
 struct Item {
     #[serde(default)]
     role: Option<String>,
+    #[serde(default, rename = "type")]
+    kind: Option<String>,
+}
+
+impl Item {
+    fn origin(&self) -> Origin {
+        match (self.role.as_deref(), self.kind.as_deref()) {
+            (Some("system" | "developer"), _) => Origin::Application,
+            (Some("tool" | "function"), _) => Origin::Untrusted,
+            (_, Some("function_call_output" | "custom_tool_call_output" | "mcp_call")) => Origin::Untrusted,
+            _ => Origin::User,
+        }
+    }
 }
 
 impl Envelope<'_> {
-    /// Which items of `messages` and `input` the application wrote (system and developer
-    /// roles), read once per request.
-    fn application_items(&self) -> ApplicationItems {
-        let written = |items: Option<&RawValue>| -> Vec<bool> {
+    /// Who wrote each item of `messages` and `input`, read once per request.
+    fn origins(&self) -> Origins {
+        let origins = |items: Option<&RawValue>| -> Vec<Origin> {
             let items = items.and_then(|items| serde_json::from_str::<Vec<&RawValue>>(items.get()).ok());
             items
                 .unwrap_or_default()
                 .into_iter()
-                .map(|item| {
-                    let role = serde_json::from_str::<Item>(item.get()).ok().and_then(|item| item.role);
-                    role.is_some_and(|role| role == "system" || role == "developer")
-                })
+                .map(|item| serde_json::from_str::<Item>(item.get()).map_or(Origin::User, |item| item.origin()))
                 .collect()
         };
-        ApplicationItems { messages: written(self.messages), input: written(self.input) }
+        Origins { messages: origins(self.messages), input: origins(self.input) }
     }
 
     fn has(&self, field: &str) -> bool {
@@ -315,11 +336,25 @@ async fn decide_and_forward(
         ))
     })?;
     let tier = header_text(&upstream.config().tier_header);
-    let application = envelope.application_items();
-    let (app, user): (Vec<Segment>, Vec<Segment>) = segments.into_iter().partition(|s| application.wrote(&s.channel));
+    let origins = envelope.origins();
+    let (mut user, mut app, mut untrusted) = (Vec::new(), Vec::new(), Vec::new());
+    for segment in segments {
+        match origins.of(&segment.channel) {
+            Origin::User => user.push(segment),
+            Origin::Application => app.push(segment),
+            Origin::Untrusted => untrusted.push(segment),
+        }
+    }
     let (prompt, starts) = text::joined(&user);
     let (instructions, instruction_starts) = text::joined(&app);
-    let subject = Subject { user_id: &user_id, tier: tier.as_deref(), prompt: &prompt, instructions: &instructions };
+    let untrusted_texts: Vec<&str> = untrusted.iter().map(|s| s.text.as_str()).collect();
+    let subject = Subject {
+        user_id: &user_id,
+        tier: tier.as_deref(),
+        prompt: &prompt,
+        instructions: &instructions,
+        untrusted: &untrusted_texts,
+    };
     let outcome = state.guard.inspect(subject).await.map_err(|e| ProxyError::BadRequest(e.to_string()))?;
     *request_id = Some(outcome.request_id.clone());
     match outcome.decision {
@@ -327,11 +362,15 @@ async fn decide_and_forward(
             Err(ProxyError::Throttled { retry_after_seconds: outcome.retry_after_ms.div_ceil(1000).max(1), why })
         }
         Decision::Block => {
-            Err(ProxyError::Blocked { findings: [outcome.findings, outcome.instruction_findings].concat() })
+            let untrusted = outcome.untrusted_findings.concat();
+            Err(ProxyError::Blocked { findings: [outcome.findings, outcome.instruction_findings, untrusted].concat() })
         }
         Decision::Allow => {
             let mut replacements = redactions(&user, &starts, &outcome.findings);
             replacements.extend(redactions(&app, &instruction_starts, &outcome.instruction_findings));
+            for (segment, findings) in untrusted.iter().zip(&outcome.untrusted_findings) {
+                replacements.extend(redactions(std::slice::from_ref(segment), &[0], findings));
+            }
             let body = if replacements.is_empty() { bytes } else { Bytes::from(text::splice(&bytes, replacements)) };
             let answer = upstream.send(Method::POST, route.path, headers, Some(body)).await?;
             if !answer.status().is_success() {
@@ -392,18 +431,24 @@ mod tests {
     }
 
     #[test]
-    fn system_developer_and_instructions_are_the_applications() {
+    fn system_developer_and_instructions_are_the_applications_and_tool_results_are_untrusted() {
         let body = br#"{"instructions": "be safe", "messages": [{"role": "system", "content": "s"},
             {"role": "developer", "content": [{"type": "text", "text": "d"}]}, {"role": "user", "content": "u"},
-            {"role": "assistant", "content": "a"}], "input": [{"role": "system", "content": "i"}, "plain"]}"#;
+            {"role": "assistant", "content": "a"}, {"role": "tool", "tool_call_id": "c1", "content": "t"}],
+            "input": [{"role": "system", "content": "i"}, "plain",
+            {"type": "function_call_output", "call_id": "c2", "output": "f"}]}"#;
         let envelope: Envelope<'_> = serde_json::from_slice(body).unwrap();
-        let application = envelope.application_items();
-        let app: Vec<String> = text::segments(body)
-            .unwrap()
-            .into_iter()
-            .filter(|s| application.wrote(&s.channel))
-            .map(|s| s.text)
-            .collect();
-        assert_eq!(app, ["be safe", "s", "d", "i"]);
+        let origins = envelope.origins();
+        let of = |origin: Origin| -> Vec<String> {
+            text::segments(body)
+                .unwrap()
+                .into_iter()
+                .filter(|s| origins.of(&s.channel) == origin)
+                .map(|s| s.text)
+                .collect()
+        };
+        assert_eq!(of(Origin::Application), ["be safe", "s", "d", "i"]);
+        assert_eq!(of(Origin::Untrusted), ["t", "f"]);
+        assert_eq!(of(Origin::User), ["u", "a", "plain"]);
     }
 }
