@@ -125,7 +125,8 @@ impl TrapEngine {
 
     /// The traps untrusted content goes through (tool results, retrieved documents):
     /// the prompt's, plus the `indirect` pack when the injection pack is on, the learned
-    /// detector at `traps.untrusted.threshold`, and every injection finding taking
+    /// detector at `traps.untrusted.threshold` (else the model's threshold for untrusted
+    /// content), and every injection finding taking
     /// `traps.untrusted.action`. `None` when untrusted content is not inspected.
     pub fn for_untrusted(config: &TrapsConfig) -> Result<Option<Self>, RuleError> {
         let untrusted = &config.untrusted;
@@ -136,7 +137,8 @@ impl TrapEngine {
         if content.regex.packs.contains(&RulePack::Injection) && !content.regex.packs.contains(&RulePack::Indirect) {
             content.regex.packs.push(RulePack::Indirect);
         }
-        content.classifier.threshold = untrusted.threshold.or(config.classifier.threshold);
+        content.classifier.threshold =
+            Some(untrusted.threshold.unwrap_or_else(|| Model::builtin().untrusted_threshold()));
         content.classifier.severity = untrusted.severity;
         let mut engine = Self::new(&content)?;
         engine.injection_action = Some(untrusted.action);
