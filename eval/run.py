@@ -109,13 +109,10 @@ def main():
         + fixtures.gitleaks(args.cache)
         + fixtures.trufflehog(args.cache)
         + injection.attacks(rng)
-        + injection.document_attacks(rng)
+        + injection.documents(rng)
         + injection.benign(rng)
         + committed_sets()
     )
-    _, clean_results = injection.agentdojo_tool_results(rng)
-    items += [{"id": f"docb:{k}", "set": "doc-benign", "group": "agentdojo-tool-results", "text": t} for k, t in clean_results]
-    items += [{"id": f"docb:ipi:{k}", "set": "doc-benign", "group": "ipi-coding-agent", "text": t} for k, b, t in injection.ipi_coding_agent() if b]
     carriers = [i["text"] for i in items if i["set"] == "benign" and i["group"] in ("books", "spikee-documents")]
     items += injection.dilution(rng, carriers)
     for item in items:

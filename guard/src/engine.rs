@@ -38,6 +38,25 @@ pub struct Subject<'a> {
     pub untrusted: &'a [&'a str],
 }
 
+/// The text of a request a finding was found in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Input {
+    Prompt,
+    Instructions,
+    Untrusted,
+}
+
+impl Input {
+    /// The name in the audit line's `input` field and the findings metric's label.
+    fn as_str(self) -> &'static str {
+        match self {
+            Input::Prompt => "prompt",
+            Input::Instructions => "instructions",
+            Input::Untrusted => "untrusted",
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Decision {
     Allow,
@@ -238,11 +257,11 @@ impl Guard {
             (Decision::Throttle(Throttle::RateLimited), Vec::new(), Vec::new(), Vec::new())
         };
         let by_input = || {
-            let inputs = [("prompt", &findings), ("instructions", &instruction_findings)];
+            let inputs = [(Input::Prompt, &findings), (Input::Instructions, &instruction_findings)];
             inputs
                 .into_iter()
                 .flat_map(|(input, list)| list.iter().map(move |f| (input, f)))
-                .chain(untrusted_findings.iter().flatten().map(|f| ("untrusted", f)))
+                .chain(untrusted_findings.iter().flatten().map(|f| (Input::Untrusted, f)))
         };
 
         // Debt is the user's: what the application wrote does not count.
@@ -254,7 +273,7 @@ impl Guard {
             }
         }
         for (input, f) in by_input() {
-            let labels = TrapFindingLabels { trap: f.trap, severity: f.severity.as_str(), input };
+            let labels = TrapFindingLabels { trap: f.trap, severity: f.severity.as_str(), input: input.as_str() };
             self.metrics.findings.get_or_create(&labels).inc();
         }
         self.metrics
@@ -277,7 +296,7 @@ impl Guard {
                         trap: f.trap,
                         rule: &f.rule,
                         severity: f.severity,
-                        input: (input != "prompt").then_some(input),
+                        input: (input != Input::Prompt).then_some(input.as_str()),
                     })
                     .collect(),
                 latency_ms: started.elapsed().as_secs_f64() * 1000.0,

@@ -133,11 +133,6 @@ impl EntropyTrap {
                 && !words::reads_as_words(token))
             .then_some("high-entropy-hex");
         }
-        // A certificate or prose in base64 is public whatever key word precedes it
-        // (`certificate-authority-data` holds "auth").
-        if is_jwk_public(text, before) || validators::encodes_public_or_prose(token) {
-            return None;
-        }
         let public = after_public_marker || public_blocks.iter().any(|block| block.contains(&start));
         if public && !keyed {
             return None;
@@ -150,16 +145,22 @@ impl EntropyTrap {
         let upper = body.iter().any(u8::is_ascii_uppercase);
         let lower = body.iter().any(u8::is_ascii_lowercase);
         let classes_ok = digits && (upper || lower) && (body.len() >= 24 || (upper && lower));
-        (classes_ok && shannon(body) > self.base64_bar(body.len()) && !words::reads_as_words(body))
-            .then_some("high-entropy-base64")
+        // A certificate or prose in base64, or a JSON Web Key's public number, is public
+        // whatever key word precedes it (`certificate-authority-data` holds "auth");
+        // checked last, on the few tokens that would otherwise be reported.
+        (classes_ok
+            && shannon(body) > self.base64_bar(body.len())
+            && !words::reads_as_words(body)
+            && !is_jwk_public(text, before)
+            && !validators::encodes_public_or_prose(token))
+        .then_some("high-entropy-base64")
     }
 }
 
 /// Whether the token is a public field of a JSON Web Key.
 fn is_jwk_public(text: &str, before: &[u8]) -> bool {
-    let tail: Vec<u8> = before.iter().rev().take(16).filter(|b| !b.is_ascii_whitespace()).copied().collect();
-    let ends_with =
-        |field: &[u8]| tail.len() >= field.len() && tail.iter().zip(field.iter().rev()).all(|(a, b)| a == b);
+    let tail = || before.iter().rev().filter(|b| !b.is_ascii_whitespace());
+    let ends_with = |field: &[u8]| tail().take(field.len()).eq(field.iter().rev());
     JWK_PUBLIC_FIELDS.iter().any(|field| ends_with(field)) && text.contains("\"kty\"")
 }
 

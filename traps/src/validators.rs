@@ -197,8 +197,13 @@ pub fn random_token(text: &str) -> bool {
 /// A password after `password=`, `pwd:`, `password is`: any shape a person would pick,
 /// but not a placeholder or code, and not a single word of one character class.
 pub fn password(text: &str) -> bool {
+    (char_classes(text) >= 2 || text.len() >= 12) && not_placeholder(text) && !looks_like_code(text)
+}
+
+/// How many of lower case, upper case, digits and other characters `text` holds.
+fn char_classes(text: &str) -> usize {
     let bytes = text.as_bytes();
-    let classes = [
+    [
         bytes.iter().any(u8::is_ascii_lowercase),
         bytes.iter().any(u8::is_ascii_uppercase),
         bytes.iter().any(u8::is_ascii_digit),
@@ -206,22 +211,14 @@ pub fn password(text: &str) -> bool {
     ]
     .iter()
     .filter(|&&c| c)
-    .count();
-    (classes >= 2 || bytes.len() >= 12) && not_placeholder(text) && !looks_like_code(text)
+    .count()
 }
 
 /// A framework's quoted secret key: any symbols (Django's generator uses `(`, `)` and
 /// `*`, so code-looking punctuation is no sign of code here), three character classes,
 /// no placeholder.
 pub fn quoted_secret(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let classes = [
-        bytes.iter().any(u8::is_ascii_lowercase),
-        bytes.iter().any(u8::is_ascii_uppercase),
-        bytes.iter().any(u8::is_ascii_digit),
-        bytes.iter().any(|b| !b.is_ascii_alphanumeric()),
-    ];
-    classes.iter().filter(|&&c| c).count() >= 3 && not_placeholder(text) && not_filler(text)
+    char_classes(text) >= 3 && not_placeholder(text) && not_filler(text)
 }
 
 /// A password told in prose: as [`password`], and holding a digit or a symbol (prose
