@@ -16,9 +16,17 @@ corpora that registry packages ship under permissive licences (see NOTICE):
   than English is not itself a sign of attack;
 - benign prompts that use the attackers' words innocently, and the system prompts
   applications write ("You are a helpful assistant…") and configuration snippets
-  holding credentials (a secret is not an injection), from templates below.
+  holding credentials (a secret is not an injection), from templates below;
+- requests people make of assistants, from inspect_evals (MIT): WritingBench's writing
+  tasks (English and Chinese, often with pasted material), FreshQA's questions,
+  PersistBench's everyday queries and Mind2Web's web tasks; PyRIT's harmful-request
+  objectives, which ask for harm but override no instruction (content moderation is
+  another job); ordinary requests in eleven languages, agent documents (e-mails,
+  tickets, product pages) and instructions addressed to a model planted in them, from
+  `generated_prompts.py`.
 
-garak and spikee are never trained on: `just eval` measures the model on them, so that
+garak, spikee, agentdojo, inspect_evals' coding-agent injections and the sets in
+`eval/data` are never trained on: `just eval` measures the model on them, so that
 number is for attack styles the model has not seen. Recall is also reported
 leave-one-source-out. The thresholds are chosen on held-out benign text, scored by
 segments as the guard scores them: <= 0.5 % false positives for prompts, <= 1 % for
@@ -26,7 +34,8 @@ untrusted content.
 
 Writes `traps/src/classifier/model.bin` (int16 weights, scale, bias, the thresholds for
 prompts and for untrusted content) and
-`traps/src/classifier/fixtures.json` (texts and the scores this script computes with the
+`traps/src/classifier/training.json` (leave-one-source-out recall, which `just eval`
+prints) and `traps/src/classifier/fixtures.json` (texts and the scores this script computes with the
 quantized weights; a Rust test checks its own scores against them).
 
 Run with `just train-injection` (scripts/train-injection.sh).
@@ -357,6 +366,13 @@ def load(rng):
     questions = pd.read_csv(evals / "abstention_bench/data/freshqa/FreshQA_v12182024.csv", skiprows=2)["question"].dropna().tolist()
     for text in rng.sample(questions, min(500, len(questions))):
         rows.append((str(text), 0, "freshqa"))
+    # Requests people make of an assistant: PersistBench's queries (everyday questions
+    # that lean on what the assistant remembers) and Mind2Web's web tasks.
+    requests = sorted({json.loads(line)["query"] for path in sorted((evals / "persistbench/benchmark_samples").glob("*.jsonl"))
+                       for line in path.read_text().splitlines() if line.strip()})
+    requests += [row["confirmed_task"] for row in json.loads((evals / "mind2web_sc/data/seeact/sample_labeled_all.json").read_text())]
+    for text in requests:
+        rows.append((text, 0, "user-requests"))
     for text in harmful_requests():
         rows.append((text, 0, "pyrit-harm-requests"))
     for text in generated_prompts.ordinary_requests(rng, 1500):
@@ -458,6 +474,7 @@ def main():
     attack_sources = sorted({s for _, l, s in rows if l == 1})
     print(f"{len(rows)} texts: " + ", ".join(f"{s} {sum(1 for r in rows if r[2] == s)}" for s in sources))
 
+    loso = {}
     if not args.skip_loso:
         print("\nleave-one-source-out (trained without the source; threshold at 1 % FP on other held-out benign):")
         for left in attack_sources:
@@ -466,6 +483,7 @@ def main():
             t = threshold_for(text_scores(model, benign))
             attacks = [r[0] for r in rows if r[2] == left and r[1] == 1]
             recall = float(np.mean(text_scores(model, attacks) >= t))
+            loso[left] = {"recall": round(100 * recall, 1), "attacks": len(attacks)}
             print(f"  {left:<20} recall {100 * recall:5.1f} % of {len(attacks)}", flush=True)
 
     train = [r for r in rows if not held_out(r[0])]
@@ -518,7 +536,10 @@ def main():
         "",
     ]
     (args.out / "fixtures.json").write_text(json.dumps([{"text": t, "score": score(t)} for t in fixed], ensure_ascii=False, indent=1) + "\n")
-    print(f"wrote {args.out / 'model.bin'} and {args.out / 'fixtures.json'}")
+    if loso:
+        # `just eval` prints these beside its own figures.
+        (args.out / "training.json").write_text(json.dumps({"leave_one_source_out": loso}, indent=1) + "\n")
+    print(f"wrote {args.out / 'model.bin'} and {args.out / 'fixtures.json'}" + (" and training.json" if loso else ""))
     return 0
 
 

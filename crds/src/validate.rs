@@ -130,5 +130,10 @@ mod tests {
         );
         let unnamed = config("traps: {regex: {rules: [{name: ' ', pattern: x}]}}").unwrap();
         assert!(unnamed.validate().unwrap_err().to_string().contains("rules[0].name"));
+        let masked = config("traps: {untrusted: {action: redact}}").unwrap();
+        assert!(masked.validate().unwrap_err().to_string().contains("traps.untrusted.action"));
+        let over = config("traps: {untrusted: {threshold: 1.5}}").unwrap();
+        assert!(over.validate().unwrap_err().to_string().contains("traps.untrusted.threshold"));
+        assert!(config("traps: {untrusted: {action: flag, threshold: 0.7}}").unwrap().validate().is_ok());
     }
 }

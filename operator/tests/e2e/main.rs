@@ -403,6 +403,8 @@ fn admission(world: &World) {
     refused("deployment: {replicas: 5000000000}", "2147483647");
     refused("guard: {traps: {maxPromptBytes: -1}}", "spec.guard.traps.maxPromptBytes");
     refused("guard: {traps: {regex: {rules: [{name: '', pattern: x}]}}}", "rules[0].name");
+    refused("guard: {traps: {untrusted: {threshold: 1.5}}}", "spec.guard.traps.untrusted.threshold");
+    refused("guard: {traps: {regex: {packs: [indirekt]}}}", "spec.guard.traps.regex.packs[0]");
     let long_name = "a".repeat(58);
     let out = world.cluster.kubectl_stdin_output(
         &["apply", "--server-side", "--dry-run=server", "-f", "-"],
