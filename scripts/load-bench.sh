@@ -10,13 +10,16 @@
 # Prints req/s and p50/p99 for each side and the ratio. The load generator shares the
 # machine's cores with the servers, as in the issue's measurement; runs are noisy, so
 # compare ratios from one run. Options: RUNS (default 2), DURATION (default 10s),
-# CONFIGS (default "memory redis proxy").
+# CONFIGS (default "memory redis proxy"), INSPECT (the /v1/inspect script in bench/load,
+# default inspect.lua; inspect-4k.lua sends one 4 KiB prompt), GUARD (another build's
+# godel-guard binary, to compare two builds against the same bare endpoint).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 RUNS="${RUNS:-2}"
 DURATION="${DURATION:-10s}"
 CONFIGS="${CONFIGS:-memory redis proxy}"
+INSPECT="${INSPECT:-inspect.lua}"
 export GODEL_BENCH_DIR="$PWD/bench/load"
 
 need=()
@@ -30,6 +33,7 @@ fi
 
 cargo build --release --quiet -p godel-guard --bin godel-guard --example bare --example upstream
 target="${CARGO_TARGET_DIR:-target}/release"
+guard="${GUARD:-$target/godel-guard}"
 
 work="$(mktemp -d)"
 pids=()
@@ -100,10 +104,10 @@ for config in $CONFIGS; do
       script="$GODEL_BENCH_DIR/chat.lua"; base_url="http://127.0.0.1:$upstream_port"
     else
       start "$bare_port" "$target/examples/bare" "127.0.0.1:$bare_port"
-      script="$GODEL_BENCH_DIR/inspect.lua"; base_url="http://127.0.0.1:$bare_port"
+      script="$GODEL_BENCH_DIR/$INSPECT"; base_url="http://127.0.0.1:$bare_port"
     fi
     guard_config "$config" "$redis_port" "$upstream_port" >"$work/config.yaml"
-    RUST_LOG=warn start "$guard_port" "$target/godel-guard" serve --listen "127.0.0.1:$guard_port" \
+    RUST_LOG=warn start "$guard_port" "$guard" serve --listen "127.0.0.1:$guard_port" \
       --config "$work/config.yaml" --log-format json
     read -r base_rps base_p50 base_p99 < <(measure "$base_url" "$script")
     read -r guard_rps guard_p50 guard_p99 < <(measure "http://127.0.0.1:$guard_port" "$script")

