@@ -117,8 +117,10 @@ mod tests {
     fn names_short_name_and_printer_columns() {
         let crd = crd();
         assert_eq!(crd.spec.group, "guardrails.godel.dev");
-        assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["guardrails".to_owned()][..]));
-        assert!(crd.spec.names.categories.is_none(), "a category named guardrails would shadow the short name");
+        assert_eq!(crd.spec.names.short_names.as_deref(), Some(&["guardrails".to_owned(), "ggp".to_owned()][..]));
+        // Our own category, not one another project's kinds could join, and not
+        // `guardrails`, which would shadow the short name.
+        assert_eq!(crd.spec.names.categories.as_deref(), Some(&["godel".to_owned()][..]));
         assert_eq!(crd.spec.scope, "Namespaced");
         let columns: Vec<String> =
             crd.spec.versions[0].additional_printer_columns.as_ref().unwrap().iter().map(|c| c.name.clone()).collect();

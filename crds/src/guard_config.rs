@@ -64,11 +64,15 @@ pub struct OutputConfig {
     pub action: OutputAction,
 }
 
+/// `none` was `off` until YAML 1.1 readers (kubectl among them) turned an unquoted `off`
+/// into `false`; a quoted `'off'` is still accepted and means `none`.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("enum" = ["off"]))]
 pub enum OutputAction {
     /// Answers are not inspected.
-    Off,
+    #[serde(alias = "off")]
+    None,
     /// Findings are audited and counted; the answer passes unchanged.
     Flag,
     /// Findings are masked as `[REDACTED:<rule>]` in what the client receives.

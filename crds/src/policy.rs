@@ -21,6 +21,9 @@ pub const DEFAULT_REPLICAS: i32 = 3;
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
 pub const DEFAULT_PRE_STOP_SECONDS: i64 = 5;
 pub const DEFAULT_CPU_TARGET: i32 = 70;
+/// How long a guard keeps answering after SIGTERM (`--drain-delay-ms`), after the preStop
+/// pause: the grace period must cover both and leave time for in-flight requests.
+pub const DRAIN_DELAY_MS: i64 = 1000;
 
 impl GuardrailPolicySpec {
     /// Pods the fleet runs when it starts: the spec's count, or the autoscaler's minimum.
@@ -73,6 +76,8 @@ impl AutoscalingSettings {
     kind = "GuardrailPolicy",
     plural = "guardrailpolicies",
     shortname = "guardrails",
+    shortname = "ggp",
+    category = "godel",
     namespaced,
     status = "GuardrailPolicyStatus",
     printcolumn = r#"{"name": "Ready", "type": "string", "jsonPath": ".status.conditions[?(@.type==\"Ready\")].status"}"#,
@@ -106,6 +111,14 @@ pub struct GuardrailPolicySpec {
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("x-kubernetes-validations" = [{
+    "rule": format!(
+        "(has(self.terminationGracePeriodSeconds) ? self.terminationGracePeriodSeconds : {DEFAULT_GRACE_SECONDS}) > \
+         (has(self.preStopDelaySeconds) ? self.preStopDelaySeconds : {DEFAULT_PRE_STOP_SECONDS}) + {}",
+        DRAIN_DELAY_MS / 1000
+    ),
+    "message": "terminationGracePeriodSeconds must be longer than preStopDelaySeconds plus the guard's 1 s drain"
+}]))]
 pub struct DeploymentSettings {
     /// Guard pods when autoscaling is off [default: 3].
     #[serde(default, skip_serializing_if = "Option::is_none")]

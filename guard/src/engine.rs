@@ -196,7 +196,7 @@ impl Guard {
             default_tier: config.default_tier.clone(),
             context_traps: parts.context_traps,
             untrusted_traps: parts.untrusted_traps,
-            output_action: config.proxy.as_ref().map_or(OutputAction::Off, |proxy| proxy.output.action),
+            output_action: config.proxy.as_ref().map_or(OutputAction::None, |proxy| proxy.output.action),
             tiers,
             debt: DebtPolicy::from(&config.security_debt),
             traps: parts.traps,
@@ -322,7 +322,7 @@ impl Guard {
     /// Findings in a model's answer (secrets, personal data, invisible characters):
     /// empty when answers are not inspected.
     pub fn inspect_answer(&self, text: &str) -> Vec<Finding> {
-        if self.output_action == OutputAction::Off { Vec::new() } else { self.context_traps.inspect(text) }
+        if self.output_action == OutputAction::None { Vec::new() } else { self.context_traps.inspect(text) }
     }
 
     /// The audit line for an answer with findings, beside the request's own line (same

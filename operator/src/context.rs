@@ -1,4 +1,4 @@
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
 use kube::Client;
@@ -12,15 +12,25 @@ pub const MANAGER: &str = "godel-operator";
 /// What every reconcile shares.
 pub struct Context {
     pub client: Client,
-    pub recorder: Recorder,
+    reporter: Reporter,
     pub metrics: Metrics,
     /// Consecutive failures per policy (`namespace/name`), for the error backoff.
     pub failures: Mutex<HashMap<String, u32>>,
+    /// Owned objects (`namespace/kind/name`) this replica has seen live or written: one
+    /// of them missing later was deleted by someone (drift), not yet to be created.
+    pub seen: Mutex<HashSet<String>>,
 }
 
 impl Context {
     pub fn new(client: Client, metrics: Metrics) -> Self {
         let reporter = Reporter { controller: MANAGER.into(), instance: std::env::var("POD_NAME").ok() };
-        Self { recorder: Recorder::new(client.clone(), reporter), client, metrics, failures: Mutex::default() }
+        Self { client, reporter, metrics, failures: Mutex::default(), seen: Mutex::default() }
+    }
+
+    /// A recorder for one Event. A shared one folds Events with the same reason into a
+    /// series that keeps the first note, and each note here says what happened this time
+    /// (which objects were applied, which fields were put back).
+    pub fn recorder(&self) -> Recorder {
+        Recorder::new(self.client.clone(), self.reporter.clone())
     }
 }

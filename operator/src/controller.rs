@@ -21,6 +21,7 @@ use kube::{Client, Resource, ResourceExt};
 use serde_json::json;
 
 use crate::context::{Context, MANAGER};
+use crate::drift;
 use crate::error::Error;
 use crate::resources::{self, Desired, OwnedKind, content_hash, guard_name};
 use crate::status::{self, DEGRADED, Fleet, PROGRESSING, READY, Wanted};
@@ -34,6 +35,7 @@ const MONITORING_GROUP: &str = "monitoring.coreos.com/v1";
 
 /// One object the policy asks for, as the API server will receive it.
 struct Owned {
+    kind: &'static OwnedKind,
     resource: ApiResource,
     object: DynamicObject,
 }
@@ -49,6 +51,10 @@ impl Owned {
 
     fn describe(&self) -> String {
         format!("{} {}", self.resource.kind, self.name())
+    }
+
+    fn key(&self, ns: &str) -> String {
+        format!("{ns}/{}/{}", self.resource.kind, self.name())
     }
 }
 
@@ -70,7 +76,7 @@ fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Re
                 let object: DynamicObject = serde_json::from_value(value)?;
                 let kind =
                     object.types.as_ref().and_then(|t| resources::owned_kind(&t.kind)).ok_or(Error::UnownedKind)?;
-                split.apply.push(Owned { resource: kind.api_resource(), object });
+                split.apply.push(Owned { kind, resource: kind.api_resource(), object });
             }
             Desired::Absent { kind, name } => split.absent.push((kind, name)),
         }
@@ -78,29 +84,68 @@ fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Re
     Ok(split)
 }
 
-/// The objects whose live copy lacks the hash of what we would apply now, each stamped
-/// with that hash; an unchanged policy costs reads only.
-async fn stale(client: &Client, ns: &str, objects: Vec<Owned>) -> Result<Vec<(Owned, Option<DynamicObject>)>, Error> {
+/// Why an object is written this pass.
+enum Why {
+    /// The policy asks for something new (its hash is not on the live copy).
+    Changed,
+    /// Someone changed fields the operator set, named here; put back.
+    Drifted(Vec<String>),
+    /// It was deleted after the operator created it for this generation; recreated.
+    Deleted,
+}
+
+struct Write {
+    owned: Owned,
+    live: Option<DynamicObject>,
+    why: Why,
+}
+
+/// The objects to write, each stamped with the hash of what we apply: those whose live
+/// copy lacks that hash, and those that carry it but were changed or deleted since (drift,
+/// put back on this pass). An unchanged world costs reads only.
+async fn writes(ctx: &Context, ns: &str, objects: Vec<Owned>) -> Result<Vec<Write>, Error> {
     let mut out = Vec::new();
     for mut owned in objects {
         let hash = content_hash(&serde_json::to_vec(&owned.object)?);
         owned.object.annotations_mut().insert(APPLIED_HASH.into(), hash.clone());
-        let live = owned.api(client, ns).get_opt(&owned.name()).await?;
-        if live.as_ref().is_none_or(|l| l.annotations().get(APPLIED_HASH) != Some(&hash)) {
-            out.push((owned, live));
-        }
+        let live = owned.api(&ctx.client, ns).get_opt(&owned.name()).await?;
+        let seen = {
+            let mut seen = ctx.seen.lock().unwrap_or_else(|e| e.into_inner());
+            let key = owned.key(ns);
+            if live.is_some() { !seen.insert(key) } else { seen.contains(&key) }
+        };
+        let why = match &live {
+            None if seen => Why::Deleted,
+            None => Why::Changed,
+            Some(l) if l.annotations().get(APPLIED_HASH) != Some(&hash) => Why::Changed,
+            Some(l) => {
+                let fields = drift::drifted(&serde_json::to_value(&owned.object)?, &serde_json::to_value(l)?);
+                if fields.is_empty() {
+                    continue;
+                }
+                Why::Drifted(fields)
+            }
+        };
+        out.push(Write { owned, live, why });
     }
     Ok(out)
 }
 
 /// Whether the API server refused the object itself (schema, immutable field, a
-/// malformed quantity), as opposed to failing to answer. A quantity it cannot parse
-/// comes back as a 500 "failed to convert" from the apply path, not as a 422: that
-/// too is the object's fault, and retrying will not change the answer.
+/// malformed quantity, two volumes on one mount path), as opposed to failing to answer.
+/// Server-side apply reports some of these as a 500 rather than a 422 (a quantity it
+/// cannot parse: "failed to convert"; a list with two entries for one key: "failed to
+/// create typed patch object"): those too are the object's fault, and retrying will not
+/// change the answer. Only transport errors, conflicts and other 5xx are retried.
 fn refused(e: &kube::Error) -> Option<String> {
     match e {
-        kube::Error::Api(status) if matches!(status.code, 400 | 422) => Some(status.message.clone()),
-        kube::Error::Api(status) if status.code == 500 && status.message.contains("failed to convert") => {
+        kube::Error::Api(status) if matches!(status.code, 400 | 413 | 422) => Some(status.message.clone()),
+        kube::Error::Api(status)
+            if status.code == 500
+                && ["failed to convert", "failed to create typed patch object"]
+                    .iter()
+                    .any(|m| status.message.contains(m)) =>
+        {
             Some(status.message.clone())
         }
         _ => None,
@@ -130,6 +175,10 @@ async fn hand_over_replicas(api: &Api<DynamicObject>, live: &DynamicObject) -> R
 
 /// Field manager that holds `spec.replicas` between the operator and the autoscaler.
 pub const HANDOVER_MANAGER: &str = "godel-operator-replicas-handover";
+
+fn rejected(owned: &Owned, message: String) -> Invalid {
+    Invalid { reason: "ApplyRejected", message: format!("{}: {message}", owned.describe()) }
+}
 
 /// Deletes an object the policy no longer asks for. Returns whether it deleted.
 async fn remove(client: &Client, ns: &str, resource: &ApiResource, name: &str) -> Result<bool, Error> {
@@ -178,7 +227,7 @@ async fn secrets_hash(policy: &GuardrailPolicy, client: &Client, ns: &str) -> Re
 
 async fn publish(ctx: &Context, policy: &GuardrailPolicy, type_: EventType, reason: &str, note: String) {
     let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
-    if let Err(e) = ctx.recorder.publish(&event, &policy.object_ref(&())).await {
+    if let Err(e) = ctx.recorder().publish(&event, &policy.object_ref(&())).await {
         tracing::warn!(error = %e, "event not recorded");
     }
 }
@@ -238,6 +287,11 @@ fn was(policy: &GuardrailPolicy, type_: &str, status: &str) -> bool {
 /// One reconcile pass for one policy.
 pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result<Pass, Error> {
     let ns = policy.namespace().ok_or(Error::MissingNamespace)?;
+    // A policy being deleted (foreground) waits for the garbage collector to remove
+    // what it owns: putting those back would keep it from ever going.
+    if policy.metadata.deletion_timestamp.is_some() {
+        return Ok(Pass { action: Action::await_change(), invalid: None });
+    }
     let client = &ctx.client;
     let policies: Api<GuardrailPolicy> = Api::namespaced(client.clone(), &ns);
     let generation = policy.metadata.generation;
@@ -254,19 +308,19 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
 
     let monitoring = monitoring_available(client).await?;
     let Split { config_hash, apply: owned, absent } = desired(policy, &secrets_hash, monitoring)?;
-    let writes = stale(client, &ns, owned).await?;
-    // Every write is first checked by the API server (dry run), so an object it refuses
-    // leaves the whole fleet as it was rather than half-applied.
-    for (owned, _) in &writes {
+    let writes = writes(ctx, &ns, owned).await?;
+    // Every new write is first checked by the API server (dry run), so an object it
+    // refuses leaves the whole fleet as it was rather than half-applied.
+    for Write { owned, .. } in writes.iter().filter(|w| matches!(w.why, Why::Changed)) {
         let dry_run = PatchParams { dry_run: true, ..PatchParams::apply(MANAGER).force() };
         if let Err(e) = owned.api(client, &ns).patch(&owned.name(), &dry_run, &Patch::Apply(&owned.object)).await {
             let Some(message) = refused(&e) else { return Err(e.into()) };
-            let invalid = Invalid { reason: "ApplyRejected", message: format!("{}: {message}", owned.describe()) };
-            return degrade(ctx, policy, &policies, invalid, now).await;
+            return degrade(ctx, policy, &policies, rejected(owned, message), now).await;
         }
     }
     let mut written: Vec<String> = Vec::new();
-    for (owned, live) in &writes {
+    let mut corrected: Vec<String> = Vec::new();
+    for Write { owned, live, why } in &writes {
         if owned.resource.kind == "Deployment"
             && owned.object.data.pointer("/spec/replicas").is_none()
             && let Some(live) = live
@@ -275,10 +329,36 @@ pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result
             hand_over_replicas(&owned.api(client, &ns), live).await?;
         }
         let params = PatchParams::apply(MANAGER).force();
-        owned.api(client, &ns).patch(&owned.name(), &params, &Patch::Apply(&owned.object)).await?;
-        written.push(owned.describe());
+        let after = match owned.api(client, &ns).patch(&owned.name(), &params, &Patch::Apply(&owned.object)).await {
+            Ok(after) => after,
+            Err(e) => {
+                let Some(message) = refused(&e) else { return Err(e.into()) };
+                return degrade(ctx, policy, &policies, rejected(owned, message), now).await;
+            }
+        };
+        ctx.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(owned.key(&ns));
+        match why {
+            Why::Changed => written.push(owned.describe()),
+            // A value the API server normalizes (a quantity written as "1000m") looks
+            // changed but applies as it was: only a new version is a correction.
+            Why::Drifted(fields) if after.resource_version() != live.as_ref().and_then(|l| l.resource_version()) => {
+                corrected.push(format!("{} ({})", owned.describe(), fields.join(", ")));
+                ctx.metrics.drift(owned.kind.kind);
+            }
+            Why::Drifted(_) => {}
+            Why::Deleted => {
+                corrected.push(format!("{} (deleted)", owned.describe()));
+                ctx.metrics.drift(owned.kind.kind);
+            }
+        }
+    }
+    if !corrected.is_empty() {
+        tracing::warn!(policy = %policy.name_any(), namespace = %ns, objects = ?corrected, "drift corrected");
+        let note = format!("put back {}", corrected.join("; "));
+        publish(ctx, policy, EventType::Warning, "DriftCorrected", note).await;
     }
     for (kind, name) in absent {
+        ctx.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&format!("{ns}/{}/{name}", kind.kind));
         if remove(client, &ns, &kind.api_resource(), &name).await? {
             written.push(format!("{} {name} (removed)", kind.kind));
         }
@@ -364,9 +444,8 @@ pub async fn run(client: Client, ctx: Arc<Context>) {
         }
     });
     // Owned objects, selected by label so the caches hold only what the operator wrote:
-    // a Deployment's rollout updates the status, and a deleted object is recreated by
-    // the next pass. (An object edited by hand keeps our hash annotation and is left as
-    // it is until the policy changes: the price of an unchanged pass writing nothing.)
+    // a Deployment's rollout updates the status, and an object edited or deleted by hand
+    // is put back by the pass its change wakes (`DriftCorrected`).
     let owned = || watcher::Config::default().labels("app.kubernetes.io/managed-by=godel-operator");
     for kind in resources::OWNED_KINDS.iter().filter(|k| k.watched) {
         let resource = kind.api_resource();

@@ -2,6 +2,7 @@
 
 pub mod context;
 pub mod controller;
+pub mod drift;
 pub mod error;
 pub mod http;
 pub mod leader;

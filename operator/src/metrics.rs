@@ -18,10 +18,18 @@ pub struct ResultLabels {
     pub reason: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    /// The owned object's kind (`Deployment`, `Service`, …).
+    pub kind: &'static str,
+}
+
 #[derive(Clone)]
 pub struct Metrics {
     registry: Arc<Registry>,
     pub reconciles: Family<ResultLabels, Counter>,
+    /// Owned objects put back after someone changed or deleted them.
+    pub drift_corrections: Family<KindLabels, Counter>,
     pub duration: Histogram,
     pub leader: Gauge,
     /// Set once the leader's watch caches have synced: what `/readyz` reports.
@@ -37,17 +45,27 @@ impl Default for Metrics {
             "Reconciles by result (ok, invalid, error) and reason",
             reconciles.clone(),
         );
+        let drift_corrections = Family::<KindLabels, Counter>::default();
+        registry.register(
+            "godel_operator_drift_corrections",
+            "Owned objects put back after a change or deletion by someone else, by kind",
+            drift_corrections.clone(),
+        );
         let duration = Histogram::new(exponential_buckets(0.005, 2.0, 12));
         registry.register("godel_operator_reconcile_duration_seconds", "Reconcile duration", duration.clone());
         let leader = Gauge::default();
         registry.register("godel_operator_leader", "1 while this replica holds the leader Lease", leader.clone());
-        Self { registry: Arc::new(registry), reconciles, duration, leader, synced: Arc::default() }
+        Self { registry: Arc::new(registry), reconciles, drift_corrections, duration, leader, synced: Arc::default() }
     }
 }
 
 impl Metrics {
     pub fn count(&self, result: &'static str, reason: &'static str) {
         self.reconciles.get_or_create(&ResultLabels { result, reason }).inc();
+    }
+
+    pub fn drift(&self, kind: &'static str) {
+        self.drift_corrections.get_or_create(&KindLabels { kind }).inc();
     }
 
     /// A standby replica is ready (it is healthy and waits for the Lease); the leader is

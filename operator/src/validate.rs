@@ -1,9 +1,16 @@
 //! What must hold before the operator touches a running fleet: the guard config passes
 //! the guard's own start-up checks (`godel_traps::check`, the same validation and rule
-//! compiler, so a regex that would crash a pod never reaches one), and every referenced
-//! Secret exists.
+//! compiler, so a regex that would crash a pod never reaches one), the fleet could start
+//! as it always does, with `--production` (keys from files, KMS or GCP, at paths the pod
+//! has), and every referenced Secret exists.
 
-use godel_crds::{GuardrailPolicy, IngressController};
+use godel_crds::{GuardrailPolicy, IngressController, KeySource};
+
+use crate::resources::CONFIG_DIR;
+
+/// The Vault Agent injector writes its files here when a pod annotation asks for it.
+const VAULT_DIR: &str = "/vault/secrets";
+const VAULT_INJECT: &str = "vault.hashicorp.com/agent-inject";
 
 /// Why a spec cannot be applied, with the condition reason it maps to.
 #[derive(Debug, PartialEq, Eq)]
@@ -33,6 +40,69 @@ pub fn spec(policy: &GuardrailPolicy) -> Result<(), Invalid> {
             message: "spec.autoscaling: minReplicas > maxReplicas".into(),
         });
     }
+    mounts(policy).map_err(|message| Invalid { reason: "InvalidSecrets", message })?;
+    keys(policy).map_err(|message| Invalid { reason: "InvalidKeys", message })?;
+    Ok(())
+}
+
+/// Where each Secret is mounted: absolute, one Secret per path, and neither over the
+/// config directory nor over a directory holding it. Under it is the design
+/// (`/etc/godel/keys`): the ConfigMap holds one file, `config.yaml`.
+fn mounts(policy: &GuardrailPolicy) -> Result<(), String> {
+    let mut seen: Vec<&str> = Vec::new();
+    for (n, mount) in policy.spec.secrets.iter().enumerate() {
+        let path = mount.mount_path.trim_end_matches('/');
+        let field = format!("spec.secrets[{n}].mountPath");
+        if !path.starts_with('/') || path.split('/').any(|part| part == "..") {
+            return Err(format!("{field}: {:?} must be an absolute path without `..`", mount.mount_path));
+        }
+        if path.is_empty() || CONFIG_DIR.starts_with(&format!("{path}/")) || path == CONFIG_DIR {
+            return Err(format!(
+                "{field}: {:?} would hide the guard's config directory {CONFIG_DIR}",
+                mount.mount_path
+            ));
+        }
+        if path == format!("{CONFIG_DIR}/config.yaml") {
+            return Err(format!("{field}: {:?} is the guard's config file", mount.mount_path));
+        }
+        if seen.contains(&path) {
+            return Err(format!("{field}: {:?} is already the mount path of another Secret", mount.mount_path));
+        }
+        seen.push(path);
+    }
+    Ok(())
+}
+
+/// The fleet runs `--production`, which refuses keys from the environment and a missing
+/// key (an ephemeral one would differ per pod); a key file must be in a mounted Secret,
+/// or where the Vault Agent injector writes when the pods ask for it.
+fn keys(policy: &GuardrailPolicy) -> Result<(), String> {
+    let audit = &policy.spec.guard.audit;
+    let vault = policy.spec.deployment.pod_annotations.get(VAULT_INJECT).is_some_and(|v| v == "true");
+    for (field, source) in [("key", &audit.key), ("salt", &audit.salt)] {
+        let field = format!("spec.guard.audit.{field}");
+        let path = match source {
+            None => {
+                return Err(format!(
+                    "{field}: the fleet runs in production mode, which needs it from a file, kms or gcp"
+                ));
+            }
+            Some(KeySource::Env(_)) => {
+                return Err(format!(
+                    "{field}: env is refused in production mode, which the fleet runs: use file, kms or gcp"
+                ));
+            }
+            Some(KeySource::Gcp(_)) => continue,
+            Some(KeySource::File(file)) => &file.path,
+            Some(KeySource::Kms(kms)) => &kms.ciphertext_file,
+        };
+        let inside = |dir: &str| path.starts_with(&format!("{}/", dir.trim_end_matches('/')));
+        if !(policy.spec.secrets.iter().any(|m| inside(&m.mount_path)) || vault && inside(VAULT_DIR)) {
+            return Err(format!(
+                "{field}: {path} is in no mounted Secret (spec.secrets) and not in {VAULT_DIR} with the {VAULT_INJECT} pod annotation: the pods could not read it"
+            ));
+        }
+    }
     Ok(())
 }
 
@@ -47,6 +117,49 @@ mod tests {
         let err = spec(&p).unwrap_err();
         assert_eq!(err.reason, "InvalidGuardConfig");
         assert!(err.message.contains("bad-rule"), "{}", err.message);
-        assert!(spec(&fixtures::from_yaml("{}")).is_ok());
+        assert!(spec(&fixtures::keyed("")).is_ok());
+    }
+
+    #[test]
+    fn secrets_mounted_where_the_pod_cannot_use_them_are_refused() {
+        for (mounts, needle) in [
+            ("[{name: a, mountPath: keys}]", "absolute"),
+            ("[{name: a, mountPath: /etc/godel/../x}]", "absolute"),
+            ("[{name: a, mountPath: /etc/godel}]", "config directory"),
+            ("[{name: a, mountPath: /etc/}]", "config directory"),
+            ("[{name: a, mountPath: /etc/godel/config.yaml}]", "config file"),
+            ("[{name: a, mountPath: /keys}, {name: b, mountPath: /keys/}]", "another Secret"),
+        ] {
+            let err = spec(&fixtures::from_yaml(&format!("secrets: {mounts}"))).unwrap_err();
+            assert_eq!(err.reason, "InvalidSecrets", "{mounts}");
+            assert!(err.message.contains(needle), "{mounts}: {}", err.message);
+        }
+    }
+
+    #[test]
+    fn keys_the_production_fleet_could_not_load_are_refused() {
+        let with = |audit: &str, rest: &str| {
+            fixtures::from_yaml(&format!(
+                "guard: {{audit: {audit}}}\nsecrets: [{{name: k, mountPath: /etc/godel/keys}}]\n{rest}"
+            ))
+        };
+        for (audit, needle) in [
+            ("{key: {env: {}}, salt: {file: {path: /etc/godel/keys/salt}}}", "env is refused"),
+            ("{salt: {file: {path: /etc/godel/keys/salt}}}", "production mode"),
+            ("{key: {file: {path: /etc/godel/keys/key}}, salt: {file: {path: /elsewhere/salt}}}", "no mounted Secret"),
+            (
+                "{key: {file: {path: /etc/godel/keys/key}}, salt: {file: {path: /vault/secrets/salt}}}",
+                "no mounted Secret",
+            ),
+        ] {
+            let err = spec(&with(audit, "")).unwrap_err();
+            assert_eq!(err.reason, "InvalidKeys", "{audit}");
+            assert!(err.message.contains(needle), "{audit}: {}", err.message);
+        }
+        let vault = with(
+            "{key: {kms: {ciphertextFile: /etc/godel/keys/key, keyId: k}}, salt: {file: {path: /vault/secrets/salt}}}",
+            "deployment: {podAnnotations: {vault.hashicorp.com/agent-inject: 'true'}}",
+        );
+        assert!(spec(&vault).is_ok());
     }
 }

@@ -1,6 +1,6 @@
 use std::collections::BTreeMap;
 
-use godel_crds::{DEFAULT_IMAGE, GuardrailPolicy};
+use godel_crds::{DEFAULT_IMAGE, DRAIN_DELAY_MS, GuardrailPolicy};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
@@ -25,7 +25,8 @@ pub const SECRETS_HASH_ANNOTATION: &str = "guardrails.godel.dev/secrets-hash";
 /// webhook reads the role only when a pod is created, so a changed role must roll pods.
 pub const IDENTITY_HASH_ANNOTATION: &str = "guardrails.godel.dev/identity-hash";
 
-const CONFIG_DIR: &str = "/etc/godel";
+/// Where the ConfigMap is mounted; the fleet reads its config from here.
+pub const CONFIG_DIR: &str = "/etc/godel";
 /// The distroless "nonroot" user.
 const NONROOT: i64 = 65532;
 
@@ -122,7 +123,7 @@ pub fn deployment(policy: &GuardrailPolicy, config: &GuardConfigFile, secrets_ha
                 &format!("{CONFIG_DIR}/{CONFIG_FILE}"),
                 "--production",
                 "--drain-delay-ms",
-                "1000",
+                &DRAIN_DELAY_MS.to_string(),
                 "--shutdown-timeout-ms",
                 &shutdown_timeout_ms,
             ]

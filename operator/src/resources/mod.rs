@@ -20,7 +20,9 @@ use sha2::{Digest, Sha256};
 
 pub use configmap::config_map;
 pub use dashboard::{DASHBOARD_JSON, dashboard_config_map, dashboard_name};
-pub use deployment::{CONFIG_HASH_ANNOTATION, IDENTITY_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION, deployment};
+pub use deployment::{
+    CONFIG_DIR, CONFIG_HASH_ANNOTATION, IDENTITY_HASH_ANNOTATION, SECRETS_HASH_ANNOTATION, deployment,
+};
 pub use hpa::autoscaler;
 pub use ingress::{PUBLIC_PATHS, ingress};
 pub use monitoring::{
@@ -257,6 +259,17 @@ pub(crate) mod fixtures {
     }
 
     pub fn from_yaml(yaml: &str) -> GuardrailPolicy {
-        policy(serde_yaml::from_value(serde_yaml::from_str::<serde_yaml::Value>(yaml).unwrap()).unwrap())
+        // Through JSON, as the API server hands it over: externally tagged enums (a key
+        // source's `{file: …}`) read as they do from the API.
+        policy(serde_json::from_value(serde_yaml::from_str::<serde_json::Value>(yaml).unwrap()).unwrap())
+    }
+
+    /// A policy whose keys come from a mounted Secret, as the fleet needs, with `rest`
+    /// (further top-level spec lines).
+    pub fn keyed(rest: &str) -> GuardrailPolicy {
+        from_yaml(&format!(
+            "guard: {{audit: {{key: {{file: {{path: /etc/godel/keys/key}}}}, salt: {{file: {{path: /etc/godel/keys/salt}}}}}}}}\n\
+             secrets: [{{name: keys, mountPath: /etc/godel/keys}}]\n{rest}"
+        ))
     }
 }

@@ -34,6 +34,7 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("steady_state_writes_nothing", steady_state),
     ("changes_roll_the_fleet_and_autoscaling_keeps_its_size", rollouts),
     ("failures_are_visible_in_status_and_leave_the_fleet_alone", failures),
+    ("hand_edits_and_deletions_are_put_back", drift),
     ("deleting_a_policy_removes_what_it_owned", garbage_collection),
     ("monitoring_objects_follow_the_prometheus_operator_crds", monitoring),
     ("leader_election_survives_a_crash_and_a_failed_renewal", leader_election),
@@ -405,6 +406,24 @@ fn admission(world: &World) {
     refused("guard: {traps: {regex: {rules: [{name: '', pattern: x}]}}}", "rules[0].name");
     refused("guard: {traps: {untrusted: {threshold: 1.5}}}", "spec.guard.traps.untrusted.threshold");
     refused("guard: {traps: {regex: {packs: [indirekt]}}}", "spec.guard.traps.regex.packs[0]");
+    refused(
+        "deployment: {terminationGracePeriodSeconds: 10, preStopDelaySeconds: 9}",
+        "terminationGracePeriodSeconds must be longer than preStopDelaySeconds",
+    );
+    // Words YAML 1.1 cannot misread: `none` as it is, the old `off` when quoted.
+    let accepted = |spec: &str| {
+        let out = world.cluster.kubectl_stdin_output(
+            &["apply", "--server-side", "--dry-run=server", "--validate=strict", "-f", "-"],
+            &policy_manifest(ns, "accepted", spec),
+        );
+        assert!(out.status.success(), "refused:\n{spec}\n{}", String::from_utf8_lossy(&out.stderr));
+    };
+    accepted("guard: {proxy: {upstream: 'http://llm:8000', output: {action: none}}}");
+    accepted("guard: {proxy: {upstream: 'http://llm:8000', output: {action: 'off'}}}");
+    // Our kind stays addressable beside another project's GuardrailPolicy.
+    for name in ["ggp", "guardrailpolicies.guardrails.godel.dev", "godel"] {
+        world.cluster.kubectl(&["-n", ns, "get", name]);
+    }
     let long_name = "a".repeat(58);
     let out = world.cluster.kubectl_stdin_output(
         &["apply", "--server-side", "--dry-run=server", "-f", "-"],
@@ -558,6 +577,20 @@ fn failures(world: &World) {
             "ApplyRejected",
             "Deployment fail-guard",
         ),
+        // Two Secrets on one path: the API server's typed patch would refuse it with a
+        // 500; the policy check names it first.
+        (format!("{good}  - {{name: fail-keys, mountPath: /etc/godel/keys}}\n"), "InvalidSecrets", "another Secret"),
+        (good.replace("mountPath: /etc/godel/keys", "mountPath: /etc/godel"), "InvalidSecrets", "config directory"),
+        (
+            good.replace("key: {file: {path: /etc/godel/keys/audit-key}}", "key: {env: {}}"),
+            "InvalidKeys",
+            "env is refused",
+        ),
+        (
+            good.replace("salt: {file: {path: /etc/godel/keys/salt}}", "salt: {file: {path: /tmp/salt}}"),
+            "InvalidKeys",
+            "no mounted Secret",
+        ),
     ];
     for (spec, reason, needle) in cases {
         world.apply(&policy_manifest(ns, "fail", &spec));
@@ -576,6 +609,52 @@ fn failures(world: &World) {
     world.wait_ready(ns, "fail");
     let (_, reason, _) = world.condition(ns, "fail", "Degraded").expect("Degraded");
     assert_eq!(reason, "AsExpected");
+}
+
+/// What someone changes by hand on an object the operator owns is put back within
+/// seconds, with a `DriftCorrected` Event naming it; then the world is steady again.
+fn drift(world: &World) {
+    let ns = "e2e-drift";
+    world.ready_policy(ns, "drift", "deployment: {replicas: 2}");
+    let kubectl = |args: &[&str]| {
+        let mut all = vec!["-n", ns];
+        all.extend(args);
+        world.cluster.kubectl(&all)
+    };
+    let deployment = || world.get(ns, "deployment/drift-guard").expect("the Deployment");
+    let container = |d: &Value| d["spec"]["template"]["spec"]["containers"][0].clone();
+    let image = container(&deployment())["image"].clone();
+    let args = container(&deployment())["args"].clone();
+    let put_back = |what: &str, note: &str, check: &dyn Fn() -> bool| {
+        wait_for(&format!("{what} put back"), Duration::from_secs(20), || check().then_some(()));
+        wait_for(&format!("a DriftCorrected Event naming {note}"), Duration::from_secs(10), || {
+            world
+                .events(ns, "drift", "DriftCorrected")
+                .iter()
+                .any(|e| e["note"].as_str().is_some_and(|n| n.contains(note)))
+                .then_some(())
+        });
+    };
+
+    kubectl(&["scale", "deployment/drift-guard", "--replicas=1"]);
+    put_back("a hand scale-down", "spec.replicas", &|| deployment()["spec"]["replicas"] == 2);
+    kubectl(&["set", "image", "deployment/drift-guard", "guard=evil/image:latest"]);
+    put_back("a hand image change", ".image", &|| container(&deployment())["image"] == image);
+    kubectl(&[
+        "patch",
+        "deployment/drift-guard",
+        "--type=json",
+        "-p",
+        r#"[{"op": "add", "path": "/spec/template/spec/containers/0/args/-", "value": "--log-format=text"}]"#,
+    ]);
+    put_back("a hand edit of the args", ".args", &|| container(&deployment())["args"] == args);
+    kubectl(&["delete", "service", "drift-guard", "--wait=true"]);
+    put_back("a deleted Service", "Service drift-guard (deleted)", &|| world.get(ns, "service/drift-guard").is_some());
+
+    world.wait_ready(ns, "drift");
+    let before = world.owned_versions(ns, "drift");
+    std::thread::sleep(Duration::from_secs(5));
+    assert_eq!(world.owned_versions(ns, "drift"), before, "a put-back world is steady again");
 }
 
 fn garbage_collection(world: &World) {

@@ -44,7 +44,7 @@ const EVENT_LIMIT: usize = 1 << 20;
 pub async fn relay(state: Arc<AppState>, outcome: Outcome, answer: reqwest::Response) -> Result<Response, ProxyError> {
     let action = state.guard.output_action();
     let content_type = answer.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if action == OutputAction::Off {
+    if action == OutputAction::None {
         Ok(upstream::relay_unchanged(answer))
     } else if content_type.starts_with("text/event-stream") {
         let builder = upstream::head(&answer);
@@ -64,7 +64,7 @@ fn decision(action: OutputAction) -> &'static str {
     match action {
         OutputAction::Block => "block",
         OutputAction::Redact => "redact",
-        OutputAction::Off | OutputAction::Flag => "allow",
+        OutputAction::None | OutputAction::Flag => "allow",
     }
 }
 
@@ -102,7 +102,7 @@ async fn whole(
                         findings.into_iter().map(|f| Finding { action: Action::Redact, ..f }).collect();
                     relayed = text::splice(&relayed, redactions(&segments, &starts, &masked));
                 }
-                OutputAction::Off | OutputAction::Flag => {}
+                OutputAction::None | OutputAction::Flag => {}
             }
         }
     }
