@@ -40,9 +40,60 @@ pub fn spec(policy: &GuardrailPolicy) -> Result<(), Invalid> {
             message: "spec.autoscaling: minReplicas > maxReplicas".into(),
         });
     }
+    metadata_keys(policy).map_err(|message| Invalid { reason: "InvalidMetadata", message })?;
     mounts(policy).map_err(|message| Invalid { reason: "InvalidSecrets", message })?;
     keys(policy).map_err(|message| Invalid { reason: "InvalidKeys", message })?;
     Ok(())
+}
+
+/// Label and annotation keys the operator writes onto objects, and label values: what
+/// the API server would refuse, named here by field rather than as an apply error.
+fn metadata_keys(policy: &GuardrailPolicy) -> Result<(), String> {
+    let spec = &policy.spec;
+    for (field, map, values) in [
+        ("spec.monitoring.labels", &spec.monitoring.labels, true),
+        ("spec.deployment.podAnnotations", &spec.deployment.pod_annotations, false),
+        ("spec.serviceAccount.annotations", &spec.service_account.annotations, false),
+    ] {
+        for (key, value) in map {
+            if !qualified_name(key) {
+                return Err(format!(
+                    "{field}: {key:?} is not a valid key (an optional DNS subdomain prefix and `/`, then at most 63 letters, digits, `-`, `_` or `.`, starting and ending alphanumeric)"
+                ));
+            }
+            if values && !(value.is_empty() || name_part(value)) {
+                return Err(format!("{field}.{key}: {value:?} is not a valid label value"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `[prefix/]name` as Kubernetes checks label and annotation keys.
+fn qualified_name(key: &str) -> bool {
+    match key.rsplit_once('/') {
+        Some((prefix, name)) => dns_subdomain(prefix) && name_part(name),
+        None => name_part(key),
+    }
+}
+
+fn name_part(name: &str) -> bool {
+    let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_alphanumeric());
+    name.len() <= 63
+        && edge(name.chars().next())
+        && edge(name.chars().last())
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+fn dns_subdomain(prefix: &str) -> bool {
+    prefix.len() <= 253
+        && prefix.split('.').all(|label| {
+            let edge = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+            label.len() <= 63
+                && edge(label.chars().next())
+                && edge(label.chars().last())
+                && label.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        })
 }
 
 /// Where each Secret is mounted: absolute, one Secret per path, and neither over the
@@ -118,6 +169,23 @@ mod tests {
         assert_eq!(err.reason, "InvalidGuardConfig");
         assert!(err.message.contains("bad-rule"), "{}", err.message);
         assert!(spec(&fixtures::keyed("")).is_ok());
+    }
+
+    #[test]
+    fn label_and_annotation_keys_the_api_server_would_refuse_are_named() {
+        for (rest, needle) in [
+            ("monitoring: {labels: {'bad key': x}}", "spec.monitoring.labels"),
+            ("monitoring: {labels: {release: 'not ok'}}", "not a valid label value"),
+            ("deployment: {podAnnotations: {'Vault.Example/x': y}}", "spec.deployment.podAnnotations"),
+            ("serviceAccount: {annotations: {'-x': y}}", "spec.serviceAccount.annotations"),
+        ] {
+            let err = spec(&fixtures::keyed(rest)).unwrap_err();
+            assert_eq!(err.reason, "InvalidMetadata", "{rest}");
+            assert!(err.message.contains(needle), "{rest}: {}", err.message);
+        }
+        let fine = "monitoring: {labels: {release: kube-prometheus-stack, app.kubernetes.io/part-of: ''}}\n\
+                    deployment: {podAnnotations: {vault.hashicorp.com/role: godel, prometheus.io/scrape: 'true'}}";
+        assert!(spec(&fixtures::keyed(fine)).is_ok());
     }
 
     #[test]

@@ -122,13 +122,23 @@ impl Harness {
         Self { fake, ctx: Arc::new(Context::new(client, Metrics::default())) }
     }
 
-    /// Stores the policy as the API server would hold it, and returns it.
+    /// Stores the policy as the API server would hold it, and returns it. Its keys come
+    /// from Secret Manager unless the spec says otherwise: the fleet runs `--production`,
+    /// and the policy check refuses a policy without keys.
     fn policy(&self, spec: &str) -> GuardrailPolicy {
+        let mut spec = serde_yaml::from_str::<Value>(spec).unwrap();
+        let gcp = |secret: &str| json!({"gcp": {"secretVersion": format!("projects/p/secrets/{secret}/versions/1")}});
+        let guard = spec.as_object_mut().unwrap().entry("guard").or_insert_with(|| json!({}));
+        guard
+            .as_object_mut()
+            .unwrap()
+            .entry("audit")
+            .or_insert_with(|| json!({"key": gcp("key"), "salt": gcp("salt")}));
         let value = json!({
             "apiVersion": "guardrails.godel.dev/v1alpha1",
             "kind": "GuardrailPolicy",
             "metadata": {"name": "payments", "namespace": "shop", "uid": "0f5e7f3c-1111-4d2e-9a3b-5c6d7e8f9a0b", "generation": 1},
-            "spec": serde_yaml::from_str::<Value>(spec).unwrap(),
+            "spec": spec,
         });
         self.fake.lock().unwrap().objects.insert(POLICY.into(), value.clone());
         serde_json::from_value(value).unwrap()
