@@ -19,15 +19,29 @@ bin="$cache/bin/$key"
 tools=(kube-apiserver kube-apiserver-oldest kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl)
 crds=(monitoring.coreos.com_prometheusrules.yaml monitoring.coreos.com_servicemonitors.yaml)
 
+stages=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
+  pod/fast/pod-ready.yaml pod/fast/pod-complete.yaml pod/fast/pod-delete.yaml)
+
+export GOCACHE="$cache/go-build" GOMODCACHE="$cache/go-mod" GOFLAGS="-modcacherw -mod=mod"
+
+# kwok's default Stages, which the e2e harness extends (kwok applies none of its own
+# once a config names any): read from the kwok module's source, no build needed.
+kwok_stages() { # destination dir
+  local src
+  src="$(cd kwok && go mod download -json sigs.k8s.io/kwok | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
+  mkdir -p "$1/kwok-stages"
+  for s in "${stages[@]}"; do cp "$src/kustomize/stage/$s" "$1/kwok-stages/"; done
+}
+
 complete=1
 for t in "${tools[@]}"; do [ -x "$bin/$t" ] || complete=0; done
 for c in "${crds[@]}"; do [ -f "$bin/prometheus-operator-crds/$c" ] || complete=0; done
 if [ "$complete" = 1 ]; then
+  for s in "${stages[@]}"; do [ -f "$bin/kwok-stages/$(basename "$s")" ] || { kwok_stages "$bin"; break; }; done
   echo "$bin"
   exit 0
 fi
 
-export GOCACHE="$cache/go-build" GOMODCACHE="$cache/go-mod" GOFLAGS="-modcacherw -mod=mod"
 export CGO_ENABLED=0
 mkdir -p "$bin.partial"
 start=$(date +%s)
@@ -61,6 +75,8 @@ echo "control plane: prometheus-operator CRDs" >&2
 src="$(cd prometheus-operator && go mod download -json github.com/prometheus-operator/prometheus-operator | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"
 mkdir -p "$bin.partial/prometheus-operator-crds"
 for c in "${crds[@]}"; do cp "$src/example/prometheus-operator-crd/$c" "$bin.partial/prometheus-operator-crds/"; done
+
+kwok_stages "$bin.partial"
 
 rm -rf "$bin"
 mv "$bin.partial" "$bin"

@@ -28,6 +28,10 @@ command -v redis-cli >/dev/null || missing+=(redis-tools)
 command -v promtool >/dev/null || missing+=(prometheus)
 command -v lua5.1 >/dev/null || missing+=(lua5.1)
 command -v openssl >/dev/null || missing+=(openssl)  # the README's keys Secret command
+# The e2e pods' real guards: a mount and network namespace each, probed with curl.
+command -v unshare >/dev/null && command -v nsenter >/dev/null || missing+=(util-linux)
+command -v ip >/dev/null || missing+=(iproute2)
+command -v curl >/dev/null || missing+=(curl)
 if ((${#missing[@]})); then
   sudo=""
   [ "$(id -u)" = 0 ] || sudo=sudo
@@ -54,7 +58,7 @@ if [ ! -d tests/validate/node_modules/@kubernetes-models/prometheus-operator ]; 
   npm ci --prefix tests/validate --silent --no-audit --no-fund
 fi
 
-for tool in redis-server redis-cli promtool lua5.1 openssl moto_server bao kubernetes-validate kubectl node; do
+for tool in redis-server redis-cli promtool lua5.1 openssl unshare nsenter ip curl moto_server bao kubernetes-validate kubectl node; do
   command -v "$tool" >/dev/null || { echo "test peer $tool is still missing" >&2; exit 1; }
 done
 

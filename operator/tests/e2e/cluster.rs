@@ -92,11 +92,12 @@ impl Cluster {
             // kwokctl picks each component's flags by this version.
             options.push_str(&format!("  kubeVersion: {version}\n"));
         }
-        std::fs::write(
-            &config,
-            format!("kind: KwokctlConfiguration\napiVersion: config.kwok.x-k8s.io/v1alpha1\noptions:\n{options}"),
-        )
-        .expect("kwokctl config");
+        let mut text =
+            format!("kind: KwokctlConfiguration\napiVersion: config.kwok.x-k8s.io/v1alpha1\noptions:\n{options}");
+        if only_apiserver_at.is_none() {
+            text.push_str(&stages(&bin));
+        }
+        std::fs::write(&config, text).expect("kwokctl config");
         let cluster = Cluster { name, workdir, kubeconfig, bin, keep: false };
         let started = Instant::now();
         let b = |tool: &str| cluster.bin.join(tool).display().to_string();
@@ -236,6 +237,31 @@ fn stop_orphans(bin: &Path) {
 }
 
 /// Three fake nodes, one per zone, each with room for the guards.
+/// A guard pod's readiness is its guard's (`pods.rs`): kwok's default Stages, except that
+/// its pod-ready Stage leaves guard pods alone, and one that makes a guard pod Running
+/// but not ready, for the harness to report what its probe says.
+fn stages(bin: &Path) -> String {
+    const GUARD_RUNNING: &str = include_str!("guard-pod-running.yaml");
+    let dir = bin.join("kwok-stages");
+    let mut out = String::new();
+    for name in ["node-initialize", "node-heartbeat-with-lease", "pod-ready", "pod-complete", "pod-delete"] {
+        let path = dir.join(format!("{name}.yaml"));
+        let mut stage = std::fs::read_to_string(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (scripts/control-plane.sh copies kwok's Stages)", path.display()));
+        if name == "pod-ready" {
+            let guard = "    matchExpressions:\n    - key: '.metadata.labels[\"app.kubernetes.io/name\"]'\n      \
+                         operator: 'NotIn'\n      values:\n      - 'godel-guard'\n";
+            assert!(stage.contains("    matchExpressions:\n"), "kwok's pod-ready Stage changed shape");
+            stage = stage.replacen("    matchExpressions:\n", guard, 1);
+        }
+        out.push_str("---\n");
+        out.push_str(&stage);
+    }
+    out.push_str("---\n");
+    out.push_str(GUARD_RUNNING);
+    out
+}
+
 fn nodes() -> String {
     ["a", "b", "c"]
         .iter()

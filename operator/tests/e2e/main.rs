@@ -7,6 +7,7 @@
 
 mod cluster;
 mod operators;
+mod pods;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,8 +19,9 @@ use libtest_mimic::{Arguments, Failed, Trial};
 use operators::{LEASE, Operator, SERVICE_ACCOUNT};
 use serde_json::Value;
 
-/// The cluster and the operators every scenario shares.
+/// The cluster and the operators every scenario shares; the guards behind its pods.
 struct World {
+    kubelet: pods::Kubelet,
     cluster: Cluster,
     operators: Mutex<Vec<Operator>>,
     installed: AtomicBool,
@@ -48,8 +50,11 @@ fn main() {
     // restarts them.
     args.test_threads = Some(1);
     let world = (!args.list).then(|| {
+        let cluster = Cluster::start();
+        let kube = pods::Kube { kubectl: cluster.bin.join("kubectl"), kubeconfig: cluster.kubeconfig.clone() };
         Arc::new(World {
-            cluster: Cluster::start(),
+            kubelet: pods::Kubelet::start(kube, cluster.workdir()),
+            cluster,
             operators: Mutex::new(Vec::new()),
             installed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
@@ -361,6 +366,23 @@ fn quickstart(world: &World) {
     assert_eq!(leading, [leader], "exactly one replica leads");
     drop(operators);
 
+    // A real guard behind a pod, with the policy's config: a secret is blocked, an
+    // ordinary prompt allowed.
+    let pods = world.get("default", "pods -l app.kubernetes.io/instance=chatbot").expect("pods");
+    let pod = format!("default/{}", pods["items"][0]["metadata"]["name"].as_str().expect("a pod"));
+    let (status, body) = world.kubelet.request(
+        &pod,
+        "/v1/inspect",
+        r#"{"user_id": "alice", "prompt": "my key is AKIAZ7TQ3M5YB2XK9WFE, keep it safe"}"#,
+    );
+    assert_eq!(status, 200, "{body}");
+    let verdict: Value = serde_json::from_str(&body).expect("JSON verdict");
+    assert_eq!(verdict["decision"], "block", "{body}");
+    let (status, body) =
+        world.kubelet.request(&pod, "/v1/inspect", r#"{"user_id": "alice", "prompt": "Plan a day in Porto."}"#);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["decision"], "allow", "{body}");
+
     // The guard pods spread over the three zones.
     let pods = world.get("default", "pods -l app.kubernetes.io/instance=chatbot").expect("pods");
     let mut nodes: Vec<&str> =
@@ -609,6 +631,34 @@ fn failures(world: &World) {
     world.wait_ready(ns, "fail");
     let (_, reason, _) = world.condition(ns, "fail", "Degraded").expect("Degraded");
     assert_eq!(reason, "AsExpected");
+
+    // Guards that cannot start (a key file the Secret does not hold) are pods that are
+    // not ready: the policy is not Ready and the old guards keep serving.
+    let ready_replicas =
+        || world.get(ns, "deployment/fail-guard").expect("deployment")["status"]["readyReplicas"].clone();
+    let serving = ready_replicas();
+    let broken = good.replace("/etc/godel/keys/salt", "/etc/godel/keys/no-such-salt");
+    world.apply(&policy_manifest(ns, "fail", &broken));
+    world.wait_condition(ns, "fail", "Ready", "False", Duration::from_secs(30));
+    wait_for("a new guard pod that is not ready", Duration::from_secs(30), || {
+        let pods = world.get(ns, "pods -l app.kubernetes.io/instance=fail")?;
+        pods["items"]
+            .as_array()?
+            .iter()
+            .any(|p| {
+                p["status"]["phase"] == "Running"
+                    && p["status"]["conditions"]
+                        .as_array()
+                        .is_some_and(|c| c.iter().any(|c| c["type"] == "Ready" && c["status"] == "False"))
+            })
+            .then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(5));
+    let (ready, reason, message) = world.condition(ns, "fail", "Ready").expect("Ready");
+    assert_eq!((ready.as_str(), reason.as_str()), ("False", "RollingOut"), "{message}");
+    assert_eq!(ready_replicas(), serving, "the old guards keep serving");
+    world.apply(&policy_manifest(ns, "fail", &good));
+    world.wait_ready(ns, "fail");
 }
 
 /// What someone changes by hand on an object the operator owns is put back within
