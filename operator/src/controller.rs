@@ -238,7 +238,10 @@ async fn write_status(
     next: GuardrailPolicyStatus,
 ) -> Result<(), Error> {
     if status::changed(policy.status.as_ref(), &next) {
-        let patch = json!({"status": next});
+        // The version this pass read: a pass that ran on a stale copy (the cache had not
+        // caught up with the last status write) is refused with a conflict and retried on
+        // a fresh one, instead of writing transition times from the past.
+        let patch = json!({"metadata": {"resourceVersion": policy.resource_version()}, "status": next});
         api.patch_status(&policy.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     }
     Ok(())
