@@ -223,44 +223,10 @@ impl World {
         list["items"].as_array().map_or(0, Vec::len)
     }
 
-    /// `kind/name` → resourceVersion of everything labelled as the policy's.
-    fn owned_versions(&self, ns: &str, name: &str) -> BTreeMap<String, String> {
+    /// `kind/name` → `value` of each object labelled as the policy's.
+    fn owned(&self, ns: &str, name: &str, value: impl Fn(&Value) -> String) -> BTreeMap<String, String> {
         let kinds =
             "serviceaccounts,configmaps,deployments,services,poddisruptionbudgets,horizontalpodautoscalers,ingresses";
-        let out = self.cluster.kubectl(&[
-            "-n",
-            ns,
-            "get",
-            kinds,
-            "-l",
-            &format!("app.kubernetes.io/instance={name}"),
-            "-o",
-            "json",
-        ]);
-        let list: Value = serde_json::from_str(&out).expect("JSON");
-        list["items"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .map(|o| {
-                let key =
-                    format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or(""));
-                // The HPA controller writes its own status every sync; what the
-                // operator wrote is the spec, whose changes move the generation.
-                let version = if o["kind"] == "HorizontalPodAutoscaler" {
-                    format!("generation {}", o["metadata"]["generation"])
-                } else {
-                    o["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned()
-                };
-                (key, version)
-            })
-            .collect()
-    }
-
-    /// `kind/name` → when the operator's field manager last changed each object labelled
-    /// as the policy's (an apply that changes nothing leaves it).
-    fn operator_writes(&self, ns: &str, name: &str) -> BTreeMap<String, String> {
-        let kinds = "serviceaccounts,configmaps,deployments,services,poddisruptionbudgets";
         let selector = format!("app.kubernetes.io/instance={name}");
         let out =
             self.cluster.kubectl(&["-n", ns, "get", kinds, "-l", &selector, "-o", "json", "--show-managed-fields"]);
@@ -270,18 +236,38 @@ impl World {
             .into_iter()
             .flatten()
             .map(|o| {
-                let key =
-                    format!("{}/{}", o["kind"].as_str().unwrap_or(""), o["metadata"]["name"].as_str().unwrap_or(""));
-                let time = o["metadata"]["managedFields"]
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .find(|f| f["manager"] == "godel-operator" && f["operation"] == "Apply")
-                    .map(|f| f["time"].as_str().unwrap_or("").to_owned())
-                    .unwrap_or_default();
-                (key, time)
+                let text = |v: &Value| v.as_str().unwrap_or("").to_owned();
+                (format!("{}/{}", text(&o["kind"]), text(&o["metadata"]["name"])), value(o))
             })
             .collect()
+    }
+
+    /// `kind/name` → resourceVersion of everything labelled as the policy's.
+    fn owned_versions(&self, ns: &str, name: &str) -> BTreeMap<String, String> {
+        self.owned(ns, name, |o| {
+            // The HPA controller writes its own status every sync; what the
+            // operator wrote is the spec, whose changes move the generation.
+            if o["kind"] == "HorizontalPodAutoscaler" {
+                format!("generation {}", o["metadata"]["generation"])
+            } else {
+                o["metadata"]["resourceVersion"].as_str().unwrap_or("").to_owned()
+            }
+        })
+    }
+
+    /// `kind/name` → when the operator's field manager last changed each object labelled
+    /// as the policy's (an apply that changes nothing leaves it).
+    fn operator_writes(&self, ns: &str, name: &str) -> BTreeMap<String, String> {
+        self.owned(ns, name, |o| {
+            o["metadata"]["managedFields"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .find(|f| f["manager"] == "godel-operator" && f["operation"] == "Apply")
+                .and_then(|f| f["time"].as_str())
+                .unwrap_or("")
+                .to_owned()
+        })
     }
 
     fn leader(&self) -> Option<String> {

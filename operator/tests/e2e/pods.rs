@@ -217,9 +217,8 @@ fn report(kube: &Kube, pod: &Value, ready: bool) -> bool {
     .is_some()
 }
 
-fn k8s_now() -> String {
-    let out = Command::new("date").args(["-u", "+%Y-%m-%dT%H:%M:%SZ"]).output().expect("date runs");
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+fn k8s_now() -> Value {
+    json!(k8s_openapi::apimachinery::pkg::apis::meta::v1::Time(k8s_openapi::jiff::Timestamp::now()))
 }
 
 /// Lays out the pod's volumes and starts its guard in new mount and network namespaces.
