@@ -1,16 +1,17 @@
-//! Types of the `GuardrailPolicy` custom resource.
+//! The `GuardrailPolicy` custom resource: the guard's configuration (`spec.guard`, the
+//! types of `godel-config`, re-exported here) plus how to run the fleet, and the
+//! CustomResourceDefinition generated from them.
 //!
-//! The guard reads the guard-relevant part of a policy's spec (`spec.guard`) as its
-//! config file, and the operator renders that same part into the guard's ConfigMap, so
-//! the types are defined once, here. Defaults live in code (serde), never in the CRD
-//! schema, so that a GitOps tool never sees a server-side default it did not write.
+//! The operator renders `spec.guard` into the guard's ConfigMap, and the guard reads that
+//! file with the same types, so they are defined once. Defaults live in code (serde),
+//! never in the CRD schema, so that a GitOps tool never sees a server-side default it did
+//! not write.
 
 mod crd;
-mod guard_config;
 mod policy;
 mod validate;
 
 pub use crd::{crd, crd_yaml};
-pub use guard_config::*;
+pub use godel_config::*;
 pub use policy::*;
-pub use validate::{InvalidConfig, MAX_NAME_LENGTH};
+pub use validate::InvalidPolicy;

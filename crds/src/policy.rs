@@ -5,12 +5,14 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::api::core::v1::ResourceRequirements;
+use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::Condition;
 use kube::CustomResource;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::GuardConfig;
+use crate::validate::{ALB_NEEDS_WAF, GRACE_TOO_SHORT, MIN_ABOVE_MAX};
 
 /// Default image of the guard; `spec.deployment.image` overrides it.
 pub const DEFAULT_IMAGE: &str = "ghcr.io/godel-guardrail/godel-guard:0.1.0";
@@ -21,6 +23,10 @@ pub const DEFAULT_REPLICAS: i32 = 3;
 pub const DEFAULT_GRACE_SECONDS: i64 = 30;
 pub const DEFAULT_PRE_STOP_SECONDS: i64 = 5;
 pub const DEFAULT_CPU_TARGET: i32 = 70;
+/// Security debt growth (points per second over 5 minutes) that pages.
+pub const DEFAULT_DEBT_ALERT_THRESHOLD: f64 = 10.0;
+/// A guard's CPU request; the CPU alerts compare usage with it.
+pub const DEFAULT_CPU_REQUEST: &str = "100m";
 /// How long a guard keeps answering after SIGTERM (`--drain-delay-ms`), after the preStop
 /// pause: the grace period must cover both and leave time for in-flight requests.
 pub const DRAIN_DELAY_MS: i64 = 1000;
@@ -56,6 +62,24 @@ impl DeploymentSettings {
 
     pub fn pre_stop_delay_seconds(&self) -> i64 {
         self.pre_stop_delay_seconds.unwrap_or(DEFAULT_PRE_STOP_SECONDS)
+    }
+
+    /// The spec's resources, or requests of 100m CPU and 128Mi, limits of 1 CPU and 256Mi.
+    pub fn resources(&self) -> ResourceRequirements {
+        self.resources.clone().unwrap_or_else(|| {
+            let q = |s: &str| Quantity(s.to_owned());
+            ResourceRequirements {
+                requests: Some(BTreeMap::from([("cpu".into(), q(DEFAULT_CPU_REQUEST)), ("memory".into(), q("128Mi"))])),
+                limits: Some(BTreeMap::from([("cpu".into(), q("1")), ("memory".into(), q("256Mi"))])),
+                ..ResourceRequirements::default()
+            }
+        })
+    }
+}
+
+impl MonitoringSettings {
+    pub fn debt_alert_threshold(&self) -> f64 {
+        self.debt_alert_threshold.unwrap_or(DEFAULT_DEBT_ALERT_THRESHOLD)
     }
 }
 
@@ -117,7 +141,7 @@ pub struct GuardrailPolicySpec {
          (has(self.preStopDelaySeconds) ? self.preStopDelaySeconds : {DEFAULT_PRE_STOP_SECONDS}) + {}",
         DRAIN_DELAY_MS / 1000
     ),
-    "message": "terminationGracePeriodSeconds must be longer than preStopDelaySeconds plus the guard's 1 s drain"
+    "message": GRACE_TOO_SHORT
 }]))]
 pub struct DeploymentSettings {
     /// Guard pods when autoscaling is off [default: 3].
@@ -144,7 +168,7 @@ pub struct DeploymentSettings {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas", "message": "minReplicas must not exceed maxReplicas"}
+    {"rule": "!has(self.minReplicas) || self.minReplicas <= self.maxReplicas", "message": MIN_ABOVE_MAX}
 ]))]
 pub struct AutoscalingSettings {
     /// [default: 3]
@@ -188,7 +212,7 @@ pub struct MonitoringSettings {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("x-kubernetes-validations" = [
-    {"rule": "self.controller != 'alb' || has(self.wafAclArn)", "message": "an ALB rate-limits through a WAF web ACL: set wafAclArn"}
+    {"rule": "self.controller != 'alb' || has(self.wafAclArn)", "message": ALB_NEEDS_WAF}
 ]))]
 pub struct IngressSettings {
     pub host: String,

@@ -1,139 +1,85 @@
-//! The checks a guard config must pass beyond its types, in one place: the guard's
-//! start-up, `godel-guard check-config` and the operator's reconcile all call
-//! [`GuardConfig::validate`].
+//! The relations between a policy's fleet fields. Each is a CEL rule in the CRD (the API
+//! server refuses a policy that breaks it) and, named beside it, its twin here: the
+//! operator checks again before it applies, so a policy written before a rule existed,
+//! or sent to an API server without CEL validation, is reported instead of rolled out.
+//! The guard's own config is checked by `godel_config` (`GuardConfig::validate`).
 
-use crate::{GuardConfig, LimiterBackend};
+use crate::{AutoscalingSettings, DRAIN_DELAY_MS, DeploymentSettings, GuardrailPolicySpec, IngressController};
 
-/// Longest tier or rule name: they become metric label values.
-pub const MAX_NAME_LENGTH: usize = 63;
+/// CEL `self.controller != 'alb' || has(self.wafAclArn)` on `spec.ingress`.
+pub(crate) const ALB_NEEDS_WAF: &str = "an ALB rate-limits through a WAF web ACL: set wafAclArn";
+/// CEL `!has(self.minReplicas) || self.minReplicas <= self.maxReplicas` on
+/// `spec.autoscaling`. The twin is stricter: it compares the defaulted minimum (3), which
+/// the rule cannot see, so `maxReplicas: 2` alone is refused before an autoscaler is.
+pub(crate) const MIN_ABOVE_MAX: &str = "minReplicas must not exceed maxReplicas";
+/// CEL on `spec.deployment`: the grace period outlasts the preStop pause and the drain.
+pub(crate) const GRACE_TOO_SHORT: &str =
+    "terminationGracePeriodSeconds must be longer than preStopDelaySeconds plus the guard's 1 s drain";
 
-/// A guard config that cannot run, with the field it is about.
+/// A policy whose fleet fields contradict each other, by the field that says so.
 #[derive(Debug, PartialEq, Eq, thiserror::Error)]
-#[error("{0}")]
-pub struct InvalidConfig(pub String);
-
-/// Whether `text` is a URL the Redis client accepts, without pulling the client in.
-fn is_redis_url(text: &str) -> bool {
-    match url::Url::parse(text) {
-        Ok(url) => match url.scheme() {
-            "redis" | "rediss" | "valkey" | "valkeys" => url.host_str().is_some_and(|h| !h.is_empty()),
-            "unix" | "redis+unix" | "valkey+unix" => !url.path().is_empty(),
-            _ => false,
-        },
-        Err(_) => false,
-    }
+pub enum InvalidPolicy {
+    #[error("spec.ingress: {ALB_NEEDS_WAF}")]
+    AlbWithoutWaf,
+    #[error("spec.autoscaling: {MIN_ABOVE_MAX}")]
+    MinAboveMax,
+    #[error("spec.deployment: {GRACE_TOO_SHORT}")]
+    GraceTooShort,
 }
 
-impl GuardConfig {
-    /// Checks what the types cannot: relations between fields and sane numbers. The
-    /// guard runs it at start-up and in `check-config`, the operator before it applies a
-    /// policy; the CRD's schema and CEL rules refuse a subset earlier, at admission.
-    pub fn validate(&self) -> Result<(), InvalidConfig> {
-        let config = self;
-        let invalid = |msg: String| Err(InvalidConfig(msg));
-        if config.tiers.is_empty() {
-            return invalid("tiers: at least one tier is required".into());
+impl GuardrailPolicySpec {
+    /// The CEL rules' twins, in the order the fields appear.
+    pub fn check_relations(&self) -> Result<(), InvalidPolicy> {
+        if !self.deployment.grace_outlasts_drain() {
+            return Err(InvalidPolicy::GraceTooShort);
         }
-        for (i, tier) in config.tiers.iter().enumerate() {
-            if tier.name.is_empty() || tier.name.len() > MAX_NAME_LENGTH {
-                return invalid(format!("tiers[{i}].name must be 1 to {MAX_NAME_LENGTH} characters"));
-            }
-            if config.tiers[..i].iter().any(|t| t.name == tier.name) {
-                return invalid(format!("tiers[{i}].name `{}` is used twice", tier.name));
-            }
-            if !(tier.rate_per_second.is_finite() && tier.rate_per_second > 0.0) {
-                return invalid(format!("tiers[{i}].ratePerSecond must be a positive number"));
-            }
-            if tier.burst < 1 {
-                return invalid(format!("tiers[{i}].burst must be at least 1"));
-            }
+        if self.autoscaling.as_ref().is_some_and(|a| !a.min_within_max()) {
+            return Err(InvalidPolicy::MinAboveMax);
         }
-        if !config.tiers.iter().any(|t| t.name == config.default_tier) {
-            return invalid(format!("defaultTier `{}` is not one of the tiers", config.default_tier));
-        }
-        let classifier = &config.traps.classifier;
-        if classifier.action == crate::Action::Redact {
-            return invalid("traps.classifier.action must be block or flag: a score has no span to redact".into());
-        }
-        if classifier.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
-            return invalid("traps.classifier.threshold must be between 0 and 1".into());
-        }
-        let untrusted = &config.traps.untrusted;
-        if untrusted.action == crate::Action::Redact {
-            return invalid("traps.untrusted.action must be block or flag: an injection has no part to mask".into());
-        }
-        if untrusted.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
-            return invalid("traps.untrusted.threshold must be between 0 and 1".into());
-        }
-        if config.rate_limit.backend == LimiterBackend::Redis && config.rate_limit.redis.is_none() {
-            return invalid("rateLimit.backend is redis but rateLimit.redis is missing".into());
-        }
-        if let Some(redis) = &config.rate_limit.redis {
-            if redis.mode == crate::RedisMode::Sentinel && redis.master_name.is_none() {
-                return invalid("rateLimit.redis.masterName is required in sentinel mode".into());
-            }
-            if redis.timeout_ms == 0 {
-                return invalid("rateLimit.redis.timeoutMs must be at least 1".into());
-            }
-            // The URL is not echoed: it may hold a password.
-            let urls = std::iter::once(("url".to_owned(), &redis.url))
-                .chain(redis.nodes.iter().enumerate().map(|(i, node)| (format!("nodes[{i}]"), node)));
-            for (field, url) in urls {
-                if !is_redis_url(url) {
-                    return invalid(format!("rateLimit.redis.{field} is not a redis:// or rediss:// URL"));
-                }
-            }
-        }
-        if let Some(i) = config.traps.regex.rules.iter().position(|r| r.name.trim().is_empty()) {
-            return invalid(format!("traps.regex.rules[{i}].name must not be empty"));
-        }
-        if config.traps.max_prompt_bytes == 0 {
-            return invalid("traps.maxPromptBytes must be at least 1".into());
-        }
-        let debt = &config.security_debt;
-        if !(debt.half_life_seconds.is_finite() && debt.half_life_seconds > 0.0) {
-            return invalid("securityDebt.halfLifeSeconds must be a positive number".into());
-        }
-        if !(debt.quarantine_threshold.is_finite() && debt.quarantine_threshold > 0.0) {
-            return invalid("securityDebt.quarantineThreshold must be a positive number".into());
+        if self.ingress.as_ref().is_some_and(|i| i.controller == IngressController::Alb && i.waf_acl_arn.is_none()) {
+            return Err(InvalidPolicy::AlbWithoutWaf);
         }
         Ok(())
     }
 }
 
+impl DeploymentSettings {
+    fn grace_outlasts_drain(&self) -> bool {
+        self.termination_grace_period_seconds() > self.pre_stop_delay_seconds() + DRAIN_DELAY_MS / 1000
+    }
+}
+
+impl AutoscalingSettings {
+    fn min_within_max(&self) -> bool {
+        self.min_replicas() <= self.max_replicas
+    }
+}
+
 #[cfg(test)]
 mod tests {
-    use crate::GuardConfig;
+    use super::*;
 
-    fn config(yaml: &str) -> Result<GuardConfig, serde_json::Error> {
-        serde_json::from_value(serde_yaml::from_str(yaml).expect("YAML"))
+    fn spec(yaml: &str) -> GuardrailPolicySpec {
+        serde_json::from_value(serde_yaml::from_str(yaml).expect("YAML")).expect("a spec")
     }
 
     #[test]
-    fn relations_are_checked_with_field_names() {
-        let unknown_default = config("defaultTier: gold").unwrap();
-        assert!(unknown_default.validate().unwrap_err().to_string().contains("defaultTier"));
-        let zero_burst = config("tiers: [{name: free, ratePerSecond: 1, burst: 0}]").unwrap();
-        assert!(zero_burst.validate().unwrap_err().to_string().contains("tiers[0].burst"));
-        let dup = config("tiers: [{name: free, ratePerSecond: 1, burst: 1}, {name: free, ratePerSecond: 2, burst: 2}]")
-            .unwrap();
-        assert!(dup.validate().unwrap_err().to_string().contains("used twice"));
-        let redis_without_url = config("rateLimit: {backend: redis}").unwrap();
-        assert!(redis_without_url.validate().unwrap_err().to_string().contains("rateLimit.redis"));
-        let bad_url = config("rateLimit: {backend: redis, redis: {url: 'not a url:hunter2'}}").unwrap();
-        let err = bad_url.validate().unwrap_err().to_string();
-        assert!(err.contains("rateLimit.redis.url") && !err.contains("hunter2"), "{err}");
-        let bad_node = config("rateLimit: {backend: redis, redis: {url: 'redis://a:6379', nodes: ['b c']}}").unwrap();
-        assert!(bad_node.validate().unwrap_err().to_string().contains("nodes[0]"));
-        assert!(
-            config("rateLimit: {backend: redis, redis: {url: 'rediss://u:p@a:6380/0'}}").unwrap().validate().is_ok()
+    fn each_cel_rule_has_its_twin() {
+        assert_eq!(spec("{}").check_relations(), Ok(()));
+        let alb = spec("ingress: {host: g.example, controller: alb, requestsPerSecond: 5}");
+        assert_eq!(alb.check_relations(), Err(InvalidPolicy::AlbWithoutWaf));
+        let nginx = spec("ingress: {host: g.example, controller: nginx, requestsPerSecond: 5}");
+        assert_eq!(nginx.check_relations(), Ok(()));
+        let inverted = spec("autoscaling: {minReplicas: 5, maxReplicas: 2}");
+        assert_eq!(inverted.check_relations(), Err(InvalidPolicy::MinAboveMax));
+        let below_default = spec("autoscaling: {maxReplicas: 2}");
+        assert_eq!(below_default.check_relations(), Err(InvalidPolicy::MinAboveMax), "the default minimum is 3");
+        let short = spec("deployment: {terminationGracePeriodSeconds: 6, preStopDelaySeconds: 5}");
+        assert_eq!(short.check_relations(), Err(InvalidPolicy::GraceTooShort));
+        assert_eq!(
+            spec("deployment: {terminationGracePeriodSeconds: 7, preStopDelaySeconds: 5}").check_relations(),
+            Ok(())
         );
-        let unnamed = config("traps: {regex: {rules: [{name: ' ', pattern: x}]}}").unwrap();
-        assert!(unnamed.validate().unwrap_err().to_string().contains("rules[0].name"));
-        let masked = config("traps: {untrusted: {action: redact}}").unwrap();
-        assert!(masked.validate().unwrap_err().to_string().contains("traps.untrusted.action"));
-        let over = config("traps: {untrusted: {threshold: 1.5}}").unwrap();
-        assert!(over.validate().unwrap_err().to_string().contains("traps.untrusted.threshold"));
-        assert!(config("traps: {untrusted: {action: flag, threshold: 0.7}}").unwrap().validate().is_ok());
+        assert!(InvalidPolicy::AlbWithoutWaf.to_string().starts_with("spec.ingress: "));
     }
 }

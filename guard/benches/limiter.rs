@@ -10,7 +10,7 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use godel_crds::{RedisConfig, RedisMode};
+use godel_config::{RedisConfig, RedisMode};
 use godel_guard::limiter::{BucketLimit, DebtPolicy, RedisBackend};
 
 const USERS: u64 = 10_000;

@@ -6,7 +6,7 @@
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
-use godel_crds::{FileKeySource, KeySource, KmsKeySource};
+use godel_config::{FileKeySource, KeySource, KmsKeySource};
 use serde_json::Value;
 
 use crate::audit::Keyring;

@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::http::body::{DEFAULT_BODY_TIMEOUT_MS, DEFAULT_MIN_BODY_RATE};
+
 #[derive(Debug, Parser)]
 #[command(
     name = "godel-guard",
@@ -105,11 +107,11 @@ pub struct ServeArgs {
     #[arg(long, env = "GODEL_IDLE_TIMEOUT_MS", default_value_t = 75_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub idle_timeout_ms: u64,
     /// Longest time a request body may take to arrive (408 after it).
-    #[arg(long, env = "GODEL_BODY_TIMEOUT_MS", default_value_t = 30_000, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "GODEL_BODY_TIMEOUT_MS", default_value_t = DEFAULT_BODY_TIMEOUT_MS, value_parser = clap::value_parser!(u64).range(1..))]
     pub body_timeout_ms: u64,
     /// Bytes per second a request body must average after its first five seconds
     /// (408 below it), so a client cannot trickle a body to hold a connection.
-    #[arg(long, env = "GODEL_MIN_BODY_RATE", default_value_t = 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    #[arg(long, env = "GODEL_MIN_BODY_RATE", default_value_t = DEFAULT_MIN_BODY_RATE, value_parser = clap::value_parser!(u64).range(1..))]
     pub min_body_rate: u64,
     /// Connections served at once; over it a new connection gets a 503 and is closed.
     /// Lowered at start-up to leave 1024 file descriptors free.

@@ -4,12 +4,16 @@
 
 use std::path::Path;
 
-use godel_crds::GuardConfig;
+use godel_config::GuardConfig;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
-    #[error("cannot read config file {path}: {reason}")]
-    Unreadable { path: String, reason: String },
+    #[error("cannot read config file {path}: {source}")]
+    Unreadable {
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("config file {path} is not valid: {reason}")]
     Parse { path: String, reason: String },
 }
@@ -20,8 +24,8 @@ pub fn load(path: Option<&Path>) -> Result<GuardConfig, ConfigError> {
         return Ok(GuardConfig::default());
     };
     let shown = path.display().to_string();
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| ConfigError::Unreadable { path: shown.clone(), reason: e.to_string() })?;
+    let text =
+        std::fs::read_to_string(path).map_err(|source| ConfigError::Unreadable { path: shown.clone(), source })?;
     parse(&text).map_err(|reason| ConfigError::Parse { path: shown, reason })
 }
 
@@ -55,7 +59,7 @@ mod tests {
     #[test]
     fn key_sources_read_as_maps() {
         let config = parse("audit: {key: {file: {path: /vault/secrets/k}}, salt: {env: {}}}").unwrap();
-        assert!(matches!(config.audit.key, Some(godel_crds::KeySource::File(_))));
+        assert!(matches!(config.audit.key, Some(godel_config::KeySource::File(_))));
     }
 
     #[test]

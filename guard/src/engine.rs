@@ -3,15 +3,15 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime};
+use std::time::Instant;
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
-use godel_crds::{Action, GuardConfig, OutputAction};
+use godel_config::{Action, GuardConfig, OutputAction};
 
-use crate::audit::{AuditFinding, AuditLine, AuditSink, SharedKeyring};
+use crate::audit::{AuditFinding, AuditLine, AuditSink, Pseudonyms, SharedKeyring};
 use crate::limiter::{Admission, BucketLimit, DebtPolicy, Limiter};
-use crate::metrics::{FindingLabels, Metrics, RequestLabels, TrapFindingLabels};
+use crate::metrics::{Metrics, RequestLabels, TrapFindingLabels};
 use crate::pseudonym::Pseudonymizer;
 use godel_traps::{Finding, TrapEngine};
 
@@ -38,9 +38,11 @@ pub struct Subject<'a> {
     pub untrusted: &'a [&'a str],
 }
 
-/// The text of a request a finding was found in.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Input {
+/// The text of a request a finding was found in: the audit finding's `input` and the
+/// findings metric's label.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Input {
     Prompt,
     Instructions,
     Untrusted,
@@ -64,8 +66,9 @@ pub enum Decision {
     Throttle(Throttle),
 }
 
-/// Why a prompt was throttled.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+/// Why a prompt was throttled, as the API and the audit line's `reason` name it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Throttle {
     /// The bucket is empty; tokens come back after `retry_after_ms`.
     RateLimited,
@@ -84,11 +87,10 @@ impl Decision {
         }
     }
 
-    /// The throttle's reason as the API and the audit line name it.
-    pub fn reason(self) -> Option<&'static str> {
+    /// Why it is a throttle, if it is one.
+    pub fn throttle(self) -> Option<Throttle> {
         match self {
-            Decision::Throttle(Throttle::RateLimited) => Some("rate_limited"),
-            Decision::Throttle(Throttle::Quarantined) => Some("quarantined"),
+            Decision::Throttle(why) => Some(why),
             Decision::Allow | Decision::Block => None,
         }
     }
@@ -110,14 +112,6 @@ pub struct Outcome {
     pub retry_after_ms: u64,
     /// Who asked, pseudonymously: what an audit line about the answer needs.
     pub who: Pseudonyms,
-}
-
-/// The pseudonymous identity of a request's user, as its audit line carries it.
-#[derive(Clone, Debug)]
-pub struct Pseudonyms {
-    pub analytical_id: String,
-    pub audit_id: String,
-    pub tier: String,
 }
 
 impl Outcome {
@@ -153,19 +147,19 @@ pub struct Guard {
     default_tier: String,
     /// Secrets, personal data and invisible characters without the injection traps: for
     /// model answers and for the application's own instructions.
-    context_traps: TrapEngine,
+    pub(crate) context_traps: TrapEngine,
     /// Tool results and documents ([`TrapEngine::for_untrusted`]); `None` when the policy
     /// does not inspect them.
     untrusted_traps: Option<TrapEngine>,
-    output_action: OutputAction,
+    pub(crate) output_action: OutputAction,
     tiers: HashMap<String, BucketLimit>,
     debt: DebtPolicy,
     traps: TrapEngine,
     pseudonymizer: Pseudonymizer,
     keyring: SharedKeyring,
     limiter: Arc<dyn Limiter>,
-    metrics: Arc<Metrics>,
-    audit: AuditSink,
+    pub(crate) metrics: Arc<Metrics>,
+    pub(crate) audit: AuditSink,
 }
 
 /// Everything a [`Guard`] is built from.
@@ -231,9 +225,12 @@ impl Guard {
         // Only now: a tier name from the policy's list, not whatever the client sent.
         Span::current().record("tier", tier);
 
-        let analytical_id = self.pseudonymizer.analytical_id(user_id);
-        let audit_id = self.keyring.current().seal(user_id);
-        let bucket = format!("{tier}:{analytical_id}");
+        let who = Pseudonyms {
+            analytical_id: self.pseudonymizer.analytical_id(user_id),
+            audit_id: self.keyring.current().seal(user_id),
+            tier: tier.to_owned(),
+        };
+        let bucket = format!("{tier}:{}", who.analytical_id);
 
         let admission = self.admit(&bucket, limit).await;
         let (decision, findings, instruction_findings, untrusted_findings) = if admission.allowed {
@@ -273,7 +270,8 @@ impl Guard {
             }
         }
         for (input, f) in by_input() {
-            let labels = TrapFindingLabels { trap: f.trap, severity: f.severity.as_str(), input: input.as_str() };
+            let labels =
+                TrapFindingLabels { trap: f.trap.as_str(), severity: f.severity.as_str(), input: input.as_str() };
             self.metrics.findings.get_or_create(&labels).inc();
         }
         self.metrics
@@ -281,27 +279,20 @@ impl Guard {
             .get_or_create(&RequestLabels { tier: tier.to_owned(), decision: decision.as_str() })
             .inc();
         Span::current().record("decision", decision.as_str());
-        self.audit
-            .write(&AuditLine {
-                ts: SystemTime::now(),
-                request_id: &request_id,
-                analytical_id: &analytical_id,
-                audit_id: &audit_id,
-                tier,
-                direction: None,
-                decision: decision.as_str(),
-                reason: decision.reason(),
-                findings: by_input()
-                    .map(|(input, f)| AuditFinding {
-                        trap: f.trap,
-                        rule: &f.rule,
-                        severity: f.severity,
-                        input: (input != Input::Prompt).then_some(input.as_str()),
-                    })
-                    .collect(),
-                latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+        let findings_seen = by_input()
+            .map(|(input, f)| AuditFinding {
+                trap: f.trap,
+                rule: &f.rule,
+                severity: f.severity,
+                input: (input != Input::Prompt).then_some(input),
             })
-            .await;
+            .collect();
+        let line = AuditLine {
+            reason: decision.throttle(),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            ..AuditLine::new(&request_id, &who, decision.into(), findings_seen)
+        };
+        self.audit.write(&line).await;
         Ok(Outcome {
             request_id,
             decision,
@@ -310,47 +301,8 @@ impl Guard {
             untrusted_findings,
             remaining: admission.remaining,
             retry_after_ms: admission.retry_after_ms,
-            who: Pseudonyms { analytical_id, audit_id, tier: tier.to_owned() },
+            who,
         })
-    }
-
-    /// What the proxy does with model answers.
-    pub fn output_action(&self) -> OutputAction {
-        self.output_action
-    }
-
-    /// Findings in a model's answer (secrets, personal data, invisible characters):
-    /// empty when answers are not inspected.
-    pub fn inspect_answer(&self, text: &str) -> Vec<Finding> {
-        if self.output_action == OutputAction::None { Vec::new() } else { self.context_traps.inspect(text) }
-    }
-
-    /// The audit line for an answer with findings, beside the request's own line (same
-    /// `request_id`): `direction: "answer"` and what was done (`allow` for a flagged
-    /// answer, `redact`, `block`). Written from a task of its own, so an answer stream
-    /// dropped by its client still records what it carried.
-    pub fn audit_answer(&self, request_id: &str, who: &Pseudonyms, decision: &'static str, findings: &[Finding]) {
-        for f in findings {
-            self.metrics
-                .answer_findings
-                .get_or_create(&FindingLabels { trap: f.trap, severity: f.severity.as_str() })
-                .inc();
-        }
-        self.audit.write_detached(&AuditLine {
-            ts: SystemTime::now(),
-            request_id,
-            analytical_id: &who.analytical_id,
-            audit_id: &who.audit_id,
-            tier: &who.tier,
-            direction: Some("answer"),
-            decision,
-            reason: None,
-            findings: findings
-                .iter()
-                .map(|f| AuditFinding { trap: f.trap, rule: &f.rule, severity: f.severity, input: None })
-                .collect(),
-            latency_ms: 0.0,
-        });
     }
 
     /// Asks the limiter. Backends apply the policy's failure mode themselves; a limiter
@@ -412,10 +364,11 @@ fn new_request_id() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use godel_crds::Severity;
+    use godel_config::Severity;
+    use godel_traps::TrapKind;
 
     fn finding(start: usize, end: usize, action: Action, rule: &str) -> Finding {
-        Finding { trap: "regex", rule: rule.into(), severity: Severity::Medium, action, start, end }
+        Finding { trap: TrapKind::Regex, rule: rule.into(), severity: Severity::Medium, action, start, end }
     }
 
     #[test]

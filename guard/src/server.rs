@@ -9,7 +9,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use godel_crds::{GuardConfig, LimiterBackend};
+use godel_config::{GuardConfig, LimiterBackend};
 
 use crate::audit::{AuditSink, AuditWriter, Keyring, SharedKeyring};
 use crate::config::{self, ConfigError};
@@ -30,8 +30,12 @@ pub enum StartupError {
     Check(#[from] CheckError),
     #[error(transparent)]
     Key(#[from] KeyError),
-    #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: SocketAddr, reason: String },
+    #[error("cannot listen on {addr}: {source}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("rate limiter: {0}")]
     Limiter(#[from] LimiterError),
     #[error("proxy: {0}")]
@@ -162,8 +166,8 @@ pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + '
     let config = config::load(options.config.as_deref())?;
     let Built { state, body_limit, audit_writer } =
         build(&config, options.production, options.fleet_size, Box::new(std::io::stdout())).await?;
-    let listener = edge::listen(options.listen)
-        .map_err(|e| StartupError::Listen { addr: options.listen, reason: e.to_string() })?;
+    let listener =
+        edge::listen(options.listen).map_err(|source| StartupError::Listen { addr: options.listen, source })?;
     let local = listener.local_addr().map_err(StartupError::Serve)?;
     tracing::info!(addr = %local, production = options.production, "listening");
 

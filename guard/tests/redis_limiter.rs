@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::redis::{RedisCluster, RedisServer, Sentinel};
-use godel_crds::{FailureMode, RedisConfig, RedisMode};
+use godel_config::{FailureMode, RedisConfig, RedisMode};
 use godel_guard::limiter::{BucketLimit, DebtPolicy, FailoverLimiter, Limiter, RedisBackend, bucket_key};
 use godel_guard::metrics::Metrics;
 

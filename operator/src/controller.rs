@@ -23,8 +23,8 @@ use serde_json::json;
 use crate::context::{Context, MANAGER};
 use crate::drift;
 use crate::error::Error;
-use crate::resources::{self, Desired, OwnedKind, content_hash, guard_name};
-use crate::status::{self, DEGRADED, Fleet, PROGRESSING, READY, Wanted};
+use crate::resources::{self, Absent, Owned, content_hash, guard_name};
+use crate::status::{self, ConditionType, Fleet, Reason, Wanted};
 use crate::validate::{self, Invalid};
 
 /// Annotation with the hash of what the operator last applied to an object; equal hash,
@@ -33,55 +33,132 @@ pub const APPLIED_HASH: &str = "guardrails.godel.dev/applied-hash";
 
 const MONITORING_GROUP: &str = "monitoring.coreos.com/v1";
 
-/// One object the policy asks for, as the API server will receive it.
-struct Owned {
-    kind: &'static OwnedKind,
-    resource: ApiResource,
-    object: DynamicObject,
+/// What every phase of one pass works on: the policy, where it lives, and the shared
+/// context.
+struct Scope<'a> {
+    policy: &'a GuardrailPolicy,
+    ctx: &'a Context,
+    ns: String,
+    policies: Api<GuardrailPolicy>,
 }
 
-impl Owned {
-    fn api(&self, client: &Client, ns: &str) -> Api<DynamicObject> {
-        Api::namespaced_with(client.clone(), ns, &self.resource)
+impl Scope<'_> {
+    fn api(&self, resource: &ApiResource) -> Api<DynamicObject> {
+        Api::namespaced_with(self.ctx.client.clone(), &self.ns, resource)
     }
 
-    fn name(&self) -> String {
-        self.object.name_any()
+    /// The key of an owned object in [`Context::seen`].
+    fn seen_key(&self, resource: &ApiResource, name: &str) -> String {
+        format!("{}/{}/{name}", self.ns, resource.kind)
     }
 
-    fn describe(&self) -> String {
-        format!("{} {}", self.resource.kind, self.name())
+    fn seen(&self) -> std::sync::MutexGuard<'_, std::collections::HashSet<String>> {
+        self.ctx.seen.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn key(&self, ns: &str) -> String {
-        format!("{ns}/{}/{}", self.resource.kind, self.name())
-    }
-}
-
-/// The policy's desired state (the plan `godel-operator render` prints), split for
-/// applying: the rendered config's hash, the objects to apply in order as the API server
-/// will receive them, and the objects to delete.
-struct Split {
-    config_hash: String,
-    apply: Vec<Owned>,
-    absent: Vec<(&'static OwnedKind, String)>,
-}
-
-fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Result<Split, Error> {
-    let plan = resources::desired(policy, secrets_hash, monitoring)?;
-    let mut split = Split { config_hash: plan.config.hash, apply: Vec::new(), absent: Vec::new() };
-    for entry in plan.objects {
-        match entry {
-            Desired::Present(value) => {
-                let object: DynamicObject = serde_json::from_value(value)?;
-                let kind =
-                    object.types.as_ref().and_then(|t| resources::owned_kind(&t.kind)).ok_or(Error::UnownedKind)?;
-                split.apply.push(Owned { kind, resource: kind.api_resource(), object });
-            }
-            Desired::Absent { kind, name } => split.absent.push((kind, name)),
+    async fn publish(&self, type_: EventType, reason: Reason, note: String) {
+        let event = Event {
+            type_,
+            reason: reason.as_str().into(),
+            note: Some(note),
+            action: "Reconcile".into(),
+            secondary: None,
+        };
+        if let Err(e) = self.ctx.recorder().publish(&event, &self.policy.object_ref(&())).await {
+            tracing::warn!(error = %e, "event not recorded");
         }
     }
-    Ok(split)
+}
+
+/// What one pass did: when to look again, and the reason the spec could not be applied.
+pub struct Pass {
+    pub action: Action,
+    pub invalid: Option<Reason>,
+}
+
+/// One reconcile pass for one policy: check, plan, write, observe, report. A spec that
+/// fails a check, or an object the API server refuses, leaves the running fleet as it
+/// is and is reported instead (`degrade`).
+pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result<Pass, Error> {
+    let ns = policy.namespace().ok_or(Error::MissingNamespace)?;
+    // A policy being deleted (foreground) waits for the garbage collector to remove
+    // what it owns: putting those back would keep it from ever going.
+    if policy.metadata.deletion_timestamp.is_some() {
+        return Ok(Pass { action: Action::await_change(), invalid: None });
+    }
+    let policies = Api::namespaced(ctx.client.clone(), &ns);
+    let scope = Scope { policy, ctx, ns, policies };
+    let secrets_hash = match check(&scope).await? {
+        Ok(hash) => hash,
+        Err(invalid) => return degrade(&scope, invalid, now).await,
+    };
+    let monitoring = monitoring_available(&ctx.client).await?;
+    let plan = resources::plan(policy, &secrets_hash, monitoring)?;
+    if let Err(invalid) = write(&scope, plan.apply, plan.absent).await? {
+        return degrade(&scope, invalid, now).await;
+    }
+    let fleet = observe(&scope, monitoring).await?;
+    report(&scope, fleet, plan.config.hash, now).await
+}
+
+/// Check: the spec passes every check that needs no API call, and its Secrets exist;
+/// the referenced Secrets' versions, hashed, so a change to one rolls the pods.
+async fn check(scope: &Scope<'_>) -> Result<Result<String, Invalid>, Error> {
+    match validate::spec(scope.policy) {
+        Ok(()) => secrets_hash(scope).await,
+        Err(invalid) => Ok(Err(invalid)),
+    }
+}
+
+/// Versions of the referenced Secrets (metadata only), or which one is missing.
+async fn secrets_hash(scope: &Scope<'_>) -> Result<Result<String, Invalid>, Error> {
+    let policy = scope.policy;
+    if policy.spec.secrets.is_empty() {
+        return Ok(Ok("none".into()));
+    }
+    let api: Api<Secret> = Api::namespaced(scope.ctx.client.clone(), &scope.ns);
+    let mut versions = String::new();
+    for mount in &policy.spec.secrets {
+        let Some(meta) = api.get_metadata_opt(&mount.name).await? else {
+            let message = format!("spec.secrets: Secret {}/{} does not exist", scope.ns, mount.name);
+            return Ok(Err(Invalid { reason: Reason::SecretNotFound, message }));
+        };
+        versions.push_str(&format!("{}={};", mount.name, meta.resource_version().unwrap_or_default()));
+    }
+    Ok(Ok(content_hash(versions.as_bytes())))
+}
+
+/// Whether prometheus-operator's kinds exist: discovery needs no extra RBAC.
+async fn monitoring_available(client: &Client) -> Result<bool, Error> {
+    match client.list_api_group_resources(MONITORING_GROUP).await {
+        Ok(list) => {
+            let names: Vec<&str> = list.resources.iter().map(|r| r.name.as_str()).collect();
+            Ok(names.contains(&"prometheusrules") && names.contains(&"servicemonitors"))
+        }
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Write: what differs from the cluster, checked whole by a dry run, then applied, and
+/// what the policy no longer asks for deleted; one Event for what was written, one for
+/// what was put back.
+async fn write(scope: &Scope<'_>, apply: Vec<Owned>, absent: Vec<Absent>) -> Result<Result<(), Invalid>, Error> {
+    let writes = writes(scope, apply).await?;
+    if let Err(invalid) = dry_run(scope, &writes).await? {
+        return Ok(Err(invalid));
+    }
+    let mut written = match put(scope, writes).await? {
+        Ok(written) => written,
+        Err(invalid) => return Ok(Err(invalid)),
+    };
+    written.extend(prune(scope, absent).await?);
+    if !written.is_empty() {
+        let (policy, ns) = (scope.policy.name_any(), &scope.ns);
+        tracing::info!(%policy, namespace = %ns, objects = ?written, "applied");
+        scope.publish(EventType::Normal, Reason::Applied, format!("applied {}", written.join(", "))).await;
+    }
+    Ok(Ok(()))
 }
 
 /// Why an object is written this pass.
@@ -103,15 +180,15 @@ struct Write {
 /// The objects to write, each stamped with the hash of what we apply: those whose live
 /// copy lacks that hash, and those that carry it but were changed or deleted since (drift,
 /// put back on this pass). An unchanged world costs reads only.
-async fn writes(ctx: &Context, ns: &str, objects: Vec<Owned>) -> Result<Vec<Write>, Error> {
+async fn writes(scope: &Scope<'_>, objects: Vec<Owned>) -> Result<Vec<Write>, Error> {
     let mut out = Vec::new();
     for mut owned in objects {
         let hash = content_hash(&serde_json::to_vec(&owned.object)?);
         owned.object.annotations_mut().insert(APPLIED_HASH.into(), hash.clone());
-        let live = owned.api(&ctx.client, ns).get_opt(&owned.name()).await?;
+        let live = scope.api(&owned.resource).get_opt(&owned.name()).await?;
         let seen = {
-            let mut seen = ctx.seen.lock().unwrap_or_else(|e| e.into_inner());
-            let key = owned.key(ns);
+            let key = scope.seen_key(&owned.resource, &owned.name());
+            let mut seen = scope.seen();
             if live.is_some() { !seen.insert(key) } else { seen.contains(&key) }
         };
         let why = match &live {
@@ -129,6 +206,80 @@ async fn writes(ctx: &Context, ns: &str, objects: Vec<Owned>) -> Result<Vec<Writ
         out.push(Write { owned, live, why });
     }
     Ok(out)
+}
+
+/// Every new write is first checked by the API server, so an object it refuses leaves
+/// the whole fleet as it was rather than half-applied.
+async fn dry_run(scope: &Scope<'_>, writes: &[Write]) -> Result<Result<(), Invalid>, Error> {
+    let params = PatchParams { dry_run: true, ..PatchParams::apply(MANAGER).force() };
+    for Write { owned, .. } in writes.iter().filter(|w| matches!(w.why, Why::Changed)) {
+        if let Err(e) = scope.api(&owned.resource).patch(&owned.name(), &params, &Patch::Apply(&owned.object)).await {
+            let Some(message) = refused(&e) else { return Err(e.into()) };
+            return Ok(Err(rejected(owned, message)));
+        }
+    }
+    Ok(Ok(()))
+}
+
+/// Applies each write; what was written, for the `Applied` Event. Drift put back is
+/// logged, counted and reported as `DriftCorrected` here.
+async fn put(scope: &Scope<'_>, writes: Vec<Write>) -> Result<Result<Vec<String>, Invalid>, Error> {
+    let mut written = Vec::new();
+    let mut corrected = Vec::new();
+    for Write { owned, live, why } in writes {
+        let api = scope.api(&owned.resource);
+        if owned.resource.kind == "Deployment"
+            && owned.object.data.pointer("/spec/replicas").is_none()
+            && let Some(live) = &live
+            && owns_replicas(live)
+        {
+            hand_over_replicas(&api, live).await?;
+        }
+        let params = PatchParams::apply(MANAGER).force();
+        let after = match api.patch(&owned.name(), &params, &Patch::Apply(&owned.object)).await {
+            Ok(after) => after,
+            Err(e) => {
+                let Some(message) = refused(&e) else { return Err(e.into()) };
+                return Ok(Err(rejected(&owned, message)));
+            }
+        };
+        scope.seen().insert(scope.seen_key(&owned.resource, &owned.name()));
+        match why {
+            Why::Changed => written.push(owned.describe()),
+            // A value the API server normalizes (a quantity written as "1000m") looks
+            // changed but applies as it was: only a new version is a correction.
+            Why::Drifted(fields) if after.resource_version() != live.as_ref().and_then(|l| l.resource_version()) => {
+                corrected.push(format!("{} ({})", owned.describe(), fields.join(", ")));
+                scope.ctx.metrics.drift(&owned.resource.kind);
+            }
+            Why::Drifted(_) => {}
+            Why::Deleted => {
+                corrected.push(format!("{} (deleted)", owned.describe()));
+                scope.ctx.metrics.drift(&owned.resource.kind);
+            }
+        }
+    }
+    if !corrected.is_empty() {
+        let (policy, ns) = (scope.policy.name_any(), &scope.ns);
+        tracing::warn!(%policy, namespace = %ns, objects = ?corrected, "drift corrected");
+        let note = format!("put back {}", corrected.join("; "));
+        scope.publish(EventType::Warning, Reason::DriftCorrected, note).await;
+    }
+    Ok(Ok(written))
+}
+
+/// Deletes what the policy no longer asks for; what was deleted.
+async fn prune(scope: &Scope<'_>, absent: Vec<Absent>) -> Result<Vec<String>, Error> {
+    let mut removed = Vec::new();
+    for Absent { resource, name } in absent {
+        scope.seen().remove(&scope.seen_key(&resource, &name));
+        let api = scope.api(&resource);
+        if api.get_metadata_opt(&name).await?.is_some() {
+            api.delete(&name, &DeleteParams::background()).await?;
+            removed.push(format!("{} {name} (removed)", resource.kind));
+        }
+    }
+    Ok(removed)
 }
 
 /// Whether the API server refused the object itself (schema, immutable field, a
@@ -150,6 +301,10 @@ fn refused(e: &kube::Error) -> Option<String> {
         }
         _ => None,
     }
+}
+
+fn rejected(owned: &Owned, message: String) -> Invalid {
+    Invalid { reason: Reason::ApplyRejected, message: format!("{}: {message}", owned.describe()) }
 }
 
 /// Whether the operator's apply owns the live Deployment's `spec.replicas`.
@@ -176,231 +331,85 @@ async fn hand_over_replicas(api: &Api<DynamicObject>, live: &DynamicObject) -> R
 /// Field manager that holds `spec.replicas` between the operator and the autoscaler.
 pub const HANDOVER_MANAGER: &str = "godel-operator-replicas-handover";
 
-fn rejected(owned: &Owned, message: String) -> Invalid {
-    Invalid { reason: "ApplyRejected", message: format!("{}: {message}", owned.describe()) }
+/// Observe: the fleet's Deployment as the Deployment controller reports it.
+async fn observe(scope: &Scope<'_>, monitoring: bool) -> Result<Fleet, Error> {
+    let deployments = Api::<Deployment>::namespaced(scope.ctx.client.clone(), &scope.ns);
+    let live = deployments.get_opt(&guard_name(scope.policy)).await?;
+    let status = live.as_ref().and_then(|d| d.status.clone()).unwrap_or_default();
+    Ok(Fleet {
+        desired: status::required_ready(&scope.policy.spec, live.as_ref().and_then(|d| d.spec.replicas)),
+        ready: status.ready_replicas.unwrap_or(0),
+        updated: status.updated_replicas.unwrap_or(0),
+        rollout_observed: status.observed_generation >= live.as_ref().and_then(|d| d.metadata.generation),
+        monitoring,
+    })
 }
 
-/// Deletes an object the policy no longer asks for. Returns whether it deleted.
-async fn remove(client: &Client, ns: &str, resource: &ApiResource, name: &str) -> Result<bool, Error> {
-    let api: Api<DynamicObject> = Api::namespaced_with(client.clone(), ns, resource);
-    if api.get_metadata_opt(name).await?.is_none() {
-        return Ok(false);
+/// Report: the status of an applied policy, and `FleetReady` when it becomes ready.
+async fn report(scope: &Scope<'_>, fleet: Fleet, config_hash: String, now: Time) -> Result<Pass, Error> {
+    let policy = scope.policy;
+    let previous = policy.status.clone().unwrap_or_default();
+    let (fleet_ready, summary) = (fleet.ready(), fleet.summary());
+    let conditions = status::build(status::applied(&fleet), &previous.conditions, policy.metadata.generation, now);
+    if fleet_ready && !was(policy, ConditionType::Ready, "True") {
+        scope.publish(EventType::Normal, Reason::FleetReady, format!("{summary} guards ready")).await;
     }
-    api.delete(name, &DeleteParams::background()).await?;
-    Ok(true)
+    let next = GuardrailPolicyStatus {
+        observed_generation: policy.metadata.generation,
+        replicas: fleet.desired,
+        ready_replicas: fleet.ready,
+        replica_summary: Some(summary),
+        mode: Some(status::mode(policy)),
+        config_hash: Some(config_hash),
+        conditions,
+    };
+    write_status(scope, next).await?;
+    let action = Action::requeue(if fleet_ready { Duration::from_secs(300) } else { Duration::from_secs(15) });
+    Ok(Pass { action, invalid: None })
 }
 
-/// Whether prometheus-operator's kinds exist: discovery needs no extra RBAC.
-async fn monitoring_available(client: &Client) -> Result<bool, Error> {
-    match client.list_api_group_resources(MONITORING_GROUP).await {
-        Ok(list) => {
-            let names: Vec<&str> = list.resources.iter().map(|r| r.name.as_str()).collect();
-            Ok(names.contains(&"prometheusrules") && names.contains(&"servicemonitors"))
-        }
-        Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
-        Err(e) => Err(e.into()),
-    }
+fn was(policy: &GuardrailPolicy, type_: ConditionType, status: &str) -> bool {
+    let conditions = policy.status.as_ref().map(|s| s.conditions.as_slice()).unwrap_or_default();
+    conditions.iter().any(|c| c.type_ == type_.as_str() && c.status == status)
 }
 
-/// Versions of the referenced Secrets (metadata only), or which one is missing.
-async fn secrets_hash(policy: &GuardrailPolicy, client: &Client, ns: &str) -> Result<Result<String, Invalid>, Error> {
-    if policy.spec.secrets.is_empty() {
-        return Ok(Ok("none".into()));
-    }
-    let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-    let mut versions = String::new();
-    for mount in &policy.spec.secrets {
-        match api.get_metadata_opt(&mount.name).await? {
-            Some(meta) => {
-                versions.push_str(&format!("{}={};", mount.name, meta.resource_version().unwrap_or_default()))
-            }
-            None => {
-                return Ok(Err(Invalid {
-                    reason: "SecretNotFound",
-                    message: format!("spec.secrets: Secret {ns}/{} does not exist", mount.name),
-                }));
-            }
-        }
-    }
-    Ok(Ok(content_hash(versions.as_bytes())))
-}
-
-async fn publish(ctx: &Context, policy: &GuardrailPolicy, type_: EventType, reason: &str, note: String) {
-    let event = Event { type_, reason: reason.into(), note: Some(note), action: "Reconcile".into(), secondary: None };
-    if let Err(e) = ctx.recorder().publish(&event, &policy.object_ref(&())).await {
-        tracing::warn!(error = %e, "event not recorded");
-    }
-}
-
-async fn write_status(
-    api: &Api<GuardrailPolicy>,
-    policy: &GuardrailPolicy,
-    next: GuardrailPolicyStatus,
-) -> Result<(), Error> {
+async fn write_status(scope: &Scope<'_>, next: GuardrailPolicyStatus) -> Result<(), Error> {
+    let policy = scope.policy;
     if status::changed(policy.status.as_ref(), &next) {
         // The version this pass read: a pass that ran on a stale copy (the cache had not
         // caught up with the last status write) is refused with a conflict and retried on
         // a fresh one, instead of writing transition times from the past.
         let patch = json!({"metadata": {"resourceVersion": policy.resource_version()}, "status": next});
-        api.patch_status(&policy.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
+        scope.policies.patch_status(&policy.name_any(), &PatchParams::default(), &Patch::Merge(&patch)).await?;
     }
     Ok(())
 }
 
 /// Reports a spec that cannot be applied and leaves the running fleet exactly as it is;
 /// the Event is recorded once per reason.
-async fn degrade(
-    ctx: &Context,
-    policy: &GuardrailPolicy,
-    policies: &Api<GuardrailPolicy>,
-    invalid: Invalid,
-    now: Time,
-) -> Result<Pass, Error> {
+async fn degrade(scope: &Scope<'_>, invalid: Invalid, now: Time) -> Result<Pass, Error> {
+    let policy = scope.policy;
     let previous = policy.status.clone().unwrap_or_default();
-    let degraded_before =
-        previous.conditions.iter().any(|c| c.type_ == DEGRADED && c.status == "True" && c.reason == invalid.reason);
+    let degraded_before = previous.conditions.iter().any(|c| {
+        c.type_ == ConditionType::Degraded.as_str() && c.status == "True" && c.reason == invalid.reason.as_str()
+    });
+    let wanted = |type_, status, message| Wanted { type_, status, reason: invalid.reason, message };
     let conditions = status::build(
         vec![
-            Wanted { type_: READY, status: false, reason: invalid.reason, message: invalid.message.clone() },
-            Wanted { type_: PROGRESSING, status: false, reason: invalid.reason, message: "spec not applied".into() },
-            Wanted { type_: DEGRADED, status: true, reason: invalid.reason, message: invalid.message.clone() },
+            wanted(ConditionType::Ready, false, invalid.message.clone()),
+            wanted(ConditionType::Progressing, false, "spec not applied".into()),
+            wanted(ConditionType::Degraded, true, invalid.message.clone()),
         ],
         &previous.conditions,
         policy.metadata.generation,
         now,
     );
     let next = GuardrailPolicyStatus { observed_generation: policy.metadata.generation, conditions, ..previous };
-    write_status(policies, policy, next).await?;
+    write_status(scope, next).await?;
     if !degraded_before {
-        publish(ctx, policy, EventType::Warning, invalid.reason, invalid.message).await;
+        scope.publish(EventType::Warning, invalid.reason, invalid.message).await;
     }
     Ok(Pass { action: Action::requeue(Duration::from_secs(300)), invalid: Some(invalid.reason) })
-}
-
-/// What one pass did: when to look again, and the reason the spec could not be applied.
-pub struct Pass {
-    pub action: Action,
-    pub invalid: Option<&'static str>,
-}
-
-fn was(policy: &GuardrailPolicy, type_: &str, status: &str) -> bool {
-    policy.status.as_ref().is_some_and(|s| s.conditions.iter().any(|c| c.type_ == type_ && c.status == status))
-}
-
-/// One reconcile pass for one policy.
-pub async fn apply(policy: &GuardrailPolicy, ctx: &Context, now: Time) -> Result<Pass, Error> {
-    let ns = policy.namespace().ok_or(Error::MissingNamespace)?;
-    // A policy being deleted (foreground) waits for the garbage collector to remove
-    // what it owns: putting those back would keep it from ever going.
-    if policy.metadata.deletion_timestamp.is_some() {
-        return Ok(Pass { action: Action::await_change(), invalid: None });
-    }
-    let client = &ctx.client;
-    let policies: Api<GuardrailPolicy> = Api::namespaced(client.clone(), &ns);
-    let generation = policy.metadata.generation;
-    let previous = policy.status.clone().unwrap_or_default();
-
-    let check = match validate::spec(policy) {
-        Ok(()) => secrets_hash(policy, client, &ns).await?,
-        Err(invalid) => Err(invalid),
-    };
-    let secrets_hash = match check {
-        Ok(hash) => hash,
-        Err(invalid) => return degrade(ctx, policy, &policies, invalid, now).await,
-    };
-
-    let monitoring = monitoring_available(client).await?;
-    let Split { config_hash, apply: owned, absent } = desired(policy, &secrets_hash, monitoring)?;
-    let writes = writes(ctx, &ns, owned).await?;
-    // Every new write is first checked by the API server (dry run), so an object it
-    // refuses leaves the whole fleet as it was rather than half-applied.
-    for Write { owned, .. } in writes.iter().filter(|w| matches!(w.why, Why::Changed)) {
-        let dry_run = PatchParams { dry_run: true, ..PatchParams::apply(MANAGER).force() };
-        if let Err(e) = owned.api(client, &ns).patch(&owned.name(), &dry_run, &Patch::Apply(&owned.object)).await {
-            let Some(message) = refused(&e) else { return Err(e.into()) };
-            return degrade(ctx, policy, &policies, rejected(owned, message), now).await;
-        }
-    }
-    let mut written: Vec<String> = Vec::new();
-    let mut corrected: Vec<String> = Vec::new();
-    for Write { owned, live, why } in &writes {
-        if owned.resource.kind == "Deployment"
-            && owned.object.data.pointer("/spec/replicas").is_none()
-            && let Some(live) = live
-            && owns_replicas(live)
-        {
-            hand_over_replicas(&owned.api(client, &ns), live).await?;
-        }
-        let params = PatchParams::apply(MANAGER).force();
-        let after = match owned.api(client, &ns).patch(&owned.name(), &params, &Patch::Apply(&owned.object)).await {
-            Ok(after) => after,
-            Err(e) => {
-                let Some(message) = refused(&e) else { return Err(e.into()) };
-                return degrade(ctx, policy, &policies, rejected(owned, message), now).await;
-            }
-        };
-        ctx.seen.lock().unwrap_or_else(|e| e.into_inner()).insert(owned.key(&ns));
-        match why {
-            Why::Changed => written.push(owned.describe()),
-            // A value the API server normalizes (a quantity written as "1000m") looks
-            // changed but applies as it was: only a new version is a correction.
-            Why::Drifted(fields) if after.resource_version() != live.as_ref().and_then(|l| l.resource_version()) => {
-                corrected.push(format!("{} ({})", owned.describe(), fields.join(", ")));
-                ctx.metrics.drift(owned.kind.kind);
-            }
-            Why::Drifted(_) => {}
-            Why::Deleted => {
-                corrected.push(format!("{} (deleted)", owned.describe()));
-                ctx.metrics.drift(owned.kind.kind);
-            }
-        }
-    }
-    if !corrected.is_empty() {
-        tracing::warn!(policy = %policy.name_any(), namespace = %ns, objects = ?corrected, "drift corrected");
-        let note = format!("put back {}", corrected.join("; "));
-        publish(ctx, policy, EventType::Warning, "DriftCorrected", note).await;
-    }
-    for (kind, name) in absent {
-        ctx.seen.lock().unwrap_or_else(|e| e.into_inner()).remove(&format!("{ns}/{}/{name}", kind.kind));
-        if remove(client, &ns, &kind.api_resource(), &name).await? {
-            written.push(format!("{} {name} (removed)", kind.kind));
-        }
-    }
-    if !written.is_empty() {
-        tracing::info!(policy = %policy.name_any(), namespace = %ns, objects = ?written, "applied");
-        publish(ctx, policy, EventType::Normal, "Applied", format!("applied {}", written.join(", "))).await;
-    }
-
-    let name = guard_name(policy);
-    let deployments = Api::<Deployment>::namespaced(client.clone(), &ns);
-    let live = deployments.get_opt(&name).await?;
-    let desired = status::desired(&policy.spec, live.as_ref().and_then(|d| d.spec.replicas));
-    let live_status = live.as_ref().and_then(|d| d.status.clone()).unwrap_or_default();
-    let fleet = Fleet {
-        desired,
-        ready: live_status.ready_replicas.unwrap_or(0),
-        updated: live_status.updated_replicas.unwrap_or(0),
-        rollout_observed: live_status.observed_generation >= live.as_ref().and_then(|d| d.metadata.generation),
-        monitoring,
-    };
-    let fleet_ready = fleet.ready();
-    let (ready, summary) = (fleet.ready, fleet.summary());
-    let conditions = status::build(status::applied(&fleet), &previous.conditions, generation, now);
-    if fleet_ready && !was(policy, READY, "True") {
-        publish(ctx, policy, EventType::Normal, "FleetReady", format!("{summary} guards ready")).await;
-    }
-    let next = GuardrailPolicyStatus {
-        observed_generation: generation,
-        replicas: desired,
-        ready_replicas: ready,
-        replica_summary: Some(summary),
-        mode: Some(status::mode(policy)),
-        config_hash: Some(config_hash),
-        conditions,
-    };
-    write_status(&policies, policy, next).await?;
-    let action = Action::requeue(if fleet_ready { Duration::from_secs(300) } else { Duration::from_secs(15) });
-    Ok(Pass { action, invalid: None })
 }
 
 fn key(policy: &GuardrailPolicy) -> String {
@@ -415,7 +424,7 @@ pub async fn reconcile(policy: Arc<GuardrailPolicy>, ctx: Arc<Context>) -> Resul
     ctx.metrics.duration.observe(started.elapsed().as_secs_f64());
     match &result {
         Ok(Pass { invalid: None, .. }) => ctx.metrics.count("ok", ""),
-        Ok(Pass { invalid: Some(reason), .. }) => ctx.metrics.count("invalid", reason),
+        Ok(Pass { invalid: Some(reason), .. }) => ctx.metrics.count("invalid", reason.as_str()),
         Err(e) => ctx.metrics.count("error", e.kind()),
     }
     if result.is_ok() {

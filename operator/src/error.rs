@@ -6,8 +6,6 @@ pub enum Error {
     Serialize(#[from] serde_json::Error),
     #[error("GuardrailPolicy has no namespace")]
     MissingNamespace,
-    #[error("a rendered object's kind is missing from resources::OWNED_KINDS")]
-    UnownedKind,
 }
 
 impl Error {
@@ -25,7 +23,6 @@ impl Error {
             Error::Kube(_) => "unreachable",
             Error::Serialize(_) => "serialization",
             Error::MissingNamespace => "no_namespace",
-            Error::UnownedKind => "render",
         }
     }
 }

@@ -48,12 +48,13 @@ fn render(file: &std::path::Path) -> Result<String, String> {
     let mut policy: godel_crds::GuardrailPolicy =
         serde_json::from_value(value).map_err(|e| format!("{}: not a GuardrailPolicy: {e}", file.display()))?;
     policy.metadata.namespace.get_or_insert_with(|| "default".into());
-    godel_operator::validate::spec(&policy).map_err(|invalid| format!("{}: {}", invalid.reason, invalid.message))?;
-    let plan = godel_operator::resources::desired(&policy, "none", true).map_err(|e| e.to_string())?;
+    godel_operator::validate::spec(&policy)
+        .map_err(|invalid| format!("{}: {}", invalid.reason.as_str(), invalid.message))?;
+    let plan = godel_operator::resources::plan(&policy, "none", true).map_err(|e| e.to_string())?;
     let mut out = String::new();
     for object in plan.manifests() {
         out.push_str("---\n");
-        out.push_str(&serde_yaml::to_string(object).map_err(|e| e.to_string())?);
+        out.push_str(&serde_yaml::to_string(&object).map_err(|e| e.to_string())?);
     }
     Ok(out)
 }

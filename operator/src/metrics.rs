@@ -21,7 +21,7 @@ pub struct ResultLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     /// The owned object's kind (`Deployment`, `Service`, …).
-    pub kind: &'static str,
+    pub kind: String,
 }
 
 #[derive(Clone)]
@@ -64,8 +64,8 @@ impl Metrics {
         self.reconciles.get_or_create(&ResultLabels { result, reason }).inc();
     }
 
-    pub fn drift(&self, kind: &'static str) {
-        self.drift_corrections.get_or_create(&KindLabels { kind }).inc();
+    pub fn drift(&self, kind: &str) {
+        self.drift_corrections.get_or_create(&KindLabels { kind: kind.to_owned() }).inc();
     }
 
     /// A standby replica is ready (it is healthy and waits for the Lease); the leader is

@@ -1,12 +1,14 @@
 //! What must hold before the operator touches a running fleet: the guard config passes
 //! the guard's own start-up checks (`godel_traps::check`, the same validation and rule
-//! compiler, so a regex that would crash a pod never reaches one), the fleet could start
+//! compiler, so a regex that would crash a pod never reaches one), the fleet fields pass
+//! the CRD's CEL rules again (`GuardrailPolicySpec::check_relations`), the fleet could start
 //! as it always does, with `--production` (keys from files, KMS or GCP, at paths the pod
 //! has), and every referenced Secret exists.
 
-use godel_crds::{GuardrailPolicy, IngressController, KeySource};
+use godel_crds::{GuardrailPolicy, InvalidPolicy, KeySource};
 
 use crate::resources::CONFIG_DIR;
+use crate::status::Reason;
 
 /// The Vault Agent injector writes its files here when a pod annotation asks for it.
 const VAULT_DIR: &str = "/vault/secrets";
@@ -15,34 +17,25 @@ const VAULT_INJECT: &str = "vault.hashicorp.com/agent-inject";
 /// Why a spec cannot be applied, with the condition reason it maps to.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Invalid {
-    pub reason: &'static str,
+    pub reason: Reason,
     pub message: String,
 }
 
 /// Checks that need no API calls.
 pub fn spec(policy: &GuardrailPolicy) -> Result<(), Invalid> {
     godel_traps::check(&policy.spec.guard)
-        .map_err(|e| Invalid { reason: "InvalidGuardConfig", message: format!("spec.guard: {e}") })?;
-    if let Some(ingress) = &policy.spec.ingress
-        && ingress.controller == IngressController::Alb
-        && ingress.waf_acl_arn.is_none()
-    {
-        return Err(Invalid {
-            reason: "InvalidIngress",
-            message: "spec.ingress: an ALB rate-limits through a WAF web ACL: set wafAclArn".into(),
-        });
-    }
-    if let Some(a) = &policy.spec.autoscaling
-        && a.min_replicas() > a.max_replicas
-    {
-        return Err(Invalid {
-            reason: "InvalidAutoscaling",
-            message: "spec.autoscaling: minReplicas > maxReplicas".into(),
-        });
-    }
-    metadata_keys(policy).map_err(|message| Invalid { reason: "InvalidMetadata", message })?;
-    mounts(policy).map_err(|message| Invalid { reason: "InvalidSecrets", message })?;
-    keys(policy).map_err(|message| Invalid { reason: "InvalidKeys", message })?;
+        .map_err(|e| Invalid { reason: Reason::InvalidGuardConfig, message: format!("spec.guard: {e}") })?;
+    policy.spec.check_relations().map_err(|e| {
+        let reason = match e {
+            InvalidPolicy::AlbWithoutWaf => Reason::InvalidIngress,
+            InvalidPolicy::MinAboveMax => Reason::InvalidAutoscaling,
+            InvalidPolicy::GraceTooShort => Reason::InvalidDeployment,
+        };
+        Invalid { reason, message: e.to_string() }
+    })?;
+    metadata_keys(policy).map_err(|message| Invalid { reason: Reason::InvalidMetadata, message })?;
+    mounts(policy).map_err(|message| Invalid { reason: Reason::InvalidSecrets, message })?;
+    keys(policy).map_err(|message| Invalid { reason: Reason::InvalidKeys, message })?;
     Ok(())
 }
 
@@ -166,7 +159,7 @@ mod tests {
     fn broken_regex_is_caught_with_the_rule_name() {
         let p = fixtures::from_yaml("guard: {traps: {regex: {rules: [{name: bad-rule, pattern: '(unclosed'}]}}}");
         let err = spec(&p).unwrap_err();
-        assert_eq!(err.reason, "InvalidGuardConfig");
+        assert_eq!(err.reason, Reason::InvalidGuardConfig);
         assert!(err.message.contains("bad-rule"), "{}", err.message);
         assert!(spec(&fixtures::keyed("")).is_ok());
     }
@@ -180,7 +173,7 @@ mod tests {
             ("serviceAccount: {annotations: {'-x': y}}", "spec.serviceAccount.annotations"),
         ] {
             let err = spec(&fixtures::keyed(rest)).unwrap_err();
-            assert_eq!(err.reason, "InvalidMetadata", "{rest}");
+            assert_eq!(err.reason, Reason::InvalidMetadata, "{rest}");
             assert!(err.message.contains(needle), "{rest}: {}", err.message);
         }
         let fine = "monitoring: {labels: {release: kube-prometheus-stack, app.kubernetes.io/part-of: ''}}\n\
@@ -199,7 +192,7 @@ mod tests {
             ("[{name: a, mountPath: /keys}, {name: b, mountPath: /keys/}]", "another Secret"),
         ] {
             let err = spec(&fixtures::from_yaml(&format!("secrets: {mounts}"))).unwrap_err();
-            assert_eq!(err.reason, "InvalidSecrets", "{mounts}");
+            assert_eq!(err.reason, Reason::InvalidSecrets, "{mounts}");
             assert!(err.message.contains(needle), "{mounts}: {}", err.message);
         }
     }
@@ -221,7 +214,7 @@ mod tests {
             ),
         ] {
             let err = spec(&with(audit, "")).unwrap_err();
-            assert_eq!(err.reason, "InvalidKeys", "{audit}");
+            assert_eq!(err.reason, Reason::InvalidKeys, "{audit}");
             assert!(err.message.contains(needle), "{audit}: {}", err.message);
         }
         let vault = with(

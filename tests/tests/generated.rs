@@ -1,19 +1,19 @@
 //! Files in `config/` that are generated from code must match their generator, so what
 //! Argo CD syncs is what the code says.
 
-use godel_operator::resources::{DASHBOARD_JSON, alert_groups};
+use godel_crds::DEFAULT_DEBT_ALERT_THRESHOLD;
+use godel_operator::resources::{DASHBOARD_JSON, alert_groups, default_cpu_request_cores};
 use godel_tests::{check_generated, repo};
 use serde_json::json;
 
 /// The plain rules file serves installs without the operator: the job is the guard's
 /// scrape job, the CPU request the default 100m, the debt threshold the default.
 fn plain_rules() -> serde_json::Value {
-    json!({ "groups": alert_groups("job=\"godel-guard\"", 10.0, 0.1) })
+    json!({ "groups": alert_groups("job=\"godel-guard\"", DEFAULT_DEBT_ALERT_THRESHOLD, default_cpu_request_cores()) })
 }
 
 #[test]
-fn crd_copy_for_kustomize() {
-    check_generated("crds/guardrailpolicy.yaml", &godel_crds::crd_yaml());
+fn crd_for_kustomize() {
     check_generated("config/crd/guardrailpolicy.yaml", &godel_crds::crd_yaml());
 }
 

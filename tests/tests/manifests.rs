@@ -62,7 +62,7 @@ fn operator_output() -> Vec<Value> {
         .flat_map(|policy| {
             godel_operator::validate::spec(policy)
                 .unwrap_or_else(|e| panic!("sample {:?}: {e:?}", policy.metadata.name));
-            godel_operator::resources::desired(policy, "none", true).unwrap().manifests().cloned().collect::<Vec<_>>()
+            godel_operator::resources::plan(policy, "none", true).unwrap().manifests()
         })
         .collect()
 }
@@ -209,7 +209,7 @@ fn alert_rules_pass_promtool_check_and_unit_tests() {
 /// operator renders is of an owned kind.
 #[test]
 fn rbac_and_rendering_follow_the_owned_kinds() {
-    use godel_operator::resources::OWNED_KINDS;
+    use godel_operator::resources::{OWNED_KINDS, OwnedKind};
     use std::collections::BTreeSet;
     let objects = kustomize("operator");
     let role = objects.iter().find(|o| o["kind"] == "ClusterRole").expect("the operator's ClusterRole");
@@ -240,10 +240,15 @@ fn rbac_and_rendering_follow_the_owned_kinds() {
          spec: {autoscaling: {maxReplicas: 5}, ingress: {host: g.example.com, controller: nginx, requestsPerSecond: 5}}\n",
     )
     .expect("policy");
-    let rendered: BTreeSet<String> = godel_operator::resources::desired(&full, "none", true)
+    let rendered: BTreeSet<String> = godel_operator::resources::plan(&full, "none", true)
         .expect("renders")
-        .manifests()
-        .map(|o| o["kind"].as_str().expect("kind").to_owned())
+        .apply
+        .iter()
+        .map(|owned| {
+            let kind = OwnedKind::of(&owned.resource).unwrap_or_else(|| panic!("{} is not owned", owned.describe()));
+            assert_eq!(owned.object.types.as_ref().map(|t| t.kind.as_str()), Some(kind.kind), "the object's own kind");
+            kind.kind.to_owned()
+        })
         .collect();
     let owned: BTreeSet<String> = OWNED_KINDS.iter().map(|k| k.kind.to_owned()).collect();
     assert_eq!(rendered, owned, "what the operator renders and what it owns");
@@ -252,15 +257,13 @@ fn rbac_and_rendering_follow_the_owned_kinds() {
          spec: {monitoring: {dashboard: false}}\n",
     )
     .expect("policy");
-    let absent: BTreeSet<(String, bool)> = godel_operator::resources::desired(&bare, "none", true)
+    let absent: BTreeSet<(String, bool)> = godel_operator::resources::plan(&bare, "none", true)
         .expect("renders")
-        .objects
+        .absent
         .iter()
-        .filter_map(|d| match d {
-            godel_operator::resources::Desired::Absent { kind, name } => {
-                Some((format!("{} {name}", kind.kind), kind.removable))
-            }
-            godel_operator::resources::Desired::Present(_) => None,
+        .map(|absent| {
+            let removable = OwnedKind::of(&absent.resource).is_some_and(|kind| kind.removable);
+            (format!("{} {}", absent.resource.kind, absent.name), removable)
         })
         .collect();
     let expected: BTreeSet<(String, bool)> =

@@ -5,7 +5,7 @@
 mod corpus;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
-use godel_crds::{EntropyConfig, RegexConfig, TrapsConfig, UnicodeConfig};
+use godel_config::{EntropyConfig, RegexConfig, TrapsConfig, UnicodeConfig};
 use godel_traps::{EntropyTrap, Finding, Model, Prompt, RegexTrap, Trap, TrapEngine, UnicodeTrap};
 
 const SIZE: usize = 64 * 1024;

@@ -9,23 +9,22 @@
 
 use std::io::{BufRead, BufWriter, Write};
 
-use godel_crds::{RulePack, TrapsConfig};
-use godel_traps::{TrapEngine, pack_of};
+use godel_config::{RulePack, TrapsConfig};
+use godel_traps::{TrapEngine, TrapKind, pack_of};
 use serde_json::{Value, json};
 
-fn kind(trap: &str, rule: &str) -> &'static str {
+fn kind(trap: TrapKind, rule: &str) -> &'static str {
     match trap {
-        "entropy" => "secret",
-        "regex" | "decoded" => match pack_of(rule) {
+        TrapKind::Entropy => "secret",
+        TrapKind::Regex | TrapKind::Decoded => match pack_of(rule) {
             Some(RulePack::Secrets) => "secret",
             Some(RulePack::Pii) => "pii",
             Some(RulePack::Injection | RulePack::Indirect) => "injection",
             None => "policy",
         },
-        "classifier" => "injection",
-        "unicode" => "unicode",
-        "size" => "size",
-        _ => "other",
+        TrapKind::Classifier => "injection",
+        TrapKind::Unicode => "unicode",
+        TrapKind::Size => "size",
     }
 }
 

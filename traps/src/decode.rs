@@ -13,7 +13,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
-use super::{Finding, Prompt, RegexTrap, Trap};
+use super::{Finding, Prompt, RegexTrap, Trap, TrapKind};
 
 const MAX_REGION: usize = 64 * 1024;
 const MAX_REGIONS: usize = 64;
@@ -42,7 +42,7 @@ impl DecodeTrap {
                 self.rescan(&decoded, depth + 1, &mut hits);
             }
             found.extend(hits.into_iter().map(|f| Finding {
-                trap: "decoded",
+                trap: TrapKind::Decoded,
                 start: range.start,
                 end: range.end,
                 ..f
@@ -250,7 +250,7 @@ fn split_literal(text: &str, newline: usize) -> Option<(Range<usize>, String)> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use godel_crds::RegexConfig;
+    use godel_config::RegexConfig;
 
     fn found(text: &str) -> Vec<(String, String)> {
         let trap = DecodeTrap::new(Arc::new(RegexTrap::new(&RegexConfig::default()).unwrap()));

@@ -10,9 +10,9 @@
 
 use std::ops::Range;
 
-use godel_crds::{Action, AllowShape, EntropyConfig, Severity};
+use godel_config::{Action, AllowShape, EntropyConfig, Severity};
 
-use super::{Finding, Prompt, Trap, validators, words};
+use super::{Finding, Prompt, Trap, TrapKind, validators, words};
 
 pub struct EntropyTrap {
     min_length: usize,
@@ -247,7 +247,7 @@ impl Trap for EntropyTrap {
             if let Some(rule) = self.judge(text, &public_blocks, start, end) {
                 let span = prompt.to_raw(start..padded);
                 findings.push(Finding {
-                    trap: "entropy",
+                    trap: TrapKind::Entropy,
                     rule: rule.into(),
                     severity: self.severity,
                     action: self.action,

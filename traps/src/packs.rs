@@ -5,7 +5,7 @@
 //! Patterns use ASCII classes and anchors on purpose: they are what secrets are made of,
 //! and they keep the combined automaton small enough to scan at memory speed.
 
-use godel_crds::{Action, RulePack, Severity};
+use godel_config::{Action, RulePack, Severity};
 
 use super::validators;
 

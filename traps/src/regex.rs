@@ -12,9 +12,9 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use ::regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
-use godel_crds::{Action, RegexConfig, Severity};
+use godel_config::{Action, RegexConfig, Severity};
 
-use super::{Finding, PACK_RULES, Prompt, Trap};
+use super::{Finding, PACK_RULES, Prompt, Trap, TrapKind};
 
 /// Compiled size cap per pattern: generous for real rules, fatal for patterns such as
 /// `(a{1000}){1000}` that would eat a pod's memory.
@@ -23,8 +23,12 @@ const RULE_SIZE_LIMIT: usize = 1 << 20;
 /// A policy rule that cannot be used, named so the policy author can find it.
 #[derive(Debug, thiserror::Error)]
 pub enum RuleError {
-    #[error("regex rule `{rule}` does not compile: {reason}")]
-    Invalid { rule: String, reason: String },
+    #[error("regex rule `{rule}` does not compile: {source}")]
+    Invalid {
+        rule: String,
+        #[source]
+        source: Box<regex::Error>,
+    },
     #[error("regex rule `{0}` is defined twice (a pack rule or another policy rule has that name)")]
     Duplicate(String),
     #[error("disabled rule `{0}` is not a rule of the enabled packs")]
@@ -81,7 +85,7 @@ impl RegexTrap {
             let regex = RegexBuilder::new(&pattern)
                 .size_limit(RULE_SIZE_LIMIT)
                 .build()
-                .map_err(|e| RuleError::Invalid { rule: name.to_owned(), reason: e.to_string() })?;
+                .map_err(|e| RuleError::Invalid { rule: name.to_owned(), source: Box::new(e) })?;
             rules.push(Rule { name: name.into(), regex, severity, action, validate });
         }
         let set = RegexSetBuilder::new(rules.iter().map(|r| r.regex.as_str()))
@@ -96,7 +100,7 @@ impl RegexTrap {
 /// A vendor rule's match made of filler (`sk_test_xxxxxxxx…`, forty `X`s in an
 /// `.env.example`) is a placeholder; rules with a validator of their own already say so.
 fn filler_check(rule: &super::PackRule) -> Option<fn(&str) -> bool> {
-    (rule.pack == godel_crds::RulePack::Secrets).then_some(super::validators::not_filler as fn(&str) -> bool)
+    (rule.pack == godel_config::RulePack::Secrets).then_some(super::validators::not_filler as fn(&str) -> bool)
 }
 
 impl RegexTrap {
@@ -142,7 +146,7 @@ impl Trap for RegexTrap {
             Self::ranges(rule, text, |range| {
                 let span = prompt.to_raw(range);
                 findings.push(Finding {
-                    trap: "regex",
+                    trap: TrapKind::Regex,
                     rule: rule.name.clone(),
                     severity: rule.severity,
                     action: rule.action,
@@ -157,7 +161,7 @@ impl Trap for RegexTrap {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use godel_crds::{RegexRule, RulePack};
+    use godel_config::{RegexRule, RulePack};
 
     fn trap(config: &RegexConfig) -> RegexTrap {
         RegexTrap::new(config).expect("valid config")

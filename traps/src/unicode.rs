@@ -3,9 +3,9 @@
 //! ("Trojan Source"), and Unicode tag characters and variation selectors that can carry
 //! a whole hidden ASCII message.
 
-use godel_crds::{Action, Severity};
+use godel_config::{Action, Severity};
 
-use super::{Finding, Prompt, Trap};
+use super::{Finding, Prompt, Trap, TrapKind};
 
 /// The kinds of hidden character, each reported as its own rule.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -99,7 +99,7 @@ impl Trap for UnicodeTrap {
 impl UnicodeTrap {
     fn finding(&self, kind: Hidden, start: usize, end: usize) -> Finding {
         Finding {
-            trap: "unicode",
+            trap: TrapKind::Unicode,
             rule: kind.rule().into(),
             severity: kind.severity(),
             action: self.action,

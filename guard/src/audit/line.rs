@@ -1,7 +1,48 @@
 use std::time::SystemTime;
 
-use godel_crds::Severity;
+use godel_config::Severity;
 use serde::Serialize;
+
+use crate::engine::{Decision, Input, Throttle};
+
+/// The pseudonymous identity of a request's user, as its audit lines carry it.
+#[derive(Clone, Debug)]
+pub struct Pseudonyms {
+    /// A keyed hash: the same user always has the same one (statistics, rate limits).
+    pub analytical_id: String,
+    /// The user id encrypted under the current audit key: only a key holder can open it.
+    pub audit_id: String,
+    pub tier: String,
+}
+
+/// What was done, as the audit line's `decision`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AuditDecision {
+    Allow,
+    Block,
+    Throttle,
+    /// An answer whose findings were masked.
+    Redact,
+}
+
+impl From<Decision> for AuditDecision {
+    fn from(decision: Decision) -> Self {
+        match decision {
+            Decision::Allow => AuditDecision::Allow,
+            Decision::Block => AuditDecision::Block,
+            Decision::Throttle(_) => AuditDecision::Throttle,
+        }
+    }
+}
+
+/// Which way the text a line is about went; absent for the request itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// The model's answer.
+    Answer,
+}
 
 /// One audit record. Findings carry trap, rule and severity only: never the matched
 /// text, which may be the very secret the trap caught.
@@ -13,26 +54,49 @@ pub struct AuditLine<'a> {
     pub analytical_id: &'a str,
     pub audit_id: &'a str,
     pub tier: &'a str,
-    /// `answer` on the line about a model's answer; absent on the request's own line.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub direction: Option<&'a str>,
-    pub decision: &'a str,
-    /// `rate_limited` or `quarantined` for a throttle.
+    pub direction: Option<Direction>,
+    pub decision: AuditDecision,
+    /// Why a request was throttled.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub reason: Option<&'a str>,
+    pub reason: Option<Throttle>,
     pub findings: Vec<AuditFinding<'a>>,
     pub latency_ms: f64,
 }
 
+impl<'a> AuditLine<'a> {
+    /// The one way a line is made: about `who`'s request `request_id`, stamped now, with
+    /// `findings`; callers set what else they know (direction, reason, latency).
+    pub fn new(
+        request_id: &'a str,
+        who: &'a Pseudonyms,
+        decision: AuditDecision,
+        findings: Vec<AuditFinding<'a>>,
+    ) -> Self {
+        Self {
+            ts: SystemTime::now(),
+            request_id,
+            analytical_id: &who.analytical_id,
+            audit_id: &who.audit_id,
+            tier: &who.tier,
+            direction: None,
+            decision,
+            reason: None,
+            findings,
+            latency_ms: 0.0,
+        }
+    }
+}
+
 #[derive(Debug, Serialize)]
 pub struct AuditFinding<'a> {
-    pub trap: &'a str,
+    pub trap: godel_traps::TrapKind,
     pub rule: &'a str,
     pub severity: Severity,
     /// `instructions` or `untrusted` for a finding outside the user's prompt; absent
     /// for the prompt's own.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub input: Option<&'static str>,
+    pub input: Option<Input>,
 }
 
 fn rfc3339<S: serde::Serializer>(ts: &SystemTime, s: S) -> Result<S::Ok, S::Error> {

@@ -9,5 +9,5 @@ mod sink;
 
 pub use cipher::{AuditCipher, AuditIdError};
 pub use keyring::{Keyring, SharedKeyring};
-pub use line::{AuditFinding, AuditLine};
+pub use line::{AuditDecision, AuditFinding, AuditLine, Direction, Pseudonyms};
 pub use sink::{AuditSink, AuditWriter};

@@ -17,6 +17,11 @@ use tokio::time::Instant;
 
 use super::ApiError;
 
+/// Longest a request body may take to arrive (`--body-timeout-ms`).
+pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
+/// Bytes per second a body must average after the grace period (`--min-body-rate`).
+pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+
 /// Bounds on reading one request body.
 #[derive(Clone, Debug)]
 pub struct BodyLimits {
@@ -31,7 +36,12 @@ pub struct BodyLimits {
 impl BodyLimits {
     /// The defaults the CLI documents, for a body of at most `max_bytes`.
     pub fn new(max_bytes: usize) -> Self {
-        Self { max_bytes, timeout: Duration::from_secs(30), min_rate: 1024, grace: Duration::from_secs(5) }
+        Self {
+            max_bytes,
+            timeout: Duration::from_millis(DEFAULT_BODY_TIMEOUT_MS),
+            min_rate: DEFAULT_MIN_BODY_RATE,
+            grace: Duration::from_secs(5),
+        }
     }
 
     /// When the body must have arrived by, given what has arrived so far: the grace

@@ -7,11 +7,11 @@ use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use godel_traps::Finding;
 use serde::{Deserialize, Serialize};
 
+use super::finding::{WireFinding, wire};
 use super::{ApiError, AppState, error};
-use crate::engine::Subject;
+use crate::engine::{Subject, Throttle};
 
 /// No `Debug`: it holds the raw user id.
 #[derive(Deserialize)]
@@ -36,24 +36,24 @@ pub struct InspectRequest {
 struct UntrustedFinding<'a> {
     index: usize,
     #[serde(flatten)]
-    finding: &'a Finding,
+    finding: WireFinding<'a>,
 }
 
 #[derive(Serialize)]
 struct Verdict<'a> {
     decision: &'static str,
-    findings: &'a [Finding],
+    findings: Vec<WireFinding<'a>>,
     rate_limit: RateLimit,
     request_id: &'a str,
     /// Why a prompt was throttled: `rate_limited` or `quarantined`.
     #[serde(skip_serializing_if = "Option::is_none")]
-    reason: Option<&'static str>,
+    reason: Option<Throttle>,
     /// The prompt with `redact` findings masked, present only when something was masked.
     #[serde(skip_serializing_if = "Option::is_none")]
     redacted_prompt: Option<String>,
     /// Findings in `instructions`, their offsets into them; present only when some.
-    #[serde(skip_serializing_if = "<[Finding]>::is_empty")]
-    instruction_findings: &'a [Finding],
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    instruction_findings: Vec<WireFinding<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     redacted_instructions: Option<String>,
     /// Findings in `untrusted`, each naming its text by `index`; present only when some.
@@ -89,18 +89,18 @@ pub async fn inspect(
     let outcome = state.guard.inspect(subject).await?;
     let verdict = Verdict {
         decision: outcome.decision.as_str(),
-        findings: &outcome.findings,
+        findings: wire(&outcome.findings),
         rate_limit: RateLimit { remaining: outcome.remaining, retry_after_ms: outcome.retry_after_ms },
         request_id: &outcome.request_id,
-        reason: outcome.decision.reason(),
+        reason: outcome.decision.throttle(),
         redacted_prompt: outcome.redacted(&request.prompt),
-        instruction_findings: &outcome.instruction_findings,
+        instruction_findings: wire(&outcome.instruction_findings),
         redacted_instructions: outcome.redacted_instructions(&request.instructions),
         untrusted_findings: outcome
             .untrusted_findings
             .iter()
             .enumerate()
-            .flat_map(|(index, list)| list.iter().map(move |finding| UntrustedFinding { index, finding }))
+            .flat_map(|(index, list)| list.iter().map(move |f| UntrustedFinding { index, finding: f.into() }))
             .collect(),
         redacted_untrusted: {
             let masked: Vec<Option<String>> =

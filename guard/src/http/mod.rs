@@ -3,6 +3,7 @@
 
 pub mod body;
 mod error;
+mod finding;
 mod health;
 mod inspect;
 mod metrics;
@@ -80,12 +81,9 @@ pub const ROUTES: [&str; 10] = [
 ];
 
 pub fn router(state: Arc<AppState>, body: BodyLimits) -> Router {
-    Router::new()
+    let router = proxy::ROUTES.into_iter().fold(Router::new(), |router, r| router.route(r.path, proxy::guarded(r)));
+    router
         .route(INSPECT, post(inspect::inspect))
-        .route(proxy::CHAT_COMPLETIONS.path, post(proxy::chat_completions))
-        .route(proxy::RESPONSES.path, post(proxy::responses))
-        .route(proxy::COMPLETIONS.path, post(proxy::completions))
-        .route(proxy::EMBEDDINGS.path, post(proxy::embeddings))
         .route(proxy::MODELS, get(proxy::models))
         .route(proxy::MODEL, get(proxy::model))
         .route(HEALTH, get(health::health))

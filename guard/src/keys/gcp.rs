@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use godel_crds::GcpKeySource;
+use godel_config::GcpKeySource;
 use serde::Deserialize;
 use zeroize::Zeroizing;
 

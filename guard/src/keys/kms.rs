@@ -11,7 +11,7 @@ use aws_sdk_kms::primitives::Blob;
 use aws_sdk_kms::types::DataKeySpec;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use godel_crds::KmsKeySource;
+use godel_config::KmsKeySource;
 
 use super::{KeyError, KeyRole, Secret, checked};
 

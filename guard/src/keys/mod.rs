@@ -13,7 +13,7 @@ use std::path::Path;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use godel_crds::KeySource;
+use godel_config::KeySource;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
@@ -83,12 +83,21 @@ pub enum KeyError {
     EnvInProduction { field: &'static str, var: String },
     #[error("{field}: environment variable {var} is not set")]
     EnvMissing { field: &'static str, var: String },
-    #[error("{field}: cannot read {path}: {reason}")]
-    Unreadable { field: &'static str, path: String, reason: String },
+    /// Only the error's kind is shown: the OS message adds nothing a reader needs.
+    #[error("{field}: cannot read {path}: {}", .source.kind())]
+    Unreadable {
+        field: &'static str,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{field}: {reason}")]
     Malformed { field: &'static str, reason: &'static str },
+    /// The SDK's error, flattened with its whole context (the SDK's own `source` chain
+    /// stops at "service error"), which is what an operator needs in one log line.
     #[error("{field}: AWS KMS: {reason}")]
     Kms { field: &'static str, reason: String },
+    /// Flattened like `Kms`; the HTTP client's error is stripped of its URL first.
     #[error("{field}: Google Secret Manager: {reason}")]
     Gcp { field: &'static str, reason: String },
     #[error("audit.salt must be a different secret from audit.key")]
@@ -132,7 +141,7 @@ pub async fn load(source: Option<&KeySource>, role: KeyRole, production: bool) -
             let bytes = Zeroizing::new(std::fs::read(&file.path).map_err(|e| KeyError::Unreadable {
                 field,
                 path: file.path.clone(),
-                reason: e.kind().to_string(),
+                source: e,
             })?);
             Ok(Loaded { secrets: decode_payload(&bytes, role)?, origin: Origin::File(file.path.clone()) })
         }
@@ -164,7 +173,7 @@ fn read_text(path: &Path, field: &'static str) -> Result<Zeroizing<String>, KeyE
     std::fs::read_to_string(path).map(Zeroizing::new).map_err(|e| KeyError::Unreadable {
         field,
         path: path.display().to_string(),
-        reason: e.kind().to_string(),
+        source: e,
     })
 }
 
@@ -223,7 +232,7 @@ fn checked(bytes: Vec<u8>, role: KeyRole) -> Result<Secret, KeyError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use godel_crds::{EnvKeySource, FileKeySource};
+    use godel_config::{EnvKeySource, FileKeySource};
 
     const HEX_KEY: &str = "00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff";
 

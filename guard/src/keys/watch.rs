@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use godel_crds::KeySource;
+use godel_config::KeySource;
 
 use super::{KeyError, KeyRole, Secret, load, stamp};
 use crate::audit::{Keyring, SharedKeyring};

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use godel_crds::{FailureMode, RedisConfig};
+use godel_config::{FailureMode, RedisConfig};
 
 use super::redis::RedisBackend;
 use super::{Admission, BucketLimit, CircuitBreaker, DebtPolicy, Limiter, LimiterError, LimiterFuture, LocalLimiter};

@@ -29,8 +29,8 @@ pub struct DebtPolicy {
     pub quarantine_threshold: f64,
 }
 
-impl From<&godel_crds::SecurityDebtConfig> for DebtPolicy {
-    fn from(config: &godel_crds::SecurityDebtConfig) -> Self {
+impl From<&godel_config::SecurityDebtConfig> for DebtPolicy {
+    fn from(config: &godel_config::SecurityDebtConfig) -> Self {
         Self { half_life_seconds: config.half_life_seconds, quarantine_threshold: config.quarantine_threshold }
     }
 }
@@ -49,6 +49,8 @@ pub struct Admission {
 
 #[derive(Debug, thiserror::Error)]
 pub enum LimiterError {
+    /// Text, not a cause: it comes from several sources (the Redis client, a timeout, a
+    /// script reply of the wrong shape), and its message is all a log line needs.
     #[error("rate-limit backend unavailable: {0}")]
     Unavailable(String),
 }

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use godel_crds::{RedisConfig, RedisMode};
+use godel_config::{RedisConfig, RedisMode};
 use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, MultiplexedConnection};
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;

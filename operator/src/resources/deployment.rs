@@ -1,14 +1,10 @@
-use std::collections::BTreeMap;
-
 use godel_crds::{DEFAULT_IMAGE, DRAIN_DELAY_MS, GuardrailPolicy};
 use k8s_openapi::api::apps::v1::{Deployment, DeploymentSpec, DeploymentStrategy, RollingUpdateDeployment};
 use k8s_openapi::api::core::v1::{
     Capabilities, ConfigMapKeySelector, ConfigMapVolumeSource, Container, ContainerPort, EnvVar, EnvVarSource,
-    HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe,
-    ResourceRequirements, SeccompProfile, SecretVolumeSource, SecurityContext, SleepAction, TopologySpreadConstraint,
-    Volume, VolumeMount,
+    HTTPGetAction, Lifecycle, LifecycleHandler, PodSecurityContext, PodSpec, PodTemplateSpec, Probe, SeccompProfile,
+    SecretVolumeSource, SecurityContext, SleepAction, TopologySpreadConstraint, Volume, VolumeMount,
 };
-use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{LabelSelector, ObjectMeta};
 use k8s_openapi::apimachinery::pkg::util::intstr::IntOrString;
 
@@ -29,15 +25,6 @@ pub const IDENTITY_HASH_ANNOTATION: &str = "guardrails.godel.dev/identity-hash";
 pub const CONFIG_DIR: &str = "/etc/godel";
 /// The distroless "nonroot" user.
 const NONROOT: i64 = 65532;
-
-fn default_resources() -> ResourceRequirements {
-    let q = |s: &str| Quantity(s.to_owned());
-    ResourceRequirements {
-        requests: Some(BTreeMap::from([("cpu".into(), q("100m")), ("memory".into(), q("128Mi"))])),
-        limits: Some(BTreeMap::from([("cpu".into(), q("1")), ("memory".into(), q("256Mi"))])),
-        ..ResourceRequirements::default()
-    }
-}
 
 /// The guard fleet, following the production checklist: probes on `/health` and
 /// `/livez`, a preStop pause then the guard's own drain inside the grace period,
@@ -160,7 +147,7 @@ pub fn deployment(policy: &GuardrailPolicy, config: &GuardConfigFile, secrets_ha
             }),
             ..Lifecycle::default()
         }),
-        resources: Some(settings.resources.clone().unwrap_or_else(default_resources)),
+        resources: Some(settings.resources()),
         security_context: Some(SecurityContext {
             allow_privilege_escalation: Some(false),
             read_only_root_filesystem: Some(true),

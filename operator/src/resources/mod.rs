@@ -14,8 +14,13 @@ mod serviceaccount;
 use std::collections::BTreeMap;
 
 use godel_crds::GuardrailPolicy;
+use k8s_openapi::api::autoscaling::v2::HorizontalPodAutoscaler;
+use k8s_openapi::api::core::v1::ConfigMap;
+use k8s_openapi::api::networking::v1::Ingress;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
+use kube::api::{ApiResource, DynamicObject};
 use kube::{Resource, ResourceExt};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 pub use configmap::config_map;
@@ -26,7 +31,8 @@ pub use deployment::{
 pub use hpa::autoscaler;
 pub use ingress::{PUBLIC_PATHS, ingress};
 pub use monitoring::{
-    alert_groups, prometheus_rule, prometheus_rule_resource, service_monitor, service_monitor_resource,
+    alert_groups, default_cpu_request_cores, prometheus_rule, prometheus_rule_resource, service_monitor,
+    service_monitor_resource,
 };
 pub use pdb::disruption_budget;
 pub use service::service;
@@ -84,20 +90,20 @@ pub struct OwnedKind {
     pub removable: bool,
 }
 
-/// The owned kind named `kind`.
-pub fn owned_kind(kind: &str) -> Option<&'static OwnedKind> {
-    OWNED_KINDS.iter().find(|k| k.kind == kind)
-}
-
 impl OwnedKind {
-    pub fn api_resource(&self) -> kube::api::ApiResource {
+    /// The owned kind served at `resource`.
+    pub fn of(resource: &ApiResource) -> Option<&'static OwnedKind> {
+        OWNED_KINDS.iter().find(|k| k.api_group == resource.group && k.resource == resource.plural)
+    }
+
+    pub fn api_resource(&self) -> ApiResource {
         let gvk = kube::api::GroupVersionKind::gvk(self.api_group, self.version, self.kind);
-        kube::api::ApiResource::from_gvk_with_plural(&gvk, self.resource)
+        ApiResource::from_gvk_with_plural(&gvk, self.resource)
     }
 }
 
 /// The kinds the operator owns, listed once: the controller watches those marked `watched`;
-/// the ClusterRole in `config/operator` and the objects `desired` renders are checked
+/// the ClusterRole in `config/operator` and the objects [`plan`] renders are checked
 /// against it by tests.
 pub const OWNED_KINDS: &[OwnedKind] = &[
     OwnedKind {
@@ -184,11 +190,42 @@ impl GuardConfigFile {
     }
 }
 
-/// One entry of the desired state: an object to apply, or one the policy no longer asks
-/// for, to delete if it exists.
-pub enum Desired {
-    Present(serde_json::Value),
-    Absent { kind: &'static OwnedKind, name: String },
+/// One object the policy asks for, as the API server will receive it: the API resource
+/// it lives at (for the k8s-openapi kinds, their own group, version, kind and plural)
+/// and the object.
+pub struct Owned {
+    pub resource: ApiResource,
+    pub object: DynamicObject,
+}
+
+impl Owned {
+    fn typed<K: Resource<DynamicType = ()> + Serialize>(object: &K) -> Result<Self, serde_json::Error> {
+        Ok(Self {
+            resource: ApiResource::erase::<K>(&()),
+            object: serde_json::from_value(serde_json::to_value(object)?)?,
+        })
+    }
+
+    pub fn name(&self) -> String {
+        self.object.name_any()
+    }
+
+    /// `Kind name`, as Events and logs name an object.
+    pub fn describe(&self) -> String {
+        format!("{} {}", self.resource.kind, self.name())
+    }
+}
+
+/// An object the policy no longer asks for: deleted if it exists.
+pub struct Absent {
+    pub resource: ApiResource,
+    pub name: String,
+}
+
+impl Absent {
+    fn of<K: Resource<DynamicType = ()>>(name: String) -> Self {
+        Self { resource: ApiResource::erase::<K>(&()), name }
+    }
 }
 
 /// The whole desired state of one policy, computed without I/O: what a reconcile pass
@@ -196,48 +233,51 @@ pub enum Desired {
 pub struct Plan {
     pub config: GuardConfigFile,
     /// In apply order.
-    pub objects: Vec<Desired>,
+    pub apply: Vec<Owned>,
+    pub absent: Vec<Absent>,
 }
 
 impl Plan {
-    /// The objects to apply, in order.
-    pub fn manifests(&self) -> impl Iterator<Item = &serde_json::Value> {
-        self.objects.iter().filter_map(|d| match d {
-            Desired::Present(value) => Some(value),
-            Desired::Absent { .. } => None,
-        })
+    /// The objects to apply, in order, as JSON.
+    pub fn manifests(&self) -> Vec<serde_json::Value> {
+        self.apply
+            .iter()
+            .map(|owned| serde_json::to_value(&owned.object).expect("a DynamicObject has string keys only"))
+            .collect()
     }
 }
 
 /// The desired state of a policy. `secrets_hash` summarises the referenced Secrets'
 /// versions; monitoring objects are included when `monitoring` says the
 /// prometheus-operator kinds exist (they are never deleted: the kinds may come back).
-pub fn desired(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Result<Plan, serde_json::Error> {
-    use serde_json::to_value;
+pub fn plan(policy: &GuardrailPolicy, secrets_hash: &str, monitoring: bool) -> Result<Plan, serde_json::Error> {
     let config = GuardConfigFile::render(policy)?;
-    let mut objects = vec![
-        Desired::Present(to_value(service_account(policy))?),
-        Desired::Present(to_value(config_map(policy, &config))?),
-        Desired::Present(to_value(deployment(policy, &config, secrets_hash))?),
-        Desired::Present(to_value(service(policy))?),
-        Desired::Present(to_value(disruption_budget(policy))?),
+    let mut apply = vec![
+        Owned::typed(&service_account(policy))?,
+        Owned::typed(&config_map(policy, &config))?,
+        Owned::typed(&deployment(policy, &config, secrets_hash))?,
+        Owned::typed(&service(policy))?,
+        Owned::typed(&disruption_budget(policy))?,
     ];
+    let mut absent = Vec::new();
     let name = guard_name(policy);
-    objects.push(optional(autoscaler(policy), "HorizontalPodAutoscaler", name.clone())?);
-    objects.push(optional(dashboard_config_map(policy), "ConfigMap", dashboard_name(policy))?);
-    objects.push(optional(ingress(policy), "Ingress", name)?);
-    if monitoring {
-        objects.push(Desired::Present(to_value(prometheus_rule(policy))?));
-        objects.push(Desired::Present(to_value(service_monitor(policy))?));
+    match autoscaler(policy) {
+        Some(hpa) => apply.push(Owned::typed(&hpa)?),
+        None => absent.push(Absent::of::<HorizontalPodAutoscaler>(name.clone())),
     }
-    Ok(Plan { config, objects })
-}
-
-fn optional<T: serde::Serialize>(object: Option<T>, kind: &str, name: String) -> Result<Desired, serde_json::Error> {
-    Ok(match object {
-        Some(object) => Desired::Present(serde_json::to_value(object)?),
-        None => Desired::Absent { kind: owned_kind(kind).expect("every optional kind is in OWNED_KINDS"), name },
-    })
+    match dashboard_config_map(policy) {
+        Some(dashboard) => apply.push(Owned::typed(&dashboard)?),
+        None => absent.push(Absent::of::<ConfigMap>(dashboard_name(policy))),
+    }
+    match ingress(policy) {
+        Some(ingress) => apply.push(Owned::typed(&ingress)?),
+        None => absent.push(Absent::of::<Ingress>(name)),
+    }
+    if monitoring {
+        apply.push(Owned { resource: prometheus_rule_resource(), object: prometheus_rule(policy) });
+        apply.push(Owned { resource: service_monitor_resource(), object: service_monitor(policy) });
+    }
+    Ok(Plan { config, apply, absent })
 }
 
 /// Short content hash, for annotations that must change exactly when content does.

@@ -2,14 +2,13 @@
 //! one function, so the PrometheusRule the operator writes and the plain rules file in
 //! `config/prometheus` cannot drift apart.
 
-use godel_crds::GuardrailPolicy;
+use godel_crds::{DEFAULT_CPU_REQUEST, GuardrailPolicy};
 use k8s_openapi::apimachinery::pkg::api::resource::Quantity;
 use kube::api::{ApiResource, DynamicObject};
 use serde_json::{Value, json};
 
 use super::{guard_name, metadata, selector_labels};
 
-const DEFAULT_DEBT_THRESHOLD: f64 = 10.0;
 const RUNBOOK: &str = "https://github.com/godel-guardrail/godel-guardrail/blob/main/docs/RUNBOOK.md";
 
 pub fn prometheus_rule_resource() -> ApiResource {
@@ -106,16 +105,14 @@ pub fn alert_groups(selector: &str, debt_threshold: f64, cpu_request_cores: f64)
     json!([{ "name": "godel-guard", "rules": rules }])
 }
 
+/// The CPU request of a guard whose spec sets none.
+pub fn default_cpu_request_cores() -> f64 {
+    cores(&Quantity(DEFAULT_CPU_REQUEST.to_owned())).expect("the default request is a quantity")
+}
+
 fn cpu_request(policy: &GuardrailPolicy) -> f64 {
-    policy
-        .spec
-        .deployment
-        .resources
-        .as_ref()
-        .and_then(|r| r.requests.as_ref())
-        .and_then(|r| r.get("cpu"))
-        .and_then(cores)
-        .unwrap_or(0.1)
+    let resources = policy.spec.deployment.resources();
+    resources.requests.as_ref().and_then(|r| r.get("cpu")).and_then(cores).unwrap_or_else(default_cpu_request_cores)
 }
 
 fn monitoring_object(policy: &GuardrailPolicy, resource: &ApiResource, name: String, spec: Value) -> DynamicObject {
@@ -135,8 +132,7 @@ pub fn prometheus_rule(policy: &GuardrailPolicy) -> DynamicObject {
         guard_name(policy),
         policy.metadata.namespace.as_deref().unwrap_or("default")
     );
-    let threshold = policy.spec.monitoring.debt_alert_threshold.unwrap_or(DEFAULT_DEBT_THRESHOLD);
-    let groups = alert_groups(&selector, threshold, cpu_request(policy));
+    let groups = alert_groups(&selector, policy.spec.monitoring.debt_alert_threshold(), cpu_request(policy));
     monitoring_object(
         policy,
         &prometheus_rule_resource(),

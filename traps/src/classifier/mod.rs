@@ -25,8 +25,8 @@ use std::sync::OnceLock;
 
 use self::features::{BUCKETS, NONE, Occurrences};
 use self::windows::Search;
-use super::{Finding, Prompt, Trap};
-use godel_crds::{Action, ClassifierConfig, Severity};
+use super::{Finding, Prompt, Trap, TrapKind};
+use godel_config::{Action, ClassifierConfig, Severity};
 
 const MODEL: &[u8] = include_bytes!("model.bin");
 const HEADER: usize = 28;
@@ -204,7 +204,7 @@ impl Trap for ClassifierTrap {
         let (score, span) = self.model.strongest(raw);
         if score >= self.threshold {
             findings.push(Finding {
-                trap: "classifier",
+                trap: TrapKind::Classifier,
                 rule: "injection-classifier".into(),
                 severity: self.severity,
                 action: self.action,

@@ -1,11 +1,16 @@
 //! The OpenAI-compatible proxy, guarding both directions. A request to one of the
-//! inspected routes (chat completions, responses, completions, embeddings) runs the same decision as `/v1/inspect` over every text a model reads in
-//! it ([`text`]); the guard answers 403 (block) or 429 (throttle) itself, and forwards
-//! an allowed request byte for byte but for its `redact` spans ([`upstream`]). The
-//! model's answer comes back through the answer traps, whole or as a stream
-//! ([`answer`]). `GET /v1/models` passes through.
+//! inspected [`ROUTES`] (chat completions, responses, completions, embeddings) runs the
+//! same decision as `/v1/inspect` over every text a model reads in it ([`text`], with
+//! who wrote each from [`request`]); the guard answers 403 (block) or 429 (throttle)
+//! itself ([`error`]), and forwards an allowed request byte for byte but for its `redact`
+//! spans ([`upstream`]). The model's answer comes back through the answer traps, whole
+//! or as a stream ([`relay`], [`sse`], [`holdback`]). `GET /v1/models` passes through.
 
-mod answer;
+mod error;
+mod holdback;
+mod relay;
+mod request;
+mod sse;
 mod text;
 mod upstream;
 
@@ -14,16 +19,16 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
-use godel_crds::Action;
-use serde::Deserialize;
-use serde_json::json;
-use serde_json::value::RawValue;
+use axum::routing::{MethodRouter, post};
+use godel_config::Action;
+use godel_traps::Finding;
 
 use super::AppState;
-use crate::engine::{Decision, Subject, Throttle, mask};
-use godel_traps::Finding;
+use crate::engine::{Decision, Subject, mask};
+use error::ProxyError;
+use request::{Envelope, Origin};
 use text::Segment;
 
 pub use upstream::Upstream;
@@ -40,240 +45,10 @@ pub const CHAT_COMPLETIONS: Route = Route { path: "/v1/chat/completions", requir
 pub const RESPONSES: Route = Route { path: "/v1/responses", required: "input", answer_is_text: true };
 pub const COMPLETIONS: Route = Route { path: "/v1/completions", required: "prompt", answer_is_text: true };
 pub const EMBEDDINGS: Route = Route { path: "/v1/embeddings", required: "input", answer_is_text: false };
+/// The routes whose requests are inspected, each served by [`guarded`].
+pub const ROUTES: [&Route; 4] = [&CHAT_COMPLETIONS, &RESPONSES, &COMPLETIONS, &EMBEDDINGS];
 pub const MODELS: &str = "/v1/models";
 pub const MODEL: &str = "/v1/models/{model}";
-
-/// Every answer the proxy gives instead of the upstream's, in OpenAI's error shape
-/// (`{"error": {"message", "type", "code"}}` with a string `code`), so OpenAI clients
-/// raise it as they would the API's own.
-#[derive(Debug)]
-pub enum ProxyError {
-    NotConfigured,
-    NotJson,
-    BadRequest(String),
-    Throttled {
-        retry_after_seconds: u64,
-        why: Throttle,
-    },
-    Blocked {
-        findings: Vec<Finding>,
-    },
-    /// The model's answer carried something the policy blocks.
-    AnswerBlocked {
-        findings: Vec<Finding>,
-    },
-    UpstreamUnreachable,
-    UpstreamTimeout,
-    UpstreamBroken,
-}
-
-fn blocked_rules(findings: &[Finding], only_block: bool) -> String {
-    let mut rules: Vec<&str> =
-        findings.iter().filter(|f| !only_block || f.action == Action::Block).map(|f| &*f.rule).collect();
-    rules.dedup();
-    rules.join(", ")
-}
-
-/// An error object as OpenAI's API writes one, which its SDKs raise.
-fn openai_error(message: &str, kind: &str, code: &str) -> serde_json::Value {
-    json!({"message": message, "type": kind, "param": null, "code": code})
-}
-
-impl ProxyError {
-    /// Status, OpenAI error `type`, `code` and message: the response's, and a stream's
-    /// error event's when the answer is withheld mid-stream.
-    fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
-        match self {
-            ProxyError::NotConfigured => (
-                StatusCode::NOT_FOUND,
-                "invalid_request_error",
-                "not_found",
-                "the proxy is not configured (set proxy.upstream)".to_owned(),
-            ),
-            ProxyError::NotJson => (
-                StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                "invalid_request_error",
-                "unsupported_media_type",
-                "expected `Content-Type: application/json`".to_owned(),
-            ),
-            ProxyError::BadRequest(message) => {
-                (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", message.clone())
-            }
-            ProxyError::Throttled { why: Throttle::Quarantined, .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "guardrail_quarantined",
-                "guardrail_quarantined",
-                "this user is quarantined by the guardrail policy after repeated violations".to_owned(),
-            ),
-            ProxyError::Throttled { .. } => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_exceeded",
-                "rate_limit_exceeded",
-                "rate limit exceeded for this user".to_owned(),
-            ),
-            ProxyError::Blocked { findings } => (
-                StatusCode::FORBIDDEN,
-                "guardrail_blocked",
-                "guardrail_blocked",
-                format!("blocked by the guardrail policy: {}", blocked_rules(findings, true)),
-            ),
-            ProxyError::AnswerBlocked { findings } => (
-                StatusCode::FORBIDDEN,
-                "guardrail_blocked",
-                "guardrail_blocked_answer",
-                format!("the model's answer was withheld by the guardrail policy: {}", blocked_rules(findings, false)),
-            ),
-            ProxyError::UpstreamUnreachable => (
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_unreachable",
-                "the upstream API could not be reached".to_owned(),
-            ),
-            ProxyError::UpstreamTimeout => (
-                StatusCode::GATEWAY_TIMEOUT,
-                "upstream_error",
-                "upstream_timeout",
-                "the upstream API did not answer in time".to_owned(),
-            ),
-            ProxyError::UpstreamBroken => (
-                StatusCode::BAD_GATEWAY,
-                "upstream_error",
-                "upstream_error",
-                "the upstream API's answer could not be relayed".to_owned(),
-            ),
-        }
-    }
-}
-
-impl IntoResponse for ProxyError {
-    fn into_response(self) -> Response {
-        let (status, kind, code, message) = self.parts();
-        let mut error = openai_error(&message, kind, code);
-        if let ProxyError::Blocked { findings } | ProxyError::AnswerBlocked { findings } = &self {
-            error["findings"] = json!(findings);
-        }
-        let mut response = (status, axum::Json(json!({"error": error}))).into_response();
-        if let ProxyError::Throttled { retry_after_seconds, .. } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
-        }
-        response
-    }
-}
-
-/// The fields the proxy reads itself; the rest of the body is only walked for text.
-#[derive(Deserialize)]
-struct Envelope<'a> {
-    #[serde(borrow, default)]
-    messages: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    input: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    prompt: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    user: Option<&'a RawValue>,
-    #[serde(borrow, default)]
-    safety_identifier: Option<&'a RawValue>,
-}
-
-/// Who wrote a piece of a request's text.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Origin {
-    /// The end user: the prompt proper.
-    User,
-    /// The application: the Responses API's `instructions`, system and developer
-    /// messages or input items.
-    Application,
-    /// Neither: a tool's or function's result (`tool` and `function` messages, the
-    /// Responses API's `function_call_output`, `custom_tool_call_output` and `mcp_call`
-    /// items), where indirect injection arrives.
-    Untrusted,
-}
-
-/// The origin of each item of `messages` and of `input`.
-struct Origins {
-    messages: Vec<Origin>,
-    input: Vec<Origin>,
-}
-
-impl Origins {
-    /// Who wrote a string, by its channel.
-    fn of(&self, channel: &str) -> Origin {
-        let mut path = channel.split('.').skip(1);
-        let items = match path.next() {
-            Some("instructions") => return Origin::Application,
-            Some("messages") => &self.messages,
-            Some("input") => &self.input,
-            _ => return Origin::User,
-        };
-        path.next().and_then(|p| p.parse::<usize>().ok()).and_then(|p| items.get(p).copied()).unwrap_or(Origin::User)
-    }
-}
-
-/// An item of `messages` or `input`, for its role or type.
-#[derive(Deserialize)]
-struct Item {
-    #[serde(default)]
-    role: Option<String>,
-    #[serde(default, rename = "type")]
-    kind: Option<String>,
-}
-
-impl Item {
-    fn origin(&self) -> Origin {
-        match (self.role.as_deref(), self.kind.as_deref()) {
-            (Some("system" | "developer"), _) => Origin::Application,
-            (Some("tool" | "function"), _) => Origin::Untrusted,
-            (_, Some("function_call_output" | "custom_tool_call_output" | "mcp_call")) => Origin::Untrusted,
-            _ => Origin::User,
-        }
-    }
-}
-
-impl Envelope<'_> {
-    /// Who wrote each item of `messages` and `input`, read once per request.
-    fn origins(&self) -> Origins {
-        let origins = |items: Option<&RawValue>| -> Vec<Origin> {
-            let items = items.and_then(|items| serde_json::from_str::<Vec<&RawValue>>(items.get()).ok());
-            items
-                .unwrap_or_default()
-                .into_iter()
-                .map(|item| serde_json::from_str::<Item>(item.get()).map_or(Origin::User, |item| item.origin()))
-                .collect()
-        };
-        Origins { messages: origins(self.messages), input: origins(self.input) }
-    }
-
-    fn has(&self, field: &str) -> bool {
-        let value = match field {
-            "messages" => self.messages,
-            "input" => self.input,
-            _ => self.prompt,
-        };
-        value.is_some_and(|v| v.get() != "null")
-    }
-
-    /// The end user named in the body (`user`, or the Responses API's
-    /// `safety_identifier`), when it is a string.
-    fn user(&self) -> Option<String> {
-        [self.user, self.safety_identifier].into_iter().flatten().find_map(|v| serde_json::from_str(v.get()).ok())
-    }
-}
-
-pub async fn chat_completions(State(state): State<Arc<AppState>>, headers: HeaderMap, bytes: Bytes) -> Response {
-    relay(&state, &CHAT_COMPLETIONS, &headers, bytes).await
-}
-
-pub async fn responses(State(state): State<Arc<AppState>>, headers: HeaderMap, bytes: Bytes) -> Response {
-    relay(&state, &RESPONSES, &headers, bytes).await
-}
-
-pub async fn completions(State(state): State<Arc<AppState>>, headers: HeaderMap, bytes: Bytes) -> Response {
-    relay(&state, &COMPLETIONS, &headers, bytes).await
-}
-
-pub async fn embeddings(State(state): State<Arc<AppState>>, headers: HeaderMap, bytes: Bytes) -> Response {
-    relay(&state, &EMBEDDINGS, &headers, bytes).await
-}
 
 /// `GET /v1/models`: the upstream's model list, passed through (no prompt, no user).
 pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
@@ -299,7 +74,15 @@ async fn pass_through(state: &AppState, path: String, headers: &HeaderMap) -> Re
     }
 }
 
-async fn relay(state: &Arc<AppState>, route: &Route, headers: &HeaderMap, bytes: Bytes) -> Response {
+/// The one handler of every inspected route: the route says which field it requires and
+/// whether its answer is text.
+pub fn guarded(route: &'static Route) -> MethodRouter<Arc<AppState>> {
+    post(move |State(state): State<Arc<AppState>>, headers: HeaderMap, bytes: Bytes| async move {
+        decide_then_relay(&state, route, &headers, bytes).await
+    })
+}
+
+async fn decide_then_relay(state: &Arc<AppState>, route: &Route, headers: &HeaderMap, bytes: Bytes) -> Response {
     let mut request_id = None;
     let mut response =
         decide_and_forward(state, route, headers, bytes, &mut request_id).await.unwrap_or_else(|e| e.into_response());
@@ -379,7 +162,7 @@ async fn decide_and_forward(
             if !route.answer_is_text {
                 return Ok(upstream::relay_unchanged(answer));
             }
-            answer::relay(state.clone(), outcome, answer).await
+            relay::relay(state.clone(), outcome, answer).await
         }
     }
 }
@@ -406,7 +189,7 @@ fn redactions(segments: &[Segment], starts: &[usize], findings: &[Finding]) -> V
 #[cfg(test)]
 mod tests {
     use super::*;
-    use godel_crds::Severity;
+    use godel_config::Severity;
 
     #[test]
     fn redaction_is_spliced_into_the_string_it_falls_in() {
@@ -417,7 +200,7 @@ mod tests {
         assert_eq!(prompt, "be brief\nmail jane@example.com");
         let start = prompt.find("jane").unwrap();
         let finding = Finding {
-            trap: "regex",
+            trap: godel_traps::TrapKind::Regex,
             rule: "email-address".into(),
             severity: Severity::Medium,
             action: Action::Redact,
@@ -428,27 +211,5 @@ mod tests {
         assert!(out.contains(r#""text": "mail [REDACTED:email-address]""#), "{out}");
         assert!(out.starts_with(r#"{"seed": 12345678901234567890123, "#), "numbers pass unchanged: {out}");
         assert!(redactions(&segments, &starts, &[]).is_empty());
-    }
-
-    #[test]
-    fn system_developer_and_instructions_are_the_applications_and_tool_results_are_untrusted() {
-        let body = br#"{"instructions": "be safe", "messages": [{"role": "system", "content": "s"},
-            {"role": "developer", "content": [{"type": "text", "text": "d"}]}, {"role": "user", "content": "u"},
-            {"role": "assistant", "content": "a"}, {"role": "tool", "tool_call_id": "c1", "content": "t"}],
-            "input": [{"role": "system", "content": "i"}, "plain",
-            {"type": "function_call_output", "call_id": "c2", "output": "f"}]}"#;
-        let envelope: Envelope<'_> = serde_json::from_slice(body).unwrap();
-        let origins = envelope.origins();
-        let of = |origin: Origin| -> Vec<String> {
-            text::segments(body)
-                .unwrap()
-                .into_iter()
-                .filter(|s| origins.of(&s.channel) == origin)
-                .map(|s| s.text)
-                .collect()
-        };
-        assert_eq!(of(Origin::Application), ["be safe", "s", "d", "i"]);
-        assert_eq!(of(Origin::Untrusted), ["t", "f"]);
-        assert_eq!(of(Origin::User), ["u", "a", "plain"]);
     }
 }

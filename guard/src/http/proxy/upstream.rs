@@ -9,10 +9,10 @@ use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
-use godel_crds::ProxyConfig;
+use godel_config::ProxyConfig;
 use serde_json::json;
 
-use super::{ProxyError, openai_error};
+use super::error::{ProxyError, openai_error};
 
 /// An upstream API and the client that reaches it.
 pub struct Upstream {

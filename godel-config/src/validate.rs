@@ -1,0 +1,139 @@
+//! The checks a guard config must pass beyond its types, in one place: the guard's
+//! start-up, `godel-guard check-config` and the operator's reconcile all call
+//! [`GuardConfig::validate`].
+
+use crate::{GuardConfig, LimiterBackend};
+
+/// Longest tier or rule name: they become metric label values.
+pub const MAX_NAME_LENGTH: usize = 63;
+
+/// A guard config that cannot run, with the field it is about.
+#[derive(Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
+/// Whether `text` is a URL the Redis client accepts, without pulling the client in.
+fn is_redis_url(text: &str) -> bool {
+    match url::Url::parse(text) {
+        Ok(url) => match url.scheme() {
+            "redis" | "rediss" | "valkey" | "valkeys" => url.host_str().is_some_and(|h| !h.is_empty()),
+            "unix" | "redis+unix" | "valkey+unix" => !url.path().is_empty(),
+            _ => false,
+        },
+        Err(_) => false,
+    }
+}
+
+impl GuardConfig {
+    /// Checks what the types cannot: relations between fields and sane numbers. The
+    /// guard runs it at start-up and in `check-config`, the operator before it applies a
+    /// policy; the CRD's schema and CEL rules refuse a subset earlier, at admission.
+    pub fn validate(&self) -> Result<(), InvalidConfig> {
+        let config = self;
+        let invalid = |msg: String| Err(InvalidConfig(msg));
+        if config.tiers.is_empty() {
+            return invalid("tiers: at least one tier is required".into());
+        }
+        for (i, tier) in config.tiers.iter().enumerate() {
+            if tier.name.is_empty() || tier.name.len() > MAX_NAME_LENGTH {
+                return invalid(format!("tiers[{i}].name must be 1 to {MAX_NAME_LENGTH} characters"));
+            }
+            if config.tiers[..i].iter().any(|t| t.name == tier.name) {
+                return invalid(format!("tiers[{i}].name `{}` is used twice", tier.name));
+            }
+            if !(tier.rate_per_second.is_finite() && tier.rate_per_second > 0.0) {
+                return invalid(format!("tiers[{i}].ratePerSecond must be a positive number"));
+            }
+            if tier.burst < 1 {
+                return invalid(format!("tiers[{i}].burst must be at least 1"));
+            }
+        }
+        if !config.tiers.iter().any(|t| t.name == config.default_tier) {
+            return invalid(format!("defaultTier `{}` is not one of the tiers", config.default_tier));
+        }
+        let classifier = &config.traps.classifier;
+        if classifier.action == crate::Action::Redact {
+            return invalid("traps.classifier.action must be block or flag: a score has no span to redact".into());
+        }
+        if classifier.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+            return invalid("traps.classifier.threshold must be between 0 and 1".into());
+        }
+        let untrusted = &config.traps.untrusted;
+        if untrusted.action == crate::Action::Redact {
+            return invalid("traps.untrusted.action must be block or flag: an injection has no part to mask".into());
+        }
+        if untrusted.threshold.is_some_and(|t| !(0.0..=1.0).contains(&t)) {
+            return invalid("traps.untrusted.threshold must be between 0 and 1".into());
+        }
+        if config.rate_limit.backend == LimiterBackend::Redis && config.rate_limit.redis.is_none() {
+            return invalid("rateLimit.backend is redis but rateLimit.redis is missing".into());
+        }
+        if let Some(redis) = &config.rate_limit.redis {
+            if redis.mode == crate::RedisMode::Sentinel && redis.master_name.is_none() {
+                return invalid("rateLimit.redis.masterName is required in sentinel mode".into());
+            }
+            if redis.timeout_ms == 0 {
+                return invalid("rateLimit.redis.timeoutMs must be at least 1".into());
+            }
+            // The URL is not echoed: it may hold a password.
+            let urls = std::iter::once(("url".to_owned(), &redis.url))
+                .chain(redis.nodes.iter().enumerate().map(|(i, node)| (format!("nodes[{i}]"), node)));
+            for (field, url) in urls {
+                if !is_redis_url(url) {
+                    return invalid(format!("rateLimit.redis.{field} is not a redis:// or rediss:// URL"));
+                }
+            }
+        }
+        if let Some(i) = config.traps.regex.rules.iter().position(|r| r.name.trim().is_empty()) {
+            return invalid(format!("traps.regex.rules[{i}].name must not be empty"));
+        }
+        if config.traps.max_prompt_bytes == 0 {
+            return invalid("traps.maxPromptBytes must be at least 1".into());
+        }
+        let debt = &config.security_debt;
+        if !(debt.half_life_seconds.is_finite() && debt.half_life_seconds > 0.0) {
+            return invalid("securityDebt.halfLifeSeconds must be a positive number".into());
+        }
+        if !(debt.quarantine_threshold.is_finite() && debt.quarantine_threshold > 0.0) {
+            return invalid("securityDebt.quarantineThreshold must be a positive number".into());
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::GuardConfig;
+
+    fn config(yaml: &str) -> Result<GuardConfig, serde_json::Error> {
+        serde_json::from_value(serde_yaml::from_str(yaml).expect("YAML"))
+    }
+
+    #[test]
+    fn relations_are_checked_with_field_names() {
+        let unknown_default = config("defaultTier: gold").unwrap();
+        assert!(unknown_default.validate().unwrap_err().to_string().contains("defaultTier"));
+        let zero_burst = config("tiers: [{name: free, ratePerSecond: 1, burst: 0}]").unwrap();
+        assert!(zero_burst.validate().unwrap_err().to_string().contains("tiers[0].burst"));
+        let dup = config("tiers: [{name: free, ratePerSecond: 1, burst: 1}, {name: free, ratePerSecond: 2, burst: 2}]")
+            .unwrap();
+        assert!(dup.validate().unwrap_err().to_string().contains("used twice"));
+        let redis_without_url = config("rateLimit: {backend: redis}").unwrap();
+        assert!(redis_without_url.validate().unwrap_err().to_string().contains("rateLimit.redis"));
+        let bad_url = config("rateLimit: {backend: redis, redis: {url: 'not a url:hunter2'}}").unwrap();
+        let err = bad_url.validate().unwrap_err().to_string();
+        assert!(err.contains("rateLimit.redis.url") && !err.contains("hunter2"), "{err}");
+        let bad_node = config("rateLimit: {backend: redis, redis: {url: 'redis://a:6379', nodes: ['b c']}}").unwrap();
+        assert!(bad_node.validate().unwrap_err().to_string().contains("nodes[0]"));
+        assert!(
+            config("rateLimit: {backend: redis, redis: {url: 'rediss://u:p@a:6380/0'}}").unwrap().validate().is_ok()
+        );
+        let unnamed = config("traps: {regex: {rules: [{name: ' ', pattern: x}]}}").unwrap();
+        assert!(unnamed.validate().unwrap_err().to_string().contains("rules[0].name"));
+        let masked = config("traps: {untrusted: {action: redact}}").unwrap();
+        assert!(masked.validate().unwrap_err().to_string().contains("traps.untrusted.action"));
+        let over = config("traps: {untrusted: {threshold: 1.5}}").unwrap();
+        assert!(over.validate().unwrap_err().to_string().contains("traps.untrusted.threshold"));
+        assert!(config("traps: {untrusted: {action: flag, threshold: 0.7}}").unwrap().validate().is_ok());
+    }
+}

@@ -1,0 +1,127 @@
+//! Every answer the proxy gives instead of the upstream's, in OpenAI's error shape.
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use godel_config::Action;
+use godel_traps::Finding;
+use serde_json::json;
+
+use crate::engine::Throttle;
+use crate::http::finding::wire;
+
+/// Every answer the proxy gives instead of the upstream's, in OpenAI's error shape
+/// (`{"error": {"message", "type", "code"}}` with a string `code`), so OpenAI clients
+/// raise it as they would the API's own.
+#[derive(Debug)]
+pub enum ProxyError {
+    NotConfigured,
+    NotJson,
+    BadRequest(String),
+    Throttled {
+        retry_after_seconds: u64,
+        why: Throttle,
+    },
+    Blocked {
+        findings: Vec<Finding>,
+    },
+    /// The model's answer carried something the policy blocks.
+    AnswerBlocked {
+        findings: Vec<Finding>,
+    },
+    UpstreamUnreachable,
+    UpstreamTimeout,
+    UpstreamBroken,
+}
+
+fn blocked_rules(findings: &[Finding], only_block: bool) -> String {
+    let mut rules: Vec<&str> =
+        findings.iter().filter(|f| !only_block || f.action == Action::Block).map(|f| &*f.rule).collect();
+    rules.dedup();
+    rules.join(", ")
+}
+
+/// An error object as OpenAI's API writes one, which its SDKs raise.
+pub(super) fn openai_error(message: &str, kind: &str, code: &str) -> serde_json::Value {
+    json!({"message": message, "type": kind, "param": null, "code": code})
+}
+
+impl ProxyError {
+    /// Status, OpenAI error `type`, `code` and message: the response's, and a stream's
+    /// error event's when the answer is withheld mid-stream.
+    pub(super) fn parts(&self) -> (StatusCode, &'static str, &'static str, String) {
+        match self {
+            ProxyError::NotConfigured => (
+                StatusCode::NOT_FOUND,
+                "invalid_request_error",
+                "not_found",
+                "the proxy is not configured (set proxy.upstream)".to_owned(),
+            ),
+            ProxyError::NotJson => (
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "invalid_request_error",
+                "unsupported_media_type",
+                "expected `Content-Type: application/json`".to_owned(),
+            ),
+            ProxyError::BadRequest(message) => {
+                (StatusCode::BAD_REQUEST, "invalid_request_error", "invalid_request", message.clone())
+            }
+            ProxyError::Throttled { why: Throttle::Quarantined, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "guardrail_quarantined",
+                "guardrail_quarantined",
+                "this user is quarantined by the guardrail policy after repeated violations".to_owned(),
+            ),
+            ProxyError::Throttled { .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                "rate_limit_exceeded",
+                "rate limit exceeded for this user".to_owned(),
+            ),
+            ProxyError::Blocked { findings } => (
+                StatusCode::FORBIDDEN,
+                "guardrail_blocked",
+                "guardrail_blocked",
+                format!("blocked by the guardrail policy: {}", blocked_rules(findings, true)),
+            ),
+            ProxyError::AnswerBlocked { findings } => (
+                StatusCode::FORBIDDEN,
+                "guardrail_blocked",
+                "guardrail_blocked_answer",
+                format!("the model's answer was withheld by the guardrail policy: {}", blocked_rules(findings, false)),
+            ),
+            ProxyError::UpstreamUnreachable => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_unreachable",
+                "the upstream API could not be reached".to_owned(),
+            ),
+            ProxyError::UpstreamTimeout => (
+                StatusCode::GATEWAY_TIMEOUT,
+                "upstream_error",
+                "upstream_timeout",
+                "the upstream API did not answer in time".to_owned(),
+            ),
+            ProxyError::UpstreamBroken => (
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_error",
+                "the upstream API's answer could not be relayed".to_owned(),
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        let (status, kind, code, message) = self.parts();
+        let mut error = openai_error(&message, kind, code);
+        if let ProxyError::Blocked { findings } | ProxyError::AnswerBlocked { findings } = &self {
+            error["findings"] = json!(wire(findings));
+        }
+        let mut response = (status, axum::Json(json!({"error": error}))).into_response();
+        if let ProxyError::Throttled { retry_after_seconds, .. } = self {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+        }
+        response
+    }
+}
