@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::GuardrailPolicy;
 
 /// Longest policy name: its objects append `-guard`, and a Service name is a DNS label.
-pub const MAX_POLICY_NAME_LENGTH: usize = 63 - "-guard".len();
+pub(crate) const MAX_POLICY_NAME_LENGTH: usize = 63 - "-guard".len();
 
 pub fn crd() -> CustomResourceDefinition {
     let mut value = serde_json::to_value(GuardrailPolicy::crd()).expect("a CRD always serializes");

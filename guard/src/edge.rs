@@ -41,7 +41,7 @@ const RESERVED_FDS: u64 = 1024;
 
 /// How the edge treats connections; the CLI documents each default.
 #[derive(Clone, Debug)]
-pub struct EdgeLimits {
+pub(crate) struct EdgeLimits {
     pub header_timeout: Duration,
     /// At least `header_timeout`.
     pub idle_timeout: Duration,
@@ -51,7 +51,7 @@ pub struct EdgeLimits {
 /// When the edge stops: draining starts with `shutdown`, lasts `drain_delay` (the
 /// endpoints take a moment to drop the pod), then in-flight requests get
 /// `shutdown_timeout` before their connections are dropped.
-pub struct Stop<F> {
+pub(crate) struct Stop<F> {
     pub shutdown: F,
     pub on_drain: Box<dyn FnOnce() + Send>,
     pub drain_delay: Duration,
@@ -64,7 +64,7 @@ pub struct Stop<F> {
 const BACKLOG: u32 = 4096;
 
 /// Binds the guard's listening socket.
-pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
+pub(crate) fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
     let socket = if addr.is_ipv4() { TcpSocket::new_v4()? } else { TcpSocket::new_v6()? };
     socket.set_reuseaddr(true)?;
     socket.bind(addr)?;
@@ -73,8 +73,9 @@ pub fn listen(addr: SocketAddr) -> std::io::Result<TcpListener> {
 
 /// Raises the soft file-descriptor limit to the hard one (as Go's runtime does) and
 /// returns the connection cap that leaves [`RESERVED_FDS`] free.
-pub fn connection_cap(configured: usize) -> usize {
+pub(crate) fn connection_cap(configured: usize) -> usize {
     // SAFETY: getrlimit/setrlimit with a valid, initialised rlimit struct.
+    #[allow(unsafe_code)]
     let soft = unsafe {
         let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) != 0 {
@@ -101,7 +102,12 @@ pub fn connection_cap(configured: usize) -> usize {
 }
 
 /// Serves `app` on `listener` until `stop` has run its course.
-pub async fn serve<F: Future<Output = ()>>(listener: TcpListener, app: Router, limits: &EdgeLimits, stop: Stop<F>) {
+pub(crate) async fn serve<F: Future<Output = ()>>(
+    listener: TcpListener,
+    app: Router,
+    limits: &EdgeLimits,
+    stop: Stop<F>,
+) {
     let mut builder = http1::Builder::new();
     // hyper's head timer runs from the end of one response to the end of the next head:
     // the idle timeout. `HeadDeadline` adds the shorter header timeout.

@@ -16,7 +16,7 @@ use crate::pseudonym::Pseudonymizer;
 use godel_traps::{Finding, TrapEngine};
 
 /// Longest accepted user id, in bytes: ids are references, not documents.
-pub const MAX_USER_ID_BYTES: usize = 512;
+pub(crate) const MAX_USER_ID_BYTES: usize = 512;
 
 /// One prompt to judge, borrowed from whatever the transport parsed. No `Debug`: it holds
 /// the raw user id, which must never reach a log.
@@ -42,7 +42,7 @@ pub struct Subject<'a> {
 /// findings metric's label.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Input {
+pub(crate) enum Input {
     Prompt,
     Instructions,
     Untrusted,
@@ -133,6 +133,40 @@ impl Outcome {
     }
 }
 
+/// What the traps found in each text of a subject, offsets into that text.
+#[derive(Default)]
+struct Found {
+    prompt: Vec<Finding>,
+    instructions: Vec<Finding>,
+    untrusted: Vec<Vec<Finding>>,
+}
+
+impl Found {
+    fn by_input(&self) -> impl Iterator<Item = (Input, &Finding)> {
+        let inputs = [(Input::Prompt, &self.prompt), (Input::Instructions, &self.instructions)];
+        inputs
+            .into_iter()
+            .flat_map(|(input, list)| list.iter().map(move |f| (input, f)))
+            .chain(self.untrusted.iter().flatten().map(|f| (Input::Untrusted, f)))
+    }
+
+    fn blocks(&self) -> bool {
+        self.by_input().any(|(_, f)| f.action == Action::Block)
+    }
+
+    /// The findings as the audit line lists them: the prompt's without an `input`.
+    fn audited(&self) -> Vec<AuditFinding<'_>> {
+        self.by_input()
+            .map(|(input, f)| AuditFinding {
+                trap: f.trap,
+                rule: &f.rule,
+                severity: f.severity,
+                input: (input != Input::Prompt).then_some(input),
+            })
+            .collect()
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum InspectError {
     #[error("field `user_id` must not be empty")]
@@ -213,63 +247,84 @@ impl Guard {
 
     async fn decide(&self, subject: Subject<'_>, request_id: String) -> Result<Outcome, InspectError> {
         let started = Instant::now();
-        let Subject { user_id, tier, prompt, instructions, untrusted } = subject;
-        if user_id.is_empty() {
-            return Err(InspectError::EmptyUserId);
-        }
-        if user_id.len() > MAX_USER_ID_BYTES {
-            return Err(InspectError::UserIdTooLong);
-        }
-        let tier = tier.unwrap_or(&self.default_tier);
-        let limit = *self.tiers.get(tier).ok_or(InspectError::UnknownTier)?;
+        let (tier, limit) = self.tier_of(&subject)?;
         // Only now: a tier name from the policy's list, not whatever the client sent.
         Span::current().record("tier", tier);
-
         let who = Pseudonyms {
-            analytical_id: self.pseudonymizer.analytical_id(user_id),
-            audit_id: self.keyring.current().seal(user_id),
+            analytical_id: self.pseudonymizer.analytical_id(subject.user_id),
+            audit_id: self.keyring.current().seal(subject.user_id),
             tier: tier.to_owned(),
         };
         let bucket = format!("{tier}:{}", who.analytical_id);
 
         let admission = self.admit(&bucket, limit).await;
-        let (decision, findings, instruction_findings, untrusted_findings) = if admission.allowed {
-            let findings = self.traps.inspect(prompt);
-            let instruction_findings =
-                if instructions.is_empty() { Vec::new() } else { self.context_traps.inspect(instructions) };
-            let untrusted_findings: Vec<Vec<Finding>> = match &self.untrusted_traps {
-                Some(traps) => untrusted.iter().map(|text| traps.inspect(text)).collect(),
-                None => Vec::new(),
-            };
-            let blocked = findings
-                .iter()
-                .chain(&instruction_findings)
-                .chain(untrusted_findings.iter().flatten())
-                .any(|f| f.action == Action::Block);
-            let decision = if blocked { Decision::Block } else { Decision::Allow };
-            (decision, findings, instruction_findings, untrusted_findings)
+        let (decision, found) = if admission.allowed {
+            let found = self.run_traps(&subject);
+            (if found.blocks() { Decision::Block } else { Decision::Allow }, found)
         } else if admission.quarantined {
-            (Decision::Throttle(Throttle::Quarantined), Vec::new(), Vec::new(), Vec::new())
+            (Decision::Throttle(Throttle::Quarantined), Found::default())
         } else {
-            (Decision::Throttle(Throttle::RateLimited), Vec::new(), Vec::new(), Vec::new())
+            (Decision::Throttle(Throttle::RateLimited), Found::default())
         };
-        let by_input = || {
-            let inputs = [(Input::Prompt, &findings), (Input::Instructions, &instruction_findings)];
-            inputs
-                .into_iter()
-                .flat_map(|(input, list)| list.iter().map(move |f| (input, f)))
-                .chain(untrusted_findings.iter().flatten().map(|f| (Input::Untrusted, f)))
+        self.account(&bucket, tier, decision, &found).await;
+        let line = AuditLine {
+            reason: decision.throttle(),
+            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
+            ..AuditLine::new(&request_id, &who, decision.into(), found.audited())
         };
+        self.audit.write(&line).await;
+        Ok(Outcome {
+            request_id,
+            decision,
+            findings: found.prompt,
+            instruction_findings: found.instructions,
+            untrusted_findings: found.untrusted,
+            remaining: admission.remaining,
+            retry_after_ms: admission.retry_after_ms,
+            who,
+        })
+    }
 
-        // Debt is the user's: what the application wrote does not count.
-        let points: u64 = findings.iter().map(|f| f.severity.points()).sum();
+    /// The subject's tier and its limit, once the user id is known to be usable.
+    fn tier_of<'s>(&'s self, subject: &Subject<'s>) -> Result<(&'s str, BucketLimit), InspectError> {
+        if subject.user_id.is_empty() {
+            return Err(InspectError::EmptyUserId);
+        }
+        if subject.user_id.len() > MAX_USER_ID_BYTES {
+            return Err(InspectError::UserIdTooLong);
+        }
+        let tier = subject.tier.unwrap_or(&self.default_tier);
+        let limit = *self.tiers.get(tier).ok_or(InspectError::UnknownTier)?;
+        Ok((tier, limit))
+    }
+
+    /// Each text of the subject through its traps.
+    fn run_traps(&self, subject: &Subject<'_>) -> Found {
+        Found {
+            prompt: self.traps.inspect(subject.prompt),
+            instructions: if subject.instructions.is_empty() {
+                Vec::new()
+            } else {
+                self.context_traps.inspect(subject.instructions)
+            },
+            untrusted: match &self.untrusted_traps {
+                Some(traps) => subject.untrusted.iter().map(|text| traps.inspect(text)).collect(),
+                None => Vec::new(),
+            },
+        }
+    }
+
+    /// The user's security debt (what the application wrote does not count) and the
+    /// findings and decision metrics.
+    async fn account(&self, bucket: &str, tier: &str, decision: Decision, found: &Found) {
+        let points: u64 = found.prompt.iter().map(|f| f.severity.points()).sum();
         if points > 0 {
             self.metrics.security_debt.inc_by(points);
-            if let Err(e) = self.limiter.add_debt(&bucket, points as f64, self.debt).await {
+            if let Err(e) = self.limiter.add_debt(bucket, points as f64, self.debt).await {
                 tracing::warn!(error = %e, "security debt not recorded");
             }
         }
-        for (input, f) in by_input() {
+        for (input, f) in found.by_input() {
             let labels =
                 TrapFindingLabels { trap: f.trap.as_str(), severity: f.severity.as_str(), input: input.as_str() };
             self.metrics.findings.get_or_create(&labels).inc();
@@ -279,30 +334,6 @@ impl Guard {
             .get_or_create(&RequestLabels { tier: tier.to_owned(), decision: decision.as_str() })
             .inc();
         Span::current().record("decision", decision.as_str());
-        let findings_seen = by_input()
-            .map(|(input, f)| AuditFinding {
-                trap: f.trap,
-                rule: &f.rule,
-                severity: f.severity,
-                input: (input != Input::Prompt).then_some(input),
-            })
-            .collect();
-        let line = AuditLine {
-            reason: decision.throttle(),
-            latency_ms: started.elapsed().as_secs_f64() * 1000.0,
-            ..AuditLine::new(&request_id, &who, decision.into(), findings_seen)
-        };
-        self.audit.write(&line).await;
-        Ok(Outcome {
-            request_id,
-            decision,
-            findings,
-            instruction_findings,
-            untrusted_findings,
-            remaining: admission.remaining,
-            retry_after_ms: admission.retry_after_ms,
-            who,
-        })
     }
 
     /// Asks the limiter. Backends apply the policy's failure mode themselves; a limiter
@@ -332,7 +363,7 @@ fn redact(prompt: &str, findings: &[Finding]) -> Option<String> {
 /// Replaces each `(start, end, rule)` byte span of `text` with `[REDACTED:<rule>]`, or
 /// with nothing when the rule is `None` (the rest of a finding whose marker is already
 /// out, in an earlier piece of a stream); overlapping spans merge into the first.
-pub fn mask(text: &str, mut spans: Vec<(usize, usize, Option<&str>)>) -> String {
+pub(crate) fn mask(text: &str, mut spans: Vec<(usize, usize, Option<&str>)>) -> String {
     spans.sort_unstable();
     let mut out = String::with_capacity(text.len());
     let mut cursor = 0;

@@ -16,7 +16,7 @@ use crate::config::{self, ConfigError};
 use crate::edge::{self, EdgeLimits, Stop};
 use crate::engine::{Guard, GuardParts};
 use crate::http::{self, AppState, BodyLimits, Upstream};
-use crate::keys::{self, KeyError, KeyRole, Origin};
+use crate::keys::{self, KeyError, KeyRole, Origin, Secret};
 use crate::limiter::{DebtPolicy, FailoverLimiter, Limiter, LimiterError, LocalLimiter, spawn_sweeper};
 use crate::metrics::Metrics;
 use crate::pseudonym::Pseudonymizer;
@@ -86,6 +86,38 @@ pub async fn build(
     let traps = godel_traps::check(config)?;
     let context_traps = TrapEngine::for_answers(&config.traps).map_err(CheckError::from)?;
     let untrusted_traps = TrapEngine::for_untrusted(&config.traps).map_err(CheckError::from)?;
+    let (keyring, salt) = load_keys(config, production).await?;
+
+    let metrics = Arc::new(Metrics::new());
+    let tiers: Vec<String> = config.tiers.iter().map(|t| t.name.clone()).collect();
+    metrics.prime(&tiers, (config.rate_limit.backend == LimiterBackend::Redis).then_some("redis"));
+    let limiter = start_limiter(config, fleet_size, &metrics).await?;
+    let (audit, audit_writer) = AuditSink::start(audit_out).map_err(StartupError::Audit)?;
+    let guard = Guard::new(
+        config,
+        GuardParts {
+            traps,
+            context_traps,
+            untrusted_traps,
+            pseudonymizer: Pseudonymizer::new(&salt),
+            keyring,
+            limiter,
+            metrics: metrics.clone(),
+            audit,
+        },
+    );
+    let upstream =
+        config.proxy.clone().map(Upstream::new).transpose().map_err(|e| StartupError::Proxy(e.to_string()))?;
+    Ok(Built {
+        state: Arc::new(AppState::new(guard, metrics, upstream)),
+        body_limit: http::body_limit(config.traps.max_prompt_bytes),
+        audit_writer,
+    })
+}
+
+/// The audit keyring (reloaded in the background when it comes from a source that can
+/// change) and the pseudonymization salt, each logged by where it came from.
+async fn load_keys(config: &GuardConfig, production: bool) -> Result<(SharedKeyring, Secret), StartupError> {
     let key = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production).await?;
     let salt = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production).await?;
     let keyring = Keyring::new(&key.secrets);
@@ -120,12 +152,17 @@ pub async fn build(
         let every = Duration::from_secs(config.audit.reload_seconds.max(1));
         keys::spawn_reloader(source.clone(), every, keyring.clone(), production, salt.secrets[0].clone());
     }
+    Ok((keyring, salt.secrets[0].clone()))
+}
 
-    let metrics = Arc::new(Metrics::new());
-    let tiers: Vec<String> = config.tiers.iter().map(|t| t.name.clone()).collect();
-    metrics.prime(&tiers, (config.rate_limit.backend == LimiterBackend::Redis).then_some("redis"));
+/// The rate limiter the policy asks for, with the sweeper of its in-memory buckets.
+async fn start_limiter(
+    config: &GuardConfig,
+    fleet_size: u32,
+    metrics: &Arc<Metrics>,
+) -> Result<Arc<dyn Limiter>, StartupError> {
     let debt = DebtPolicy::from(&config.security_debt);
-    let limiter: Arc<dyn Limiter> = match (&config.rate_limit.backend, &config.rate_limit.redis) {
+    Ok(match (&config.rate_limit.backend, &config.rate_limit.redis) {
         (LimiterBackend::Redis, Some(redis)) => {
             let failover =
                 FailoverLimiter::start(redis, config.rate_limit.failure_mode, fleet_size, metrics.clone()).await?;
@@ -137,27 +174,6 @@ pub async fn build(
             spawn_sweeper(Arc::downgrade(&local), |l| l, debt);
             local
         }
-    };
-    let (audit, audit_writer) = AuditSink::start(audit_out).map_err(StartupError::Audit)?;
-    let guard = Guard::new(
-        config,
-        GuardParts {
-            traps,
-            context_traps,
-            untrusted_traps,
-            pseudonymizer: Pseudonymizer::new(&salt.secrets[0]),
-            keyring,
-            limiter,
-            metrics: metrics.clone(),
-            audit,
-        },
-    );
-    let upstream =
-        config.proxy.clone().map(Upstream::new).transpose().map_err(|e| StartupError::Proxy(e.to_string()))?;
-    Ok(Built {
-        state: Arc::new(AppState::new(guard, metrics, upstream)),
-        body_limit: http::body_limit(config.traps.max_prompt_bytes),
-        audit_writer,
     })
 }
 

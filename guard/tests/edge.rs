@@ -56,6 +56,7 @@ fn read_until_closed(stream: &mut TcpStream, within: Duration) -> (String, bool)
 }
 
 /// Lets this test process hold tens of thousands of sockets.
+#[allow(unsafe_code)] // getrlimit, below
 fn fd_limit() -> usize {
     // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
     unsafe {
@@ -65,6 +66,7 @@ fn fd_limit() -> usize {
     }
 }
 
+#[allow(unsafe_code)] // getrlimit and setrlimit, below
 fn raise_fd_limit() {
     // SAFETY: getrlimit/setrlimit with a valid, initialised struct.
     unsafe {

@@ -3,6 +3,7 @@
 
 mod common;
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::Guard;
@@ -17,10 +18,10 @@ const FLEET: &[&str] = &["--fleet-size", "3"];
 /// A fleet's policy. Every pod gets the same salt file, as a Secret mounted into each
 /// pod would give them: with per-pod salts the same user would have a different
 /// analytical id, and so a different bucket, on every pod.
-fn policy(backend: &str, redis: Option<&RedisServer>, failure_mode: &str) -> String {
-    let dir = common::temp_dir("fleet-keys");
-    let key = common::write_key(&dir, "key", 1);
-    let salt = common::write_key(&dir, "salt", 2);
+/// The key and salt files go into `keys`, which the test keeps while its guards run.
+fn policy(keys: &Path, backend: &str, redis: Option<&RedisServer>, failure_mode: &str) -> String {
+    let key = common::write_key(keys, "key", 1);
+    let salt = common::write_key(keys, "salt", 2);
     let redis = redis.map_or(String::new(), |r| format!("  redis: {{url: \"{}\", timeoutMs: 100}}\n", r.url()));
     format!(
         "tiers:\n  - {{name: free, ratePerSecond: {RATE}, burst: {BURST}}}\n\
@@ -83,8 +84,9 @@ fn bound(elapsed: f64) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_guards_on_one_redis_hold_one_limit() {
+    let keys = common::temp_dir("fleet-keys");
     let redis = RedisServer::start();
-    let config = policy("redis", Some(&redis), "local");
+    let config = policy(&keys, "redis", Some(&redis), "local");
     let guards: Vec<Guard> = (0..3).map(|_| Guard::start(&config, FLEET)).collect();
     let tally = hammer(&guards, "split-brain-user", Duration::from_secs(3)).await;
     let limit = bound(tally.elapsed);
@@ -101,7 +103,8 @@ async fn three_guards_on_one_redis_hold_one_limit() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_guards_with_in_memory_buckets_exceed_it() {
-    let config = policy("local", None, "local");
+    let keys = common::temp_dir("fleet-keys");
+    let config = policy(&keys, "local", None, "local");
     let guards: Vec<Guard> = (0..3).map(|_| Guard::start(&config, FLEET)).collect();
     let tally = hammer(&guards, "split-brain-user", Duration::from_secs(3)).await;
     let limit = bound(tally.elapsed);
@@ -114,8 +117,9 @@ async fn three_guards_with_in_memory_buckets_exceed_it() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_under_load_then_restarted() {
+    let keys = common::temp_dir("fleet-keys");
     let mut redis = RedisServer::start();
-    let guard = Guard::start(&policy("redis", Some(&redis), "local"), FLEET);
+    let guard = Guard::start(&policy(&keys, "redis", Some(&redis), "local"), FLEET);
     let guards = std::slice::from_ref(&guard);
     let metrics = || async { reqwest::get(guard.url("/metrics")).await.unwrap().text().await.unwrap() };
 
@@ -150,8 +154,9 @@ async fn redis_killed_under_load_then_restarted() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn closed_failure_mode_throttles_and_turns_unready() {
+    let keys = common::temp_dir("fleet-keys");
     let mut redis = RedisServer::start();
-    let guard = Guard::start(&policy("redis", Some(&redis), "closed"), FLEET);
+    let guard = Guard::start(&policy(&keys, "redis", Some(&redis), "closed"), FLEET);
     redis.kill();
     let tally = hammer(std::slice::from_ref(&guard), "closed-user", Duration::from_millis(800)).await;
     assert_eq!(tally.server_errors, 0);
@@ -166,11 +171,12 @@ async fn closed_failure_mode_throttles_and_turns_unready() {
 /// gone and after it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn redis_killed_or_frozen_under_load_in_every_failure_mode() {
+    let keys = common::temp_dir("fleet-keys");
     for mode in ["local", "open", "closed"] {
         for frozen in [false, true] {
             let fault = if frozen { "frozen" } else { "killed" };
             let mut redis = RedisServer::start();
-            let guard = Guard::start(&policy("redis", Some(&redis), mode), FLEET);
+            let guard = Guard::start(&policy(&keys, "redis", Some(&redis), mode), FLEET);
             let guards = std::slice::from_ref(&guard);
             let before = hammer(guards, &format!("{mode}-{fault}-user-1"), Duration::from_millis(300)).await;
             assert_eq!(before.server_errors, 0, "{mode}/{fault}: before");

@@ -13,6 +13,8 @@ use serde_json::{Value, json};
 struct Prometheus {
     child: Child,
     url: String,
+    /// Its config and storage, kept while it runs.
+    _dir: common::TestDir,
 }
 
 impl Drop for Prometheus {
@@ -45,7 +47,7 @@ fn start_prometheus(target: &str) -> Prometheus {
         .stderr(Stdio::null())
         .spawn()
         .expect("prometheus must be installed (Debian package prometheus; scripts/test.sh installs it)");
-    Prometheus { child, url: format!("http://127.0.0.1:{port}") }
+    Prometheus { child, url: format!("http://127.0.0.1:{port}"), _dir: dir }
 }
 
 async fn query(prometheus: &Prometheus, expr: &str) -> Vec<Value> {

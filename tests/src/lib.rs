@@ -1,8 +1,8 @@
-//! Helpers for the cross-component tests in `tests/tests`: where the repository is,
-//! generated files that must match their generator, and the real checkers
-//! (`kubectl`, `kubernetes-validate`, `promtool`, node) that `scripts/test.sh` installs.
+//! Helpers shared by the tests of every crate: where the repository is, temporary
+//! directories, generated files that must match their generator, and the real checkers
+//! (`kubectl`, `kubernetes-validate`, `promtool`, node) that `scripts/setup.sh` installs.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 /// The repository root.
@@ -25,7 +25,7 @@ pub fn check_generated(path: &str, expected: &str) {
     let committed = std::fs::read_to_string(&full).unwrap_or_default();
     assert!(
         committed == expected,
-        "{path} is out of date with its generator: run `GODEL_REGENERATE=1 cargo test -p godel-tests` and commit"
+        "{path} is out of date with its generator: run `just crd` (GODEL_REGENERATE=1 cargo test -p godel-tests --test generated) and commit"
     );
 }
 
@@ -43,13 +43,27 @@ pub fn run(program: &str, args: &[&str]) -> Output {
     output
 }
 
-/// A fresh directory for one test's files, named as the guard's tests name theirs, whose
-/// helper removes those of exited processes.
-pub fn temp_dir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("godel-test-{}-tests-{name}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
+/// A fresh directory for one test's files, removed when the value is dropped; it reads
+/// as the `Path` it is (`dir.join(..)`, `&dir` where a path is wanted).
+pub struct TestDir(tempfile::TempDir);
+
+impl std::ops::Deref for TestDir {
+    type Target = Path;
+
+    fn deref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+impl AsRef<Path> for TestDir {
+    fn as_ref(&self) -> &Path {
+        self.0.path()
+    }
+}
+
+/// A [`TestDir`] under the system temp directory, its name starting with `godel-<name>-`.
+pub fn temp_dir(name: &str) -> TestDir {
+    TestDir(tempfile::Builder::new().prefix(&format!("godel-{name}-")).tempdir().expect("a temp dir"))
 }
 
 /// Splits a YAML stream into JSON documents, skipping empty ones.

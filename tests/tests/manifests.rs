@@ -182,7 +182,8 @@ fn monitoring_objects_pass_prometheus_operator_schemas() {
     // And the validator does reject a broken one.
     let mut broken = objects[0].clone();
     broken["spec"]["groups"][0]["rules"][0]["for"] = "a while".into();
-    let broken_files = write_all(&temp_dir("prometheus-operator-broken"), &[broken]);
+    let broken_dir = temp_dir("prometheus-operator-broken");
+    let broken_files = write_all(&broken_dir, &[broken]);
     let out = std::process::Command::new("node")
         .args([script.to_str().unwrap(), broken_files[0].to_str().unwrap()])
         .output()

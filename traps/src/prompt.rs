@@ -91,29 +91,18 @@ mod tests {
         assert_eq!(p.to_raw(6..11), 6..11);
     }
 
+    /// Fullwidth letters normalize, hidden characters drop, combining marks compose with
+    /// their base; each normalized span maps back to the raw text it came from.
     #[test]
-    fn fullwidth_letters_normalize_and_map_back() {
-        let raw = "say ｉｇｎｏｒｅ now";
-        let p = Prompt::new(raw);
-        assert_eq!(p.normalized(), "say ignore now");
-        let span = p.to_raw(4..10);
-        assert_eq!(&raw[span], "ｉｇｎｏｒｅ");
-    }
-
-    #[test]
-    fn hidden_characters_are_dropped_but_spans_cover_them_in_raw() {
-        let raw = "ig\u{200B}nore previous";
-        let p = Prompt::new(raw);
-        assert_eq!(p.normalized(), "ignore previous");
-        let span = p.to_raw(0..6);
-        assert_eq!(&raw[span], "ig\u{200B}nore");
-    }
-
-    #[test]
-    fn combining_marks_compose_with_their_base() {
-        let raw = "cafe\u{301} ok";
-        let p = Prompt::new(raw);
-        assert_eq!(p.normalized(), "café ok");
-        assert_eq!(&raw[p.to_raw(3..5)], "e\u{301}");
+    fn normalized_spans_map_back_to_the_raw_text() {
+        for (raw, normalized, span, raw_text) in [
+            ("say ｉｇｎｏｒｅ now", "say ignore now", 4..10, "ｉｇｎｏｒｅ"),
+            ("ig\u{200B}nore previous", "ignore previous", 0..6, "ig\u{200B}nore"),
+            ("cafe\u{301} ok", "café ok", 3..5, "e\u{301}"),
+        ] {
+            let p = Prompt::new(raw);
+            assert_eq!(p.normalized(), normalized);
+            assert_eq!(&raw[p.to_raw(span)], raw_text, "{raw:?}");
+        }
     }
 }

@@ -248,34 +248,16 @@ mod tests {
     }
 
     #[test]
-    fn broken_policy_rule_is_rejected_with_its_name() {
-        let config = RegexConfig {
-            rules: vec![RegexRule {
-                name: "broken-rule".into(),
-                pattern: "(unclosed".into(),
-                severity: Severity::Low,
-                action: Action::Flag,
-            }],
-            ..RegexConfig::default()
-        };
-        let err = RegexTrap::new(&config).err().unwrap().to_string();
-        assert!(err.contains("broken-rule"), "{err}");
-    }
-
-    #[test]
-    fn oversized_policy_rule_is_rejected() {
-        let config = RegexConfig {
-            packs: vec![],
-            rules: vec![RegexRule {
-                name: "memory-bomb".into(),
-                pattern: r"(\w{1000}){1000}".into(),
-                severity: Severity::Low,
-                action: Action::Flag,
-            }],
-            ..RegexConfig::default()
-        };
-        let err = RegexTrap::new(&config).err().unwrap().to_string();
-        assert!(err.contains("memory-bomb"), "{err}");
+    fn broken_and_oversized_policy_rules_are_rejected_with_their_names() {
+        for (name, pattern, packs) in
+            [("broken-rule", "(unclosed", RegexConfig::default().packs), ("memory-bomb", r"(\w{1000}){1000}", vec![])]
+        {
+            let rule =
+                RegexRule { name: name.into(), pattern: pattern.into(), severity: Severity::Low, action: Action::Flag };
+            let config = RegexConfig { packs, rules: vec![rule], ..RegexConfig::default() };
+            let err = RegexTrap::new(&config).err().expect("refused").to_string();
+            assert!(err.contains(name), "{err}");
+        }
     }
 
     #[test]

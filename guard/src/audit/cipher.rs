@@ -14,7 +14,7 @@ use crate::keys::Secret;
 const NONCE_LEN: usize = 12;
 
 /// One AES-256-GCM key with its public id.
-pub struct AuditCipher {
+pub(crate) struct AuditCipher {
     key_id: String,
     cipher: Aes256Gcm,
 }
@@ -32,16 +32,16 @@ pub enum AuditIdError {
 impl AuditCipher {
     /// The key id is a fingerprint of the key, so a rotated key gets a new id without
     /// anyone having to name it, and the id reveals nothing about the key.
-    pub fn new(key: &Secret) -> Self {
+    pub(crate) fn new(key: &Secret) -> Self {
         let digest = Sha256::new().chain_update(b"godel-audit-key-id\0").chain_update(key.expose()).finalize();
         Self { key_id: hex::encode(&digest[..8]), cipher: Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(key.expose())) }
     }
 
-    pub fn key_id(&self) -> &str {
+    pub(crate) fn key_id(&self) -> &str {
         &self.key_id
     }
 
-    pub fn seal(&self, user_id: &str) -> String {
+    pub(crate) fn seal(&self, user_id: &str) -> String {
         // A 96-bit random nonce from the thread's ChaCha CSPRNG (seeded and reseeded from
         // the OS): no system call per request. Why this is safe: docs/SECURITY.md.
         let mut nonce = Nonce::default();
@@ -58,7 +58,7 @@ impl AuditCipher {
 }
 
 /// Opens an audit id with whichever key of `keys` made it.
-pub fn open(keys: &[AuditCipher], audit_id: &str) -> Result<String, AuditIdError> {
+pub(super) fn open(keys: &[AuditCipher], audit_id: &str) -> Result<String, AuditIdError> {
     let mut parts = audit_id.splitn(3, '.');
     let (Some("v1"), Some(key_id), Some(payload)) = (parts.next(), parts.next(), parts.next()) else {
         return Err(AuditIdError::Malformed);

@@ -18,7 +18,7 @@ pub struct Pseudonyms {
 /// What was done, as the audit line's `decision`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum AuditDecision {
+pub(crate) enum AuditDecision {
     Allow,
     Block,
     Throttle,
@@ -39,7 +39,7 @@ impl From<Decision> for AuditDecision {
 /// Which way the text a line is about went; absent for the request itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Direction {
+pub(crate) enum Direction {
     /// The model's answer.
     Answer,
 }
@@ -47,7 +47,7 @@ pub enum Direction {
 /// One audit record. Findings carry trap, rule and severity only: never the matched
 /// text, which may be the very secret the trap caught.
 #[derive(Debug, Serialize)]
-pub struct AuditLine<'a> {
+pub(crate) struct AuditLine<'a> {
     #[serde(serialize_with = "rfc3339")]
     pub ts: SystemTime,
     pub request_id: &'a str,
@@ -67,7 +67,7 @@ pub struct AuditLine<'a> {
 impl<'a> AuditLine<'a> {
     /// The one way a line is made: about `who`'s request `request_id`, stamped now, with
     /// `findings`; callers set what else they know (direction, reason, latency).
-    pub fn new(
+    pub(crate) fn new(
         request_id: &'a str,
         who: &'a Pseudonyms,
         decision: AuditDecision,
@@ -89,7 +89,7 @@ impl<'a> AuditLine<'a> {
 }
 
 #[derive(Debug, Serialize)]
-pub struct AuditFinding<'a> {
+pub(crate) struct AuditFinding<'a> {
     pub trap: godel_traps::TrapKind,
     pub rule: &'a str,
     pub severity: Severity,

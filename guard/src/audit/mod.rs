@@ -7,7 +7,6 @@ mod keyring;
 mod line;
 mod sink;
 
-pub use cipher::{AuditCipher, AuditIdError};
-pub use keyring::{Keyring, SharedKeyring};
-pub use line::{AuditDecision, AuditFinding, AuditLine, Direction, Pseudonyms};
-pub use sink::{AuditSink, AuditWriter};
+pub(crate) use keyring::{Keyring, SharedKeyring};
+pub(crate) use line::{AuditDecision, AuditFinding, AuditLine, Direction, Pseudonyms};
+pub(crate) use sink::{AuditSink, AuditWriter};

@@ -18,9 +18,9 @@ use tokio::time::Instant;
 use super::ApiError;
 
 /// Longest a request body may take to arrive (`--body-timeout-ms`).
-pub const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
+pub(crate) const DEFAULT_BODY_TIMEOUT_MS: u64 = 30_000;
 /// Bytes per second a body must average after the grace period (`--min-body-rate`).
-pub const DEFAULT_MIN_BODY_RATE: u64 = 1024;
+pub(crate) const DEFAULT_MIN_BODY_RATE: u64 = 1024;
 
 /// Bounds on reading one request body.
 #[derive(Clone, Debug)]
@@ -63,7 +63,7 @@ fn too_large() -> Response {
 /// and the client a broken pipe instead of the answer. Past this, the answer goes at once.
 const DISCARD_LIMIT: usize = 16 << 20;
 
-pub async fn read(State(limits): State<Arc<BodyLimits>>, request: Request, next: Next) -> Response {
+pub(crate) async fn read(State(limits): State<Arc<BodyLimits>>, request: Request, next: Next) -> Response {
     let (parts, mut body) = request.into_parts();
     let announced =
         parts.headers.get(header::CONTENT_LENGTH).and_then(|v| v.to_str().ok()).and_then(|v| v.parse::<u64>().ok());

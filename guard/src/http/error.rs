@@ -33,7 +33,7 @@ impl IntoResponse for ApiError {
 }
 
 /// 415 unless the request says its body is JSON.
-pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
+pub(super) fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
     let json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -52,7 +52,7 @@ pub fn require_json(headers: &HeaderMap) -> Result<(), ApiError> {
 /// Parses a JSON request body. Errors say where and what kind of thing was wrong, in
 /// words of the API's own schema: never a value from the request (a user id sent as a
 /// number must not come back in the message, nor an unknown field's name).
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let mut deserializer = serde_json::Deserializer::from_slice(bytes);
     let parsed = serde_path_to_error::deserialize(&mut deserializer);
     let (path, error) = match parsed.map(|value| (value, deserializer.end())) {
@@ -106,11 +106,11 @@ impl From<InspectError> for ApiError {
     }
 }
 
-pub async fn not_found() -> ApiError {
+pub(super) async fn not_found() -> ApiError {
     ApiError::new(StatusCode::NOT_FOUND, "not_found", "no such route")
 }
 
-pub async fn method_not_allowed() -> ApiError {
+pub(super) async fn method_not_allowed() -> ApiError {
     ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "this route does not take that method")
 }
 

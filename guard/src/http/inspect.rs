@@ -16,7 +16,7 @@ use crate::engine::{Subject, Throttle};
 /// No `Debug`: it holds the raw user id.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct InspectRequest {
+pub(super) struct InspectRequest {
     user_id: String,
     #[serde(default)]
     tier: Option<String>,
@@ -71,7 +71,7 @@ struct RateLimit {
     retry_after_ms: u64,
 }
 
-pub async fn inspect(
+pub(super) async fn inspect(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     body: Bytes,

@@ -8,7 +8,7 @@ use super::AppState;
 
 const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
-pub async fn metrics(State(state): State<Arc<AppState>>) -> Response {
+pub(super) async fn metrics(State(state): State<Arc<AppState>>) -> Response {
     state.metrics.health.set(i64::from(state.readiness().is_ok()));
     match state.metrics.encode() {
         Ok(text) => ([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response(),

@@ -1,7 +1,7 @@
 //! The guard's HTTP surface, in the style of axum's examples: one shared state, thin
 //! handlers, errors as JSON.
 
-pub mod body;
+pub(crate) mod body;
 mod error;
 mod finding;
 mod health;

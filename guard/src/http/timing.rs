@@ -10,7 +10,7 @@ use crate::metrics::RouteLabels;
 
 /// Records `godel_request_duration_seconds` by route template. Unknown paths share
 /// one label so scanners cannot create series.
-pub async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+pub(super) async fn record(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
     let matched = request.extensions().get::<MatchedPath>().map(MatchedPath::as_str);
     let route = ROUTES.into_iter().find(|route| Some(*route) == matched).unwrap_or("other");
     let started = Instant::now();

@@ -17,10 +17,10 @@ use super::{KeyError, KeyRole, Secret, checked};
 
 /// A KMS client from the default credential chain (environment, IRSA web identity,
 /// profile, container or instance metadata), with an optional region and endpoint.
-pub struct KmsClient(aws_sdk_kms::Client);
+pub(crate) struct KmsClient(aws_sdk_kms::Client);
 
 impl KmsClient {
-    pub async fn new(region: Option<&str>, endpoint: Option<&str>) -> Self {
+    pub(crate) async fn new(region: Option<&str>, endpoint: Option<&str>) -> Self {
         let mut loader = aws_config::defaults(BehaviorVersion::latest()).timeout_config(
             TimeoutConfig::builder()
                 .connect_timeout(Duration::from_secs(3))
@@ -73,7 +73,7 @@ pub(super) async fn decrypt_data_keys(
 
 /// Asks KMS for a new AES-256 data key under `key_id` and returns its ciphertext blob,
 /// base64: the line to put first in the ciphertext file. The plaintext is dropped.
-pub async fn generate_data_key(client: &KmsClient, key_id: &str) -> Result<String, KeyError> {
+pub(crate) async fn generate_data_key(client: &KmsClient, key_id: &str) -> Result<String, KeyError> {
     let field = "audit.key";
     let output =
         client.0.generate_data_key().key_id(key_id).key_spec(DataKeySpec::Aes256).send().await.map_err(|e| {

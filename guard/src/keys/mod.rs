@@ -17,8 +17,8 @@ use godel_config::KeySource;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-pub use kms::{KmsClient, generate_data_key};
-pub use watch::spawn_reloader;
+pub(crate) use kms::{KmsClient, generate_data_key};
+pub(crate) use watch::spawn_reloader;
 
 /// Secret bytes; `Debug` prints a placeholder so a stray `{:?}` cannot leak them.
 #[derive(Clone, PartialEq, Eq)]
@@ -50,13 +50,13 @@ impl fmt::Debug for Secret {
 
 /// Which secret is being loaded: they differ in size rules and default variable.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KeyRole {
+pub(crate) enum KeyRole {
     AuditKey,
     Salt,
 }
 
 impl KeyRole {
-    pub fn config_field(self) -> &'static str {
+    pub(crate) fn config_field(self) -> &'static str {
         match self {
             KeyRole::AuditKey => "audit.key",
             KeyRole::Salt => "audit.salt",
@@ -106,7 +106,7 @@ pub enum KeyError {
 
 /// Where a loaded secret came from, for the start-up log (never the secret itself).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Origin {
+pub(crate) enum Origin {
     File(String),
     Kms(String),
     Gcp(String),
@@ -116,14 +116,14 @@ pub enum Origin {
 
 /// The secrets of one source: for the audit key, a keyring (first entry encrypts);
 /// for the salt, its first entry is the salt.
-pub struct Loaded {
+pub(crate) struct Loaded {
     pub secrets: Vec<Secret>,
     pub origin: Origin,
 }
 
 /// Loads one source. `None` means "not configured": an ephemeral random secret,
 /// refused in production mode.
-pub async fn load(source: Option<&KeySource>, role: KeyRole, production: bool) -> Result<Loaded, KeyError> {
+pub(crate) async fn load(source: Option<&KeySource>, role: KeyRole, production: bool) -> Result<Loaded, KeyError> {
     let field = role.config_field();
     match source {
         None if production => Err(KeyError::MissingInProduction { field }),
@@ -159,7 +159,7 @@ pub async fn load(source: Option<&KeySource>, role: KeyRole, production: bool) -
 
 /// A cheap fingerprint of what a source would yield, so the reloader only decrypts
 /// (calls KMS) when something changed. `None`: no cheap way to tell (ask again).
-pub fn stamp(source: &KeySource, role: KeyRole) -> Option<[u8; 32]> {
+pub(crate) fn stamp(source: &KeySource, role: KeyRole) -> Option<[u8; 32]> {
     let bytes = match source {
         KeySource::File(f) => std::fs::read(&f.path).ok()?,
         KeySource::Kms(k) => std::fs::read(&k.ciphertext_file).ok()?,
@@ -289,6 +289,7 @@ mod tests {
     }
 
     #[test]
+    #[allow(unsafe_code)] // set_var, below
     fn an_env_source_is_stamped_from_its_roles_variable() {
         let source = KeySource::Env(EnvKeySource { var: None });
         // SAFETY of the test: no other test in this binary reads GODEL_SALT.

@@ -11,7 +11,13 @@ use super::{KeyError, KeyRole, Secret, load, stamp};
 use crate::audit::{Keyring, SharedKeyring};
 
 /// `salt` is the running salt: a rotated keyring holding it is refused, as at start-up.
-pub fn spawn_reloader(source: KeySource, every: Duration, keyring: SharedKeyring, production: bool, salt: Secret) {
+pub(crate) fn spawn_reloader(
+    source: KeySource,
+    every: Duration,
+    keyring: SharedKeyring,
+    production: bool,
+    salt: Secret,
+) {
     tokio::spawn(async move {
         let mut last = stamp(&source, KeyRole::AuditKey);
         loop {

@@ -13,7 +13,7 @@ use super::{Admission, BucketLimit, DebtPolicy, Limiter, LimiterFuture, decay, q
 const SHARDS: usize = 64;
 /// How often idle entries are swept, by the sweeper task and by a request touching a
 /// shard.
-pub const SWEEP_EVERY: Duration = Duration::from_secs(10);
+pub(super) const SWEEP_EVERY: Duration = Duration::from_secs(10);
 
 struct Entry {
     tokens: f64,
@@ -125,6 +125,7 @@ impl LocalLimiter {
     /// Drops every entry that is a full bucket again without debt, in every shard, and
     /// hands the memory back: the maps shrink, and on glibc the freed heap pages return
     /// to the system. Returns how many entries were dropped.
+    #[allow(unsafe_code)] // malloc_trim, below
     pub fn sweep(&self, now: Instant, debt: DebtPolicy) -> usize {
         let dropped: usize =
             self.shards.iter().map(|shard| shard.lock().unwrap_or_else(|e| e.into_inner()).sweep(now, debt)).sum();

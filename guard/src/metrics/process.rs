@@ -10,12 +10,12 @@ use prometheus_client::metrics::counter::ConstCounter;
 use prometheus_client::metrics::gauge::ConstGauge;
 
 #[derive(Debug)]
-pub struct ProcessCollector {
+pub(super) struct ProcessCollector {
     start_time: f64,
 }
 
 impl ProcessCollector {
-    pub fn new() -> Self {
+    pub(super) fn new() -> Self {
         let start_time = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
         Self { start_time }
     }
@@ -29,12 +29,14 @@ struct Sample {
     open_fds: i64,
 }
 
+#[allow(unsafe_code)] // sysconf, below
 fn sample() -> Option<Sample> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // Fields after the command name, which is parenthesized and may contain spaces.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     // SAFETY: sysconf only reads a system constant.
     let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    // SAFETY: as above.
     let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) } as i64;
     let num = |i: usize| fields.get(i).and_then(|f| f.parse::<i64>().ok());
     let open_fds = std::fs::read_dir("/proc/self/fd").map(|d| d.count() as i64).unwrap_or(0);

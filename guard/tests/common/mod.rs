@@ -3,12 +3,12 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this helper
 
-pub mod peers;
-pub mod redis;
-pub mod upstream;
+pub(crate) mod peers;
+pub(crate) mod redis;
+pub(crate) mod upstream;
 
 /// A policy with small limits, so a test reaches the throttle in a few requests.
-pub const SMALL: &str = "
+pub(crate) const SMALL: &str = "
 tiers:
   - {name: free, ratePerSecond: 0.5, burst: 3}
   - {name: premium, ratePerSecond: 50, burst: 100}
@@ -20,44 +20,19 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-pub const BIN: &str = env!("CARGO_BIN_EXE_godel-guard");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_godel-guard");
 
-static COUNTER: AtomicUsize = AtomicUsize::new(0);
+pub(crate) use godel_tests::{TestDir, temp_dir};
 
-/// A fresh directory under the system temp dir for one test's files. A test process
-/// cannot clean up after its last test, so the first call of each one removes what test
-/// processes that have since exited left behind (`godel-test-<pid>-…`, the `godel-tests`
-/// crate's directories included).
-pub fn temp_dir(name: &str) -> PathBuf {
-    static SWEPT: std::sync::Once = std::sync::Once::new();
-    SWEPT.call_once(sweep_temp_dirs);
-    let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-    let dir = std::env::temp_dir().join(format!("godel-test-{}-{name}-{n}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    dir
-}
-
-fn sweep_temp_dirs() {
-    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else { return };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let pid = name.strip_prefix("godel-test-").and_then(|rest| rest.split('-').next()?.parse::<u32>().ok());
-        if pid.is_some_and(|pid| !std::path::Path::new(&format!("/proc/{pid}")).exists()) {
-            let _ = std::fs::remove_dir_all(entry.path());
-        }
-    }
-}
-
-pub struct Guard {
+pub(crate) struct Guard {
     child: Child,
     pub addr: SocketAddr,
     pub stdout: Arc<Mutex<Vec<String>>>,
     pub stderr: Arc<Mutex<Vec<String>>>,
-    pub dir: PathBuf,
+    pub dir: TestDir,
 }
 
 fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<String>>>) {
@@ -72,11 +47,11 @@ fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<Vec<Stri
 impl Guard {
     /// Starts the guard with `config` (YAML) and extra flags; panics with the guard's
     /// own stderr if it does not come up.
-    pub fn start(config: &str, args: &[&str]) -> Self {
+    pub(crate) fn start(config: &str, args: &[&str]) -> Self {
         Self::start_with_env(config, args, &[])
     }
 
-    pub fn start_with_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
+    pub(crate) fn start_with_env(config: &str, args: &[&str], env: &[(&str, &str)]) -> Self {
         let dir = temp_dir("guard");
         let config_path = dir.join("config.yaml");
         std::fs::write(&config_path, config).unwrap();
@@ -113,20 +88,21 @@ impl Guard {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
 
-    pub fn pid(&self) -> i32 {
+    pub(crate) fn pid(&self) -> i32 {
         self.child.id() as i32
     }
 
-    pub fn sigterm(&self) {
+    #[allow(unsafe_code)] // kill(2), below
+    pub(crate) fn sigterm(&self) {
         // SAFETY: kill(2) with a pid we spawned and still own.
         assert_eq!(unsafe { libc::kill(self.pid(), libc::SIGTERM) }, 0);
     }
 
-    pub fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
+    pub(crate) fn wait_exit(&mut self, timeout: Duration) -> ExitStatus {
         let deadline = Instant::now() + timeout;
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
@@ -138,7 +114,7 @@ impl Guard {
     }
 
     /// Audit lines written so far, parsed.
-    pub fn audit_lines(&self) -> Vec<serde_json::Value> {
+    pub(crate) fn audit_lines(&self) -> Vec<serde_json::Value> {
         self.stdout
             .lock()
             .unwrap()
@@ -148,7 +124,7 @@ impl Guard {
     }
 
     /// Waits until at least `n` audit lines arrived (the writer is asynchronous).
-    pub fn wait_audit(&self, n: usize) -> Vec<serde_json::Value> {
+    pub(crate) fn wait_audit(&self, n: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let lines = self.audit_lines();
@@ -168,19 +144,19 @@ impl Drop for Guard {
 }
 
 /// A 32-byte key as 64 hex digits, written to `dir/name`.
-pub fn write_key(dir: &std::path::Path, name: &str, byte: u8) -> PathBuf {
+pub(crate) fn write_key(dir: &std::path::Path, name: &str, byte: u8) -> PathBuf {
     let path = dir.join(name);
     std::fs::write(&path, hex_of(&[byte; 32])).unwrap();
     path
 }
 
-pub fn hex_of(bytes: &[u8]) -> String {
+pub(crate) fn hex_of(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// What the guard writes (audit lines, or logs), kept in memory for the test to read.
 #[derive(Clone, Default)]
-pub struct Captured(Arc<Mutex<Vec<u8>>>);
+pub(crate) struct Captured(Arc<Mutex<Vec<u8>>>);
 
 impl Write for Captured {
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
@@ -193,13 +169,71 @@ impl Write for Captured {
     }
 }
 
+/// Where a guard under test answers: a child process or this one.
+pub(crate) trait Endpoint {
+    fn url(&self, path: &str) -> String;
+}
+
+impl Endpoint for Guard {
+    fn url(&self, path: &str) -> String {
+        Guard::url(self, path)
+    }
+}
+
+/// A development guard (ephemeral keys) served by this test process on a free loopback
+/// port: the HTTP and proxy contracts without a child process. Start-up, signals and the
+/// edge's socket handling stay with [`Guard`], the binary.
+pub(crate) struct InProcess {
+    pub(crate) addr: SocketAddr,
+    pub(crate) audit: Captured,
+    server: tokio::task::JoinHandle<()>,
+}
+
+impl InProcess {
+    pub(crate) async fn start(config: &str) -> Self {
+        let config = godel_guard::config::parse(config).expect("config");
+        let audit = Captured::default();
+        let built = godel_guard::server::build(&config, false, 1, Box::new(audit.clone())).await.expect("builds");
+        let router = godel_guard::http::router(built.state, godel_guard::http::BodyLimits::new(built.body_limit));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("a loopback port");
+        let addr = listener.local_addr().expect("bound");
+        let server = tokio::spawn(async move { axum::serve(listener, router).await.expect("serves") });
+        Self { addr, audit, server }
+    }
+
+    /// The audit lines once `n` are written (or after five seconds, however many).
+    pub(crate) fn wait_audit(&self, n: usize) -> Vec<serde_json::Value> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let lines: Vec<serde_json::Value> =
+                self.audit.text().lines().map(|l| serde_json::from_str(l).expect("a JSON line")).collect();
+            if lines.len() >= n || Instant::now() > deadline {
+                return lines;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+impl Endpoint for InProcess {
+    fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 impl Captured {
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         String::from_utf8(self.0.lock().expect("not poisoned").clone()).expect("UTF-8")
     }
 
     /// The first `n` JSON lines, waiting for the audit writer thread to flush them.
-    pub fn lines(&self, n: usize) -> Vec<serde_json::Value> {
+    pub(crate) fn lines(&self, n: usize) -> Vec<serde_json::Value> {
         let deadline = Instant::now() + Duration::from_secs(5);
         loop {
             let lines: Vec<serde_json::Value> =

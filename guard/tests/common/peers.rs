@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::redis::free_port;
 
 /// Dummy credentials: moto accepts any.
-pub const AWS_ENV: [(&str, &str); 3] =
+pub(crate) const AWS_ENV: [(&str, &str); 3] =
     [("AWS_ACCESS_KEY_ID", "testing"), ("AWS_SECRET_ACCESS_KEY", "testing"), ("AWS_REGION", "us-east-1")];
 
 fn wait_http(url: &str, what: &str) {
@@ -24,13 +24,13 @@ fn wait_http(url: &str, what: &str) {
     }
 }
 
-pub struct Moto {
+pub(crate) struct Moto {
     child: Child,
     pub url: String,
 }
 
 impl Moto {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         let port = free_port();
         let child = Command::new("moto_server")
             .args(["-H", "127.0.0.1", "-p", &port.to_string()])
@@ -43,7 +43,7 @@ impl Moto {
         Self { child, url }
     }
 
-    pub async fn kms(&self) -> aws_sdk_kms::Client {
+    pub(crate) async fn kms(&self) -> aws_sdk_kms::Client {
         let config = aws_config::defaults(aws_config::BehaviorVersion::latest())
             .region(aws_config::Region::new("us-east-1"))
             .endpoint_url(&self.url)
@@ -61,7 +61,7 @@ impl Drop for Moto {
     }
 }
 
-pub struct Bao {
+pub(crate) struct Bao {
     server: Child,
     agent: Option<Child>,
     pub addr: String,
@@ -69,7 +69,7 @@ pub struct Bao {
 }
 
 impl Bao {
-    pub fn start(dir: &Path) -> Self {
+    pub(crate) fn start(dir: &Path) -> Self {
         let port = free_port();
         let addr = format!("http://127.0.0.1:{port}");
         let server = Command::new("bao")
@@ -88,18 +88,18 @@ impl Bao {
         bao
     }
 
-    pub fn cli(&self, args: &[&str]) -> std::process::Output {
+    pub(crate) fn cli(&self, args: &[&str]) -> std::process::Output {
         Command::new("bao").args(args).env("BAO_ADDR", &self.addr).env("BAO_TOKEN", "root").output().unwrap()
     }
 
-    pub fn put(&self, path: &str, field: &str, value: &str) {
+    pub(crate) fn put(&self, path: &str, field: &str, value: &str) {
         let out = self.cli(&["kv", "put", path, &format!("{field}={value}")]);
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     }
 
     /// Runs `bao agent` rendering `secret/<path>`'s `field` to `destination`, the way
     /// the Vault Agent injector renders `/vault/secrets/<name>` in a pod.
-    pub fn render(&mut self, path: &str, field: &str, destination: &Path) {
+    pub(crate) fn render(&mut self, path: &str, field: &str, destination: &Path) {
         let token = self.dir.join("agent-token");
         std::fs::write(&token, "root").unwrap();
         let config = self.dir.join("agent.hcl");

@@ -1,12 +1,11 @@
 //! Real `redis-server` processes on free loopback ports, for the tests.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 /// A loopback port nobody listens on right now.
-pub fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
@@ -21,27 +20,27 @@ fn free_cluster_port() -> u16 {
     }
 }
 
-pub fn redis_cli(port: u16, args: &[&str]) -> String {
+pub(crate) fn redis_cli(port: u16, args: &[&str]) -> String {
     let out = Command::new("redis-cli").args(["-p", &port.to_string()]).args(args).output().expect("redis-cli");
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
-pub struct RedisServer {
+pub(crate) struct RedisServer {
     pub port: u16,
     child: Option<Child>,
-    dir: PathBuf,
+    dir: super::TestDir,
     extra: Vec<String>,
 }
 
 impl RedisServer {
-    pub fn start() -> Self {
+    pub(crate) fn start() -> Self {
         Self::start_with(&[])
     }
 
     /// A server on a port found free. Another process can take that port before the
     /// server binds it (a cluster node also needs port + 10000 for its bus), so a server
     /// that exits at once is started again on another port.
-    pub fn start_with(extra: &[&str]) -> Self {
+    pub(crate) fn start_with(extra: &[&str]) -> Self {
         let cluster = extra.contains(&"--cluster-enabled");
         let mut server = Self {
             port: 0,
@@ -59,7 +58,7 @@ impl RedisServer {
         panic!("redis-server did not start on any of five free ports");
     }
 
-    pub fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 
@@ -68,7 +67,7 @@ impl RedisServer {
         let child = Command::new("redis-server")
             .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .arg("--dir")
-            .arg(&self.dir)
+            .arg(&*self.dir)
             .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -88,7 +87,7 @@ impl RedisServer {
     }
 
     /// Kills the server abruptly (SIGKILL), as a crashed node would go.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -97,14 +96,15 @@ impl RedisServer {
 
     /// Freezes the server (SIGSTOP): connections stay open but nothing answers, as with
     /// a hung node or a network black hole.
-    pub fn pause(&self) {
+    pub(crate) fn pause(&self) {
         self.signal(libc::SIGSTOP);
     }
 
-    pub fn resume(&self) {
+    pub(crate) fn resume(&self) {
         self.signal(libc::SIGCONT);
     }
 
+    #[allow(unsafe_code)] // kill(2), below
     fn signal(&self, signal: i32) {
         let pid = self.child.as_ref().expect("server running").id() as i32;
         // SAFETY: kill(2) on a child process we spawned and still own.
@@ -112,12 +112,12 @@ impl RedisServer {
     }
 
     /// Starts again on the same port, empty (no persistence).
-    pub fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.kill();
         assert!(self.try_spawn(), "redis-server did not start again on {}", self.port);
     }
 
-    pub fn cli(&self, args: &[&str]) -> String {
+    pub(crate) fn cli(&self, args: &[&str]) -> String {
         redis_cli(self.port, args)
     }
 }
@@ -132,13 +132,15 @@ impl Drop for RedisServer {
 }
 
 /// A Sentinel watching `master` (quorum 1), so a failover needs only this one sentinel.
-pub struct Sentinel {
+pub(crate) struct Sentinel {
     pub port: u16,
     child: Child,
+    /// Its config file, which Sentinel rewrites as it runs.
+    _dir: super::TestDir,
 }
 
 impl Sentinel {
-    pub fn start(master: &RedisServer) -> Self {
+    pub(crate) fn start(master: &RedisServer) -> Self {
         let port = free_port();
         let dir = super::temp_dir("sentinel");
         let conf = dir.join("sentinel.conf");
@@ -164,11 +166,11 @@ impl Sentinel {
             assert!(Instant::now() < deadline, "sentinel did not start");
             std::thread::sleep(Duration::from_millis(20));
         }
-        Self { port, child }
+        Self { port, child, _dir: dir }
     }
 
     /// The port of the master Sentinel currently names.
-    pub fn master_port(&self) -> u16 {
+    pub(crate) fn master_port(&self) -> u16 {
         let answer = redis_cli(self.port, &["SENTINEL", "get-master-addr-by-name", "mymaster"]);
         answer.lines().nth(1).and_then(|p| p.trim().parse().ok()).unwrap_or(0)
     }
@@ -182,12 +184,12 @@ impl Drop for Sentinel {
 }
 
 /// A Redis Cluster of `masters` master nodes without replicas.
-pub struct RedisCluster {
+pub(crate) struct RedisCluster {
     pub nodes: Vec<RedisServer>,
 }
 
 impl RedisCluster {
-    pub fn start(masters: usize) -> Self {
+    pub(crate) fn start(masters: usize) -> Self {
         let nodes: Vec<RedisServer> = (0..masters)
             .map(|i| {
                 let conf = format!("nodes-{}-{i}.conf", std::process::id());

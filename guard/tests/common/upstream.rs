@@ -24,21 +24,21 @@ use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 /// The key the `leak` model gives away.
-pub const LEAKED_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
+pub(crate) const LEAKED_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
 
 #[derive(Default)]
-pub struct Seen {
+pub(crate) struct Seen {
     pub bodies: Vec<Bytes>,
     pub headers: Vec<HeaderMap>,
 }
 
 impl Seen {
-    pub fn json(&self, i: usize) -> Value {
+    pub(crate) fn json(&self, i: usize) -> Value {
         serde_json::from_slice(&self.bodies[i]).unwrap()
     }
 }
 
-pub type Recorder = Arc<Mutex<Seen>>;
+pub(crate) type Recorder = Arc<Mutex<Seen>>;
 
 fn sse(events: Vec<String>, every: Duration) -> Response {
     let chunks = futures::stream::unfold(events.into_iter(), move |mut events| async move {
@@ -165,7 +165,7 @@ async fn other(recorder: Recorder, headers: HeaderMap, body: Bytes, answer: Valu
 }
 
 /// Starts the upstream on a free loopback port: its base URL and what it saw.
-pub async fn start() -> (String, Recorder) {
+pub(crate) async fn start() -> (String, Recorder) {
     let seen: Recorder = Arc::default();
     let (a, b, c, d) = (seen.clone(), seen.clone(), seen.clone(), seen.clone());
     let app = axum::Router::new()

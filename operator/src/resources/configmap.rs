@@ -6,10 +6,10 @@ use k8s_openapi::api::core::v1::ConfigMap;
 use super::{GuardConfigFile, guard_name, metadata};
 
 /// File name of the guard config inside the ConfigMap (and the pod).
-pub const CONFIG_FILE: &str = "config.yaml";
+pub(super) const CONFIG_FILE: &str = "config.yaml";
 /// Key of the fleet size, read by the pods into `GODEL_FLEET_SIZE` when they start. It is
 /// not part of the config file, so resizing the fleet does not roll it.
-pub const FLEET_SIZE_KEY: &str = "fleet-size";
+pub(super) const FLEET_SIZE_KEY: &str = "fleet-size";
 
 /// The guard's config file and the fleet size, mounted and read by the pods.
 pub fn config_map(policy: &GuardrailPolicy, config: &GuardConfigFile) -> ConfigMap {

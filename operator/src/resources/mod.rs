@@ -290,7 +290,7 @@ pub(crate) mod fixtures {
     use godel_crds::{GuardrailPolicy, GuardrailPolicySpec};
 
     /// A policy as the API server would return it: named, namespaced, with a uid.
-    pub fn policy(spec: GuardrailPolicySpec) -> GuardrailPolicy {
+    pub(crate) fn policy(spec: GuardrailPolicySpec) -> GuardrailPolicy {
         let mut p = GuardrailPolicy::new("payments", spec);
         p.metadata.namespace = Some("shop".into());
         p.metadata.uid = Some("8b0e1c0e-2f3c-4c47-9b7a-1f4c7e0e9a11".into());
@@ -298,7 +298,7 @@ pub(crate) mod fixtures {
         p
     }
 
-    pub fn from_yaml(yaml: &str) -> GuardrailPolicy {
+    pub(crate) fn from_yaml(yaml: &str) -> GuardrailPolicy {
         // Through JSON, as the API server hands it over: externally tagged enums (a key
         // source's `{file: …}`) read as they do from the API.
         policy(serde_json::from_value(serde_yaml::from_str::<serde_json::Value>(yaml).unwrap()).unwrap())
@@ -306,7 +306,7 @@ pub(crate) mod fixtures {
 
     /// A policy whose keys come from a mounted Secret, as the fleet needs, with `rest`
     /// (further top-level spec lines).
-    pub fn keyed(rest: &str) -> GuardrailPolicy {
+    pub(crate) fn keyed(rest: &str) -> GuardrailPolicy {
         from_yaml(&format!(
             "guard: {{audit: {{key: {{file: {{path: /etc/godel/keys/key}}}}, salt: {{file: {{path: /etc/godel/keys/salt}}}}}}}}\n\
              secrets: [{{name: keys, mountPath: /etc/godel/keys}}]\n{rest}"

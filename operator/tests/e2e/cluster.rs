@@ -10,7 +10,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 /// The repository root.
-pub fn repo() -> PathBuf {
+pub(crate) fn repo() -> PathBuf {
     // At run time, from cargo: a test binary reused from a clone elsewhere (a shared
     // target directory) would otherwise look in that clone's compile-time path.
     let manifest =
@@ -18,7 +18,7 @@ pub fn repo() -> PathBuf {
     manifest.parent().expect("operator/ sits in the repository").to_owned()
 }
 
-pub struct Cluster {
+pub(crate) struct Cluster {
     name: String,
     /// kwokctl's home (`KWOK_WORKDIR`): PKI, component logs, etcd data.
     workdir: PathBuf,
@@ -48,7 +48,7 @@ fn control_plane_bin() -> PathBuf {
 impl Cluster {
     /// Starts the control plane and its three nodes; panics (failing the run, never
     /// skipping it) when it does not come up.
-    pub fn start() -> Cluster {
+    pub(crate) fn start() -> Cluster {
         let cluster = Cluster::start_with("godel-e2e", "kube-apiserver", None);
         cluster.kubectl_stdin(&["apply", "-f", "-"], &nodes());
         // The scheduler skips a node until it is Ready and the node lifecycle controller
@@ -69,7 +69,7 @@ impl Cluster {
     }
 
     /// Only etcd and the oldest supported kube-apiserver: enough to judge the CRD.
-    pub fn start_oldest() -> Cluster {
+    pub(crate) fn start_oldest() -> Cluster {
         let version = "v1.30.14";
         let cluster = Cluster::start_with("godel-e2e-oldest", "kube-apiserver-oldest", Some(version));
         let served = cluster.kubectl(&["version", "-o", "json"]);
@@ -140,37 +140,37 @@ impl Cluster {
     }
 
     /// Where the suite's own files go (operator logs, kubeconfigs).
-    pub fn workdir(&self) -> &Path {
+    pub(crate) fn workdir(&self) -> &Path {
         &self.workdir
     }
 
     /// Component logs (etcd, kube-apiserver, …), one file each.
-    pub fn logs(&self) -> PathBuf {
+    pub(crate) fn logs(&self) -> PathBuf {
         self.workdir.join("clusters").join(&self.name).join("logs")
     }
 
     /// `kubectl` against this cluster as cluster-admin, returning its whole output.
-    pub fn kubectl_output(&self, args: &[&str]) -> Output {
+    pub(crate) fn kubectl_output(&self, args: &[&str]) -> Output {
         self.kubectl_command(&self.kubeconfig).args(args).output().expect("kubectl runs")
     }
 
     /// A kubectl command with the given kubeconfig, from the repository root (where the
     /// README's commands are run) and with the cluster's binaries first on PATH.
-    pub fn kubectl_command(&self, kubeconfig: &Path) -> Command {
+    pub(crate) fn kubectl_command(&self, kubeconfig: &Path) -> Command {
         let mut command = Command::new(self.bin.join("kubectl"));
         command.env("KUBECONFIG", kubeconfig).current_dir(repo());
         command
     }
 
     /// `kubectl`; panics with its output unless it succeeds.
-    pub fn kubectl(&self, args: &[&str]) -> String {
+    pub(crate) fn kubectl(&self, args: &[&str]) -> String {
         let out = self.kubectl_output(args);
         assert!(out.status.success(), "kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
     /// `kubectl` with `input` on stdin; returns the output, success or not.
-    pub fn kubectl_stdin_output(&self, args: &[&str], input: &str) -> Output {
+    pub(crate) fn kubectl_stdin_output(&self, args: &[&str], input: &str) -> Output {
         use std::io::Write as _;
         let mut child = self
             .kubectl_command(&self.kubeconfig)
@@ -184,7 +184,7 @@ impl Cluster {
         child.wait_with_output().expect("kubectl finishes")
     }
 
-    pub fn kubectl_stdin(&self, args: &[&str], input: &str) -> String {
+    pub(crate) fn kubectl_stdin(&self, args: &[&str], input: &str) -> String {
         let out = self.kubectl_stdin_output(args, input);
         assert!(out.status.success(), "kubectl {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).into_owned()
@@ -192,7 +192,7 @@ impl Cluster {
 
     /// A kubeconfig that acts as `user` through impersonation, so RBAC judges every
     /// request as it would judge that identity's in the cluster.
-    pub fn impersonating_kubeconfig(&self, user: &str) -> PathBuf {
+    pub(crate) fn impersonating_kubeconfig(&self, user: &str) -> PathBuf {
         let admin = std::fs::read_to_string(&self.kubeconfig).expect("kubeconfig");
         let mut config: serde_json::Value = serde_yaml::from_str(&admin).expect("kubeconfig is YAML");
         for entry in config["users"].as_array_mut().expect("kubeconfig users") {
@@ -277,7 +277,7 @@ fn nodes() -> String {
 }
 
 /// Polls `check` every 250 ms until it returns `Some`, or panics naming `what`.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub(crate) fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(value) = check() {

@@ -6,17 +6,17 @@
 use std::path::PathBuf;
 use std::process::{Child, Command};
 
-pub const SERVICE_ACCOUNT: &str = "system:serviceaccount:godel-system:godel-operator";
-pub const LEASE: &str = "godel-operator-leader";
+pub(crate) const SERVICE_ACCOUNT: &str = "system:serviceaccount:godel-system:godel-operator";
+pub(crate) const LEASE: &str = "godel-operator-leader";
 
-pub struct Operator {
+pub(crate) struct Operator {
     pub identity: String,
     child: Child,
     pub log: PathBuf,
 }
 
 impl Operator {
-    pub fn spawn(identity: &str, kubeconfig: &std::path::Path, log_dir: &std::path::Path) -> Operator {
+    pub(crate) fn spawn(identity: &str, kubeconfig: &std::path::Path, log_dir: &std::path::Path) -> Operator {
         let log = log_dir.join(format!("{identity}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("operator log file");
         let child = Command::new(env!("CARGO_BIN_EXE_godel-operator"))
@@ -31,16 +31,16 @@ impl Operator {
     }
 
     /// SIGKILL: a crash, with no chance to hand the Lease over.
-    pub fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 
-    pub fn running(&mut self) -> bool {
+    pub(crate) fn running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
     }
 
-    pub fn log_text(&self) -> String {
+    pub(crate) fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 }

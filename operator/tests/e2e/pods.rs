@@ -27,7 +27,7 @@ struct Guard {
 /// The guards, by pod `namespace/name/uid`.
 type Guards = Arc<Mutex<BTreeMap<String, Guard>>>;
 
-pub struct Kubelet {
+pub(crate) struct Kubelet {
     stop: Arc<AtomicBool>,
     guards: Guards,
     thread: Option<JoinHandle<()>>,
@@ -35,7 +35,7 @@ pub struct Kubelet {
 
 /// What the harness needs to talk to the cluster.
 #[derive(Clone)]
-pub struct Kube {
+pub(crate) struct Kube {
     pub kubectl: PathBuf,
     pub kubeconfig: PathBuf,
 }
@@ -61,7 +61,7 @@ fn guard_binary() -> PathBuf {
 }
 
 impl Kubelet {
-    pub fn start(kube: Kube, workdir: &Path) -> Kubelet {
+    pub(crate) fn start(kube: Kube, workdir: &Path) -> Kubelet {
         let stop = Arc::new(AtomicBool::new(false));
         let guards: Guards = Arc::default();
         let binary = guard_binary();
@@ -78,7 +78,7 @@ impl Kubelet {
 
     /// Sends `body` to `path` of the guard behind a pod (`namespace/name`), inside its
     /// network namespace; returns the HTTP status and body.
-    pub fn request(&self, pod: &str, path: &str, body: &str) -> (u16, String) {
+    pub(crate) fn request(&self, pod: &str, path: &str, body: &str) -> (u16, String) {
         let guards = self.guards.lock().unwrap_or_else(|e| e.into_inner());
         let (_, guard) =
             guards.iter().find(|(key, _)| key.starts_with(&format!("{pod}/"))).expect("a guard runs for the pod");

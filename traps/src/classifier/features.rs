@@ -9,9 +9,9 @@
 
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
-pub const BUCKETS: usize = 1 << 17;
+pub(super) const BUCKETS: usize = 1 << 17;
 /// A character n-gram that does not exist (it would run past the padded text's end).
-pub const NONE: u32 = u32::MAX;
+pub(super) const NONE: u32 = u32::MAX;
 
 /// CRC-32 (IEEE, reflected, as zlib's): the table, and the state after some bytes.
 const CRC_TABLE: [u32; 256] = {
@@ -30,7 +30,7 @@ const CRC_TABLE: [u32; 256] = {
     table
 };
 
-pub const fn crc_update(mut crc: u32, bytes: &[u8]) -> u32 {
+pub(super) const fn crc_update(mut crc: u32, bytes: &[u8]) -> u32 {
     let mut i = 0;
     while i < bytes.len() {
         crc = CRC_TABLE[((crc ^ bytes[i] as u32) & 0xFF) as usize] ^ (crc >> 8);
@@ -55,7 +55,7 @@ fn is_word_char(c: char) -> bool {
 /// A normalized text and its feature occurrences. Positions are characters of the
 /// normalized text; the buffers are reused from one text to the next.
 #[derive(Default)]
-pub struct Occurrences {
+pub(super) struct Occurrences {
     /// The normalized text, padded with a space at each end.
     padded: String,
     /// Byte offset in `padded` of each of its characters, and its length; left empty
@@ -80,18 +80,18 @@ impl Occurrences {
     /// Normalizes `raw` as the training script does (each character NFKC on its own,
     /// ASCII letters lowercased, whitespace runs collapsed to one space, trimmed) and
     /// hashes its features.
-    pub fn fill(&mut self, raw: &str) {
+    pub(super) fn fill(&mut self, raw: &str) {
         self.normalize(raw);
         self.hash();
     }
 
     /// Characters in the normalized text.
-    pub fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.origin.len()
     }
 
     /// The raw text's byte range of the normalized characters `a..b`.
-    pub fn raw_range(&self, a: usize, b: usize) -> std::ops::Range<usize> {
+    pub(super) fn raw_range(&self, a: usize, b: usize) -> std::ops::Range<usize> {
         let start = self.origin.get(a).map_or(self.end, |&o| o as usize);
         let end = self.origin.get(b).map_or(self.end, |&o| o as usize);
         start..end.max(start)
@@ -99,7 +99,7 @@ impl Occurrences {
 
     /// Drops buffers a very long text grew, so that one huge prompt does not pin its
     /// scratch memory to the thread for good.
-    pub fn shrink(&mut self, chars: usize) {
+    pub(super) fn shrink(&mut self, chars: usize) {
         if self.grams.capacity() > 3 * chars {
             *self = Occurrences::default();
         }

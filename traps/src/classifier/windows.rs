@@ -8,24 +8,24 @@ use super::features::{NONE, Occurrences};
 
 /// Characters in a fixed segment, and between the starts of two (the training script's
 /// `SEGMENT` and `STRIDE`).
-pub const SEGMENT: usize = 512;
-pub const STRIDE: usize = 256;
+pub(super) const SEGMENT: usize = 512;
+pub(super) const STRIDE: usize = 256;
 /// The shortest and longest word-aligned window, in characters.
-pub const MIN_WINDOW: usize = 40;
-pub const MAX_WINDOW: usize = 512;
+pub(super) const MIN_WINDOW: usize = 40;
+pub(super) const MAX_WINDOW: usize = 512;
 /// How many of the best word-aligned windows are scored exactly.
-pub const CANDIDATES: usize = 4;
+pub(super) const CANDIDATES: usize = 4;
 
 /// The fixed segments of a text of `len` characters: one for a short text, else one
 /// every [`STRIDE`] characters until one reaches the end.
-pub fn segments(len: usize) -> impl Iterator<Item = (usize, usize)> {
+pub(super) fn segments(len: usize) -> impl Iterator<Item = (usize, usize)> {
     let count = if len <= SEGMENT { 1 } else { (len - SEGMENT).div_ceil(STRIDE) + 1 };
     (0..count).map(move |k| (k * STRIDE, (k * STRIDE + SEGMENT).min(len)))
 }
 
 /// Buffers for the word-aligned search, reused from one text to the next.
 #[derive(Default)]
-pub struct Search {
+pub(super) struct Search {
     /// Prefix sums over the words of their approximate contribution and occurrence
     /// count. They wrap (a long text's sum may not fit); a window's difference always
     /// fits, so it is exact, as the script's 64-bit sums are.
@@ -44,7 +44,7 @@ pub struct Search {
 impl Search {
     /// The [`CANDIDATES`] word-aligned windows with the best approximate ratio of summed
     /// weight to the square root of the occurrence count, as character ranges.
-    pub fn candidates(&mut self, occ: &Occurrences, weights: &[i16], out: &mut Vec<(usize, usize)>) {
+    pub(super) fn candidates(&mut self, occ: &Occurrences, weights: &[i16], out: &mut Vec<(usize, usize)>) {
         let words = &occ.words;
         if words.is_empty() || occ.len() <= MIN_WINDOW {
             return;

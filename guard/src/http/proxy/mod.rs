@@ -35,27 +35,32 @@ pub use upstream::Upstream;
 
 /// A route the proxy inspects: its path, the field that must be present, and whether
 /// its answer holds text (an embedding does not, and must not be rewritten).
-pub struct Route {
+pub(super) struct Route {
     pub path: &'static str,
     required: &'static str,
     answer_is_text: bool,
 }
 
-pub const CHAT_COMPLETIONS: Route = Route { path: "/v1/chat/completions", required: "messages", answer_is_text: true };
-pub const RESPONSES: Route = Route { path: "/v1/responses", required: "input", answer_is_text: true };
-pub const COMPLETIONS: Route = Route { path: "/v1/completions", required: "prompt", answer_is_text: true };
-pub const EMBEDDINGS: Route = Route { path: "/v1/embeddings", required: "input", answer_is_text: false };
+pub(super) const CHAT_COMPLETIONS: Route =
+    Route { path: "/v1/chat/completions", required: "messages", answer_is_text: true };
+pub(super) const RESPONSES: Route = Route { path: "/v1/responses", required: "input", answer_is_text: true };
+pub(super) const COMPLETIONS: Route = Route { path: "/v1/completions", required: "prompt", answer_is_text: true };
+pub(super) const EMBEDDINGS: Route = Route { path: "/v1/embeddings", required: "input", answer_is_text: false };
 /// The routes whose requests are inspected, each served by [`guarded`].
-pub const ROUTES: [&Route; 4] = [&CHAT_COMPLETIONS, &RESPONSES, &COMPLETIONS, &EMBEDDINGS];
-pub const MODELS: &str = "/v1/models";
-pub const MODEL: &str = "/v1/models/{model}";
+pub(super) const ROUTES: [&Route; 4] = [&CHAT_COMPLETIONS, &RESPONSES, &COMPLETIONS, &EMBEDDINGS];
+pub(super) const MODELS: &str = "/v1/models";
+pub(super) const MODEL: &str = "/v1/models/{model}";
 
 /// `GET /v1/models`: the upstream's model list, passed through (no prompt, no user).
-pub async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+pub(super) async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
     pass_through(&state, MODELS.to_owned(), &headers).await
 }
 
-pub async fn model(State(state): State<Arc<AppState>>, Path(model): Path<String>, headers: HeaderMap) -> Response {
+pub(super) async fn model(
+    State(state): State<Arc<AppState>>,
+    Path(model): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     // The name goes into a path: keep it to the characters model names use.
     if model.is_empty() || !model.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
         return ProxyError::BadRequest("not a model name".into()).into_response();
@@ -76,7 +81,7 @@ async fn pass_through(state: &AppState, path: String, headers: &HeaderMap) -> Re
 
 /// The one handler of every inspected route: the route says which field it requires and
 /// whether its answer is text.
-pub fn guarded(route: &'static Route) -> MethodRouter<Arc<AppState>> {
+pub(super) fn guarded(route: &'static Route) -> MethodRouter<Arc<AppState>> {
     post(move |State(state): State<Arc<AppState>>, headers: HeaderMap, bytes: Bytes| async move {
         decide_then_relay(&state, route, &headers, bytes).await
     })

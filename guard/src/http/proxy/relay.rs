@@ -36,7 +36,11 @@ const WHOLE_LIMIT: usize = 16 << 20;
 const EVENT_LIMIT: usize = 1 << 20;
 
 /// Relays an allowed request's successful answer through the answer traps.
-pub async fn relay(state: Arc<AppState>, outcome: Outcome, answer: reqwest::Response) -> Result<Response, ProxyError> {
+pub(super) async fn relay(
+    state: Arc<AppState>,
+    outcome: Outcome,
+    answer: reqwest::Response,
+) -> Result<Response, ProxyError> {
     let action = state.guard.output_action();
     let content_type = answer.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
     if action == OutputAction::None {

@@ -57,14 +57,14 @@ const MAX_DEPTH: usize = 32;
 /// `index` field when it has one, so that a stream's pieces of one choice or tool call
 /// share a channel).
 #[derive(Debug, PartialEq)]
-pub struct Segment {
+pub(super) struct Segment {
     pub literal: Range<usize>,
     pub text: String,
     pub channel: String,
 }
 
 #[derive(Debug, thiserror::Error)]
-pub enum TextError {
+pub(super) enum TextError {
     #[error("body is not valid JSON at line {line} column {column}")]
     Json { line: usize, column: usize },
     #[error("the body must be a JSON object")]
@@ -80,7 +80,7 @@ impl From<serde_json::Error> for TextError {
 }
 
 /// The text-bearing strings of a JSON object body, in document order.
-pub fn segments(body: &[u8]) -> Result<Vec<Segment>, TextError> {
+pub(super) fn segments(body: &[u8]) -> Result<Vec<Segment>, TextError> {
     let text = std::str::from_utf8(body).map_err(|e| {
         let before = &body[..e.valid_up_to()];
         let line = before.iter().filter(|&&b| b == b'\n').count() + 1;
@@ -175,7 +175,7 @@ impl<'de: 'a, 'a> Deserialize<'de> for Fields<'a> {
 
 /// The segments' texts joined by newlines (what the traps read), and where each
 /// segment starts in it.
-pub fn joined(segments: &[Segment]) -> (String, Vec<usize>) {
+pub(super) fn joined(segments: &[Segment]) -> (String, Vec<usize>) {
     let mut prompt = String::with_capacity(segments.iter().map(|s| s.text.len() + 1).sum());
     let mut starts = Vec::with_capacity(segments.len());
     for segment in segments {
@@ -190,7 +190,7 @@ pub fn joined(segments: &[Segment]) -> (String, Vec<usize>) {
 
 /// `body` with each `(literal range, new text)` replacing that string literal; every
 /// other byte unchanged.
-pub fn splice(body: &[u8], mut replacements: Vec<(Range<usize>, String)>) -> Vec<u8> {
+pub(super) fn splice(body: &[u8], mut replacements: Vec<(Range<usize>, String)>) -> Vec<u8> {
     replacements.sort_by_key(|(range, _)| range.start);
     let mut out = Vec::with_capacity(body.len());
     let mut cursor = 0;

@@ -78,7 +78,7 @@ impl Upstream {
 }
 
 /// The answer's status and the headers clients rely on.
-pub fn head(answer: &reqwest::Response) -> axum::http::response::Builder {
+pub(super) fn head(answer: &reqwest::Response) -> axum::http::response::Builder {
     let mut builder = Response::builder().status(answer.status().as_u16());
     for (name, value) in answer.headers() {
         let name = name.as_str();
@@ -91,7 +91,7 @@ pub fn head(answer: &reqwest::Response) -> axum::http::response::Builder {
 }
 
 /// A successful answer streamed back as it arrives, unread.
-pub fn relay_unchanged(answer: reqwest::Response) -> Response {
+pub(super) fn relay_unchanged(answer: reqwest::Response) -> Response {
     let builder = head(&answer);
     builder
         .body(Body::from_stream(answer.bytes_stream()))
@@ -101,7 +101,7 @@ pub fn relay_unchanged(answer: reqwest::Response) -> Response {
 /// An upstream error, status kept: its body passes when it is already an OpenAI error
 /// object (the client's SDK reads it), and is replaced otherwise, so tracebacks and
 /// HTML from the upstream's internals do not reach the client.
-pub async fn error_answer(answer: reqwest::Response) -> Response {
+pub(super) async fn error_answer(answer: reqwest::Response) -> Response {
     let status = answer.status();
     let builder = head(&answer);
     let mut body = Vec::new();
