@@ -81,6 +81,11 @@ impl MonitoringSettings {
     pub fn debt_alert_threshold(&self) -> f64 {
         self.debt_alert_threshold.unwrap_or(DEFAULT_DEBT_ALERT_THRESHOLD)
     }
+
+    /// Whether the Grafana dashboard ConfigMap is rendered [default: true].
+    pub fn dashboard(&self) -> bool {
+        self.dashboard.unwrap_or(true)
+    }
 }
 
 impl AutoscalingSettings {

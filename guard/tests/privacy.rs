@@ -6,6 +6,7 @@ mod common;
 
 use std::collections::HashMap;
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use common::Guard;
@@ -61,24 +62,7 @@ async fn no_raw_user_id_anywhere_and_audit_ids_open_to_the_right_user() {
                 .unwrap();
             *decisions.entry(body["decision"].as_str().unwrap().to_owned()).or_default() += 1;
         }
-        // Bad input carrying the user id: unknown tier, a mistyped prompt, and the id
-        // sent as every JSON type but a string.
-        let numeric = 98_765_432_100u64 + i as u64;
-        for bad in [
-            json!({"user_id": user, "tier": "gold", "prompt": "x"}),
-            json!({"user_id": user, "prompt": 7}),
-            json!({"user_id": numeric, "prompt": "x"}),
-            json!({"user_id": numeric as f64 + 0.5, "prompt": "x"}),
-            json!({"user_id": [user], "prompt": "x"}),
-            json!({"user_id": {user.as_str(): numeric}, "prompt": "x"}),
-            json!({"user_id": "x", user.as_str(): numeric, "prompt": "x"}),
-        ] {
-            let response = client.post(guard.url("/v1/inspect")).json(&bad).send().await.unwrap();
-            assert_eq!(response.status(), 400);
-            let text = response.text().await.unwrap();
-            assert!(!text.contains(user.as_str()), "error message repeats the user id: {text}");
-            assert!(!text.contains("98765432"), "error message repeats a numeric user id: {text}");
-        }
+        refuse_bad_input_without_echo(&client, &guard, user, 98_765_432_100u64 + i as u64).await;
     }
     for outcome in ["allow", "block", "throttle"] {
         assert!(decisions.get(outcome).copied().unwrap_or(0) > 0, "no {outcome} in {decisions:?}");
@@ -106,22 +90,49 @@ async fn no_raw_user_id_anywhere_and_audit_ids_open_to_the_right_user() {
     }
 
     // The key holder opens every line, and one user is one analytical id.
+    let ids_of = open_with_the_key(&key, &stdout);
+    assert!(ids_of.keys().all(|user| users.contains(user)), "{ids_of:?}");
+    assert_eq!(ids_of.len(), users.len());
+}
+
+/// Bad input carrying the user id: unknown tier, a mistyped prompt, and the id sent as
+/// every JSON type but a string. Each is refused with a message that repeats none of it.
+async fn refuse_bad_input_without_echo(client: &reqwest::Client, guard: &Guard, user: &str, numeric: u64) {
+    for bad in [
+        json!({"user_id": user, "tier": "gold", "prompt": "x"}),
+        json!({"user_id": user, "prompt": 7}),
+        json!({"user_id": numeric, "prompt": "x"}),
+        json!({"user_id": numeric as f64 + 0.5, "prompt": "x"}),
+        json!({"user_id": [user], "prompt": "x"}),
+        json!({"user_id": {user: numeric}, "prompt": "x"}),
+        json!({"user_id": "x", user: numeric, "prompt": "x"}),
+    ] {
+        let response = client.post(guard.url("/v1/inspect")).json(&bad).send().await.unwrap();
+        assert_eq!(response.status(), 400);
+        let text = response.text().await.unwrap();
+        assert!(!text.contains(user), "error message repeats the user id: {text}");
+        assert!(!text.contains("98765432"), "error message repeats a numeric user id: {text}");
+    }
+}
+
+/// Every audit line of `trail` opened with `audit decrypt` and the key file: each user's
+/// one analytical id (a second one fails the test).
+fn open_with_the_key(key: &Path, trail: &str) -> HashMap<String, String> {
     let mut tool = Command::new(common::BIN)
         .args(["audit", "decrypt", "--key-file"])
-        .arg(&key)
+        .arg(key)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
-    tool.stdin.take().unwrap().write_all(format!("{stdout}\n").as_bytes()).unwrap();
+    tool.stdin.take().unwrap().write_all(format!("{trail}\n").as_bytes()).unwrap();
     let out = tool.wait_with_output().unwrap();
     let mut ids_of: HashMap<String, String> = HashMap::new();
     for line in String::from_utf8(out.stdout).unwrap().lines() {
         let v: Value = serde_json::from_str(line).unwrap();
         let user = v["user_id"].as_str().expect("every line opens").to_owned();
-        assert!(users.contains(&user));
         let aid = v["analytical_id"].as_str().unwrap().to_owned();
         assert_eq!(ids_of.entry(user).or_insert_with(|| aid.clone()), &aid);
     }
-    assert_eq!(ids_of.len(), users.len());
+    ids_of
 }

@@ -71,27 +71,20 @@ fn delta_multiline(text: &str) -> String {
     lines + "\n"
 }
 
-async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
-    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-    {
-        let mut seen = recorder.lock().unwrap();
-        seen.bodies.push(body);
-        seen.headers.push(headers);
-    }
-    let stream = request["stream"] == true;
-    let model = request["model"].as_str().unwrap_or_default();
+/// The upstream's own failures, as the model names them: an HTML 500 with internals, a
+/// 429 with OpenAI's rate-limit headers.
+fn failure(model: &str) -> Option<Response> {
     match model {
-        "slow" => tokio::time::sleep(Duration::from_secs(3)).await,
-        "fail-500" => {
-            return (
+        "fail-500" => Some(
+            (
                 StatusCode::INTERNAL_SERVER_ERROR,
                 [("content-type", "text/html")],
                 "<html><pre>Traceback (most recent call last):\n  File \"/srv/internal/app.py\", line 12</pre></html>",
             )
-                .into_response();
-        }
-        "fail-429" => {
-            return (
+                .into_response(),
+        ),
+        "fail-429" => Some(
+            (
                 StatusCode::TOO_MANY_REQUESTS,
                 [
                     ("retry-after", "1"),
@@ -102,25 +95,14 @@ async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
                 Json(json!({"error": {"message": "Rate limit reached for requests", "type": "requests",
                     "param": null, "code": "rate_limit_exceeded"}})),
             )
-                .into_response();
-        }
-        _ => {}
+                .into_response(),
+        ),
+        _ => None,
     }
-    let content = if model.starts_with("leak") {
-        format!(
-            "Sure, here is what you asked for, after checking the vault twice. The deploy key is {LEAKED_KEY}, keep it safe."
-        )
-    } else {
-        "Hello!".to_owned()
-    };
-    if !stream {
-        return (
-            [("x-request-id", "req_upstream_1"), ("openai-processing-ms", "12"), ("x-internal-host", "gpu-7")],
-            Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]})),
-        )
-            .into_response();
-    }
+}
+
+/// A chat stream's events for `model`: the role, the content in pieces, the stop, `[DONE]`.
+fn stream_events(model: &str, content: &str) -> Vec<String> {
     let mut events = Vec::new();
     events.push(format!(
         "data: {}\n\n",
@@ -131,7 +113,7 @@ async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
         "leak" | "leak-multiline" => {
             // The key split over three events, seven characters at a time.
             let event = if model == "leak" { delta } else { delta_multiline };
-            let mut rest = content.as_str();
+            let mut rest = content;
             while !rest.is_empty() {
                 let cut = rest.len().min(7);
                 events.push(event(&rest[..cut]));
@@ -149,6 +131,40 @@ async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
         "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
     ));
     events.push("data: [DONE]\n\n".to_owned());
+    events
+}
+
+async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
+    let request: Value = serde_json::from_slice(&body).unwrap_or_default();
+    {
+        let mut seen = recorder.lock().unwrap();
+        seen.bodies.push(body);
+        seen.headers.push(headers);
+    }
+    let stream = request["stream"] == true;
+    let model = request["model"].as_str().unwrap_or_default();
+    if model == "slow" {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+    }
+    if let Some(failure) = failure(model) {
+        return failure;
+    }
+    let content = if model.starts_with("leak") {
+        format!(
+            "Sure, here is what you asked for, after checking the vault twice. The deploy key is {LEAKED_KEY}, keep it safe."
+        )
+    } else {
+        "Hello!".to_owned()
+    };
+    if !stream {
+        return (
+            [("x-request-id", "req_upstream_1"), ("openai-processing-ms", "12"), ("x-internal-host", "gpu-7")],
+            Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "model": model,
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]})),
+        )
+            .into_response();
+    }
+    let events = stream_events(model, &content);
     let every = match model {
         "long-stream" => Duration::from_secs(1),
         "leak" | "leak-multiline" => Duration::from_millis(20),

@@ -16,7 +16,7 @@ pub fn dashboard_name(policy: &GuardrailPolicy) -> String {
 }
 
 pub fn dashboard_config_map(policy: &GuardrailPolicy) -> Option<ConfigMap> {
-    if policy.spec.monitoring.dashboard == Some(false) {
+    if !policy.spec.monitoring.dashboard() {
         return None;
     }
     let mut meta = metadata(policy, dashboard_name(policy));

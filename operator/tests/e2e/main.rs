@@ -645,8 +645,12 @@ fn failures(world: &World) {
     let (_, reason, _) = world.condition(ns, "fail", "Degraded").expect("Degraded");
     assert_eq!(reason, "AsExpected");
 
-    // Guards that cannot start (a key file the Secret does not hold) are pods that are
-    // not ready: the policy is not Ready and the old guards keep serving.
+    guards_that_cannot_start(world, ns, &good);
+}
+
+/// Guards that cannot start (a key file the Secret does not hold) are pods that are not
+/// ready: the policy is not Ready and the old guards keep serving.
+fn guards_that_cannot_start(world: &World, ns: &str, good: &str) {
     let ready_replicas =
         || world.get(ns, "deployment/fail-guard").expect("deployment")["status"]["readyReplicas"].clone();
     let serving = ready_replicas();
@@ -670,7 +674,7 @@ fn failures(world: &World) {
     let (ready, reason, message) = world.condition(ns, "fail", "Ready").expect("Ready");
     assert_eq!((ready.as_str(), reason.as_str()), ("False", "RollingOut"), "{message}");
     assert_eq!(ready_replicas(), serving, "the old guards keep serving");
-    world.apply(&policy_manifest(ns, "fail", &good));
+    world.apply(&policy_manifest(ns, "fail", good));
     world.wait_ready(ns, "fail");
 }
 
