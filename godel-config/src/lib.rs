@@ -9,4 +9,4 @@ mod schema;
 mod validate;
 
 pub use schema::*;
-pub use validate::{InvalidConfig, MAX_NAME_LENGTH};
+pub use validate::{InvalidConfig, MAX_NAME_LENGTH, has_credentials};

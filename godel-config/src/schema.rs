@@ -112,8 +112,8 @@ fn default_tier_name() -> String {
 
 fn default_tiers() -> Vec<Tier> {
     vec![
-        Tier { name: "free".to_owned(), rate_per_second: 5.0, burst: 10 },
-        Tier { name: "premium".to_owned(), rate_per_second: 50.0, burst: 100 },
+        Tier { name: "free".to_owned(), rate_per_second: 5.0, burst: 10, enforce: true },
+        Tier { name: "premium".to_owned(), rate_per_second: 50.0, burst: 100, enforce: true },
     ]
 }
 
@@ -130,6 +130,19 @@ pub struct Tier {
     pub rate_per_second: f64,
     #[schemars(range(min = 1))]
     pub burst: u32,
+    /// `false` is shadow mode: a request over the limit (or from a quarantined user) is
+    /// counted, audited and exported as would-throttle, and allowed, so a team can size a
+    /// limit on real traffic before enforcing it [default: true].
+    #[serde(default = "enforced", skip_serializing_if = "is_enforced")]
+    pub enforce: bool,
+}
+
+fn enforced() -> bool {
+    true
+}
+
+fn is_enforced(enforce: &bool) -> bool {
+    *enforce
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -180,6 +193,32 @@ pub struct RedisConfig {
     #[serde(default = "default_redis_timeout_ms")]
     #[schemars(range(min = 1, max = 60000))]
     pub timeout_ms: u64,
+    /// A file holding the ACL user name (a mounted Secret, a Vault Agent file), read at
+    /// every (re)connect so a rotated one is picked up without a restart.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username_file: Option<String>,
+    /// A file holding the password (`AUTH`), read like `usernameFile`. The URL must then
+    /// carry none: a password belongs in a Secret, never in the policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_file: Option<String>,
+    /// TLS beyond the system's roots, for a `rediss://` URL.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<RedisTls>,
+}
+
+/// A managed Redis's own CA, and the client certificate some require (mutual TLS).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RedisTls {
+    /// PEM bundle of the CAs that sign the server's certificate (else the system's roots).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ca_file: Option<String>,
+    /// PEM client certificate, with `keyFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_file: Option<String>,
+    /// PEM private key of `certFile`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_file: Option<String>,
 }
 
 fn default_redis_timeout_ms() -> u64 {

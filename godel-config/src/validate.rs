@@ -24,6 +24,11 @@ fn is_redis_url(text: &str) -> bool {
     }
 }
 
+/// Whether a URL names a user or a password (`redis://user:secret@host`).
+pub fn has_credentials(text: &str) -> bool {
+    url::Url::parse(text).is_ok_and(|url| !url.username().is_empty() || url.password().is_some())
+}
+
 impl GuardConfig {
     /// Checks what the types cannot: relations between fields and sane numbers. The
     /// guard runs it at start-up and in `check-config`, the operator before it applies a
@@ -82,6 +87,25 @@ impl GuardConfig {
                 if !is_redis_url(url) {
                     return invalid(format!("rateLimit.redis.{field} is not a redis:// or rediss:// URL"));
                 }
+                if (redis.password_file.is_some() || redis.username_file.is_some()) && has_credentials(url) {
+                    return invalid(format!(
+                        "rateLimit.redis.{field} carries credentials and usernameFile or passwordFile is set: keep them in the files only"
+                    ));
+                }
+                if redis.tls.is_some() && !url.starts_with("rediss://") && !url.starts_with("valkeys://") {
+                    return invalid(format!("rateLimit.redis.tls is set but rateLimit.redis.{field} is not rediss://"));
+                }
+            }
+            if let Some(tls) = &redis.tls {
+                if tls.cert_file.is_some() != tls.key_file.is_some() {
+                    return invalid("rateLimit.redis.tls: certFile and keyFile go together".into());
+                }
+                if redis.mode == crate::RedisMode::Sentinel {
+                    return invalid(
+                        "rateLimit.redis.tls: a CA or client certificate is not supported in sentinel mode yet (rediss:// with the system's roots is)"
+                            .into(),
+                    );
+                }
             }
         }
         if let Some(i) = config.traps.regex.rules.iter().position(|r| r.name.trim().is_empty()) {
@@ -130,6 +154,23 @@ mod tests {
         );
         let unnamed = config("traps: {regex: {rules: [{name: ' ', pattern: x}]}}").unwrap();
         assert!(unnamed.validate().unwrap_err().to_string().contains("rules[0].name"));
+        let both = config(
+            "rateLimit: {backend: redis, redis: {url: 'redis://u:hunter2@a:6379', passwordFile: /etc/godel/redis/password}}",
+        )
+        .unwrap();
+        let err = both.validate().unwrap_err().to_string();
+        assert!(err.contains("keep them in the files") && !err.contains("hunter2"), "{err}");
+        let plain_tls =
+            config("rateLimit: {backend: redis, redis: {url: 'redis://a:6379', tls: {caFile: /ca.pem}}}").unwrap();
+        assert!(plain_tls.validate().unwrap_err().to_string().contains("not rediss://"));
+        let half =
+            config("rateLimit: {backend: redis, redis: {url: 'rediss://a:6380', tls: {certFile: /c.pem}}}").unwrap();
+        assert!(half.validate().unwrap_err().to_string().contains("certFile and keyFile"));
+        let files = config(
+            "rateLimit: {backend: redis, redis: {url: 'rediss://a:6380', usernameFile: /u, passwordFile: /p, tls: {caFile: /ca.pem}}}",
+        )
+        .unwrap();
+        assert!(files.validate().is_ok());
         let masked = config("traps: {untrusted: {action: redact}}").unwrap();
         assert!(masked.validate().unwrap_err().to_string().contains("traps.untrusted.action"));
         let over = config("traps: {untrusted: {threshold: 1.5}}").unwrap();

@@ -98,6 +98,9 @@ fn main() {
             nodes: vec![],
             master_name: None,
             timeout_ms: 1000,
+            username_file: None,
+            password_file: None,
+            tls: None,
         };
         let backend = RedisBackend::new(&config).unwrap();
         backend.connect().await.unwrap();

@@ -11,7 +11,7 @@ use godel_config::{Action, GuardConfig, OutputAction};
 
 use crate::audit::{AuditFinding, AuditLine, AuditSink, Pseudonyms, SharedKeyring};
 use crate::limiter::{Admission, BucketLimit, DebtPolicy, Limiter};
-use crate::metrics::{Metrics, RequestLabels, TrapFindingLabels};
+use crate::metrics::{Metrics, RequestLabels, ShadowLabels, TrapFindingLabels};
 use crate::pseudonym::Pseudonymizer;
 use godel_traps::{Finding, TrapEngine};
 
@@ -75,6 +75,16 @@ pub enum Throttle {
     /// The user's security debt is over the threshold; waiting for tokens will not help
     /// until it decays.
     Quarantined,
+}
+
+impl Throttle {
+    /// The name as serialized: the metric label of a would-throttle.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Throttle::RateLimited => "rate_limited",
+            Throttle::Quarantined => "quarantined",
+        }
+    }
 }
 
 impl Decision {
@@ -186,7 +196,7 @@ pub struct Guard {
     /// does not inspect them.
     untrusted_traps: Option<TrapEngine>,
     pub(crate) output_action: OutputAction,
-    tiers: HashMap<String, BucketLimit>,
+    tiers: HashMap<String, TierLimit>,
     debt: DebtPolicy,
     traps: TrapEngine,
     pseudonymizer: Pseudonymizer,
@@ -194,6 +204,13 @@ pub struct Guard {
     limiter: Arc<dyn Limiter>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) audit: AuditSink,
+}
+
+/// A tier's bucket, and whether running out of it throttles (else shadow mode).
+#[derive(Clone, Copy)]
+struct TierLimit {
+    bucket: BucketLimit,
+    enforce: bool,
 }
 
 /// Everything a [`Guard`] is built from.
@@ -216,8 +233,8 @@ impl Guard {
             .tiers
             .iter()
             .map(|t| {
-                let limit = BucketLimit { rate_per_second: t.rate_per_second, burst: f64::from(t.burst) };
-                (t.name.clone(), limit)
+                let bucket = BucketLimit { rate_per_second: t.rate_per_second, burst: f64::from(t.burst) };
+                (t.name.clone(), TierLimit { bucket, enforce: t.enforce })
             })
             .collect();
         Self {
@@ -257,18 +274,31 @@ impl Guard {
         };
         let bucket = format!("{tier}:{}", who.analytical_id);
 
-        let admission = self.admit(&bucket, limit).await;
-        let (decision, found) = if admission.allowed {
-            let found = self.run_traps(&subject);
-            (if found.blocks() { Decision::Block } else { Decision::Allow }, found)
-        } else if admission.quarantined {
-            (Decision::Throttle(Throttle::Quarantined), Found::default())
+        let admission = self.admit(&bucket, limit.bucket).await;
+        let refused = (!admission.allowed).then_some(if admission.quarantined {
+            Throttle::Quarantined
         } else {
-            (Decision::Throttle(Throttle::RateLimited), Found::default())
+            Throttle::RateLimited
+        });
+        let (decision, found) = match refused {
+            Some(why) if limit.enforce => (Decision::Throttle(why), Found::default()),
+            _ => {
+                let found = self.run_traps(&subject);
+                (if found.blocks() { Decision::Block } else { Decision::Allow }, found)
+            }
         };
+        let would_throttle = refused.filter(|_| !limit.enforce);
+        if let Some(why) = would_throttle {
+            tracing::debug!(reason = why.as_str(), "would throttle: the tier is in shadow mode");
+            self.metrics
+                .shadow_throttles
+                .get_or_create(&ShadowLabels { tier: tier.to_owned(), reason: why.as_str() })
+                .inc();
+        }
         self.account(&bucket, tier, decision, &found).await;
         let line = AuditLine {
             reason: decision.throttle(),
+            would_throttle,
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             ..AuditLine::new(&request_id, &who, decision.into(), found.audited())
         };
@@ -286,7 +316,7 @@ impl Guard {
     }
 
     /// The subject's tier and its limit, once the user id is known to be usable.
-    fn tier_of<'s>(&'s self, subject: &Subject<'s>) -> Result<(&'s str, BucketLimit), InspectError> {
+    fn tier_of<'s>(&'s self, subject: &Subject<'s>) -> Result<(&'s str, TierLimit), InspectError> {
         if subject.user_id.is_empty() {
             return Err(InspectError::EmptyUserId);
         }

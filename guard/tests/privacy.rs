@@ -1,6 +1,7 @@
 //! The privacy rule, end to end: many distinct users through every outcome (allow,
 //! block, throttle, bad input, Redis down), then every place the guard writes is searched
-//! for a raw user id: stdout, stderr, /metrics, and every Redis key and value.
+//! for a raw user id: stdout, stderr, /metrics, and every Redis key and value; and for the
+//! Redis password, which the guard reads from a file.
 
 mod common;
 
@@ -12,6 +13,8 @@ use std::process::{Command, Stdio};
 use common::Guard;
 use common::redis::RedisServer;
 use serde_json::{Value, json};
+
+const REDIS_PASSWORD: &str = "redis-pw-privacy-7c1e";
 
 fn redis_dump(redis: &RedisServer) -> String {
     let keys = redis.cli(&["--scan"]);
@@ -25,15 +28,19 @@ fn redis_dump(redis: &RedisServer) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_raw_user_id_anywhere_and_audit_ids_open_to_the_right_user() {
-    let mut redis = RedisServer::start();
+    // A Redis that wants a password, which the guard reads from a file, as from a Secret.
+    let mut redis = RedisServer::start_with(&["--requirepass", REDIS_PASSWORD]);
     let dir = common::temp_dir("privacy");
     let key = common::write_key(&dir, "key", 0x61);
     let salt = common::write_key(&dir, "salt", 0x62);
+    let password = dir.join("redis-password");
+    std::fs::write(&password, REDIS_PASSWORD).unwrap();
     let config = format!(
         "tiers:\n  - {{name: free, ratePerSecond: 0.1, burst: 2}}\n\
-         rateLimit:\n  backend: redis\n  redis: {{url: \"{}\", timeoutMs: 100}}\n\
+         rateLimit:\n  backend: redis\n  redis: {{url: \"{}\", timeoutMs: 100, passwordFile: {}}}\n\
          audit:\n  key: {{file: {{path: {}}}}}\n  salt: {{file: {{path: {}}}}}\n",
         redis.url(),
+        password.display(),
         key.display(),
         salt.display()
     );
@@ -87,6 +94,7 @@ async fn no_raw_user_id_anywhere_and_audit_ids_open_to_the_right_user() {
     }
     for (place, text) in [("stdout", &stdout), ("stderr", &stderr), ("/metrics", &metrics)] {
         assert!(!text.contains("98765432"), "a numeric user id found in {place}");
+        assert!(!text.contains(REDIS_PASSWORD), "the Redis password found in {place}");
     }
 
     // The key holder opens every line, and one user is one analytical id.

@@ -14,7 +14,16 @@ use godel_guard::metrics::Metrics;
 const DEBT: DebtPolicy = DebtPolicy { half_life_seconds: 600.0, quarantine_threshold: 200.0 };
 
 fn config(url: String, mode: RedisMode) -> RedisConfig {
-    RedisConfig { url, mode, nodes: vec![], master_name: None, timeout_ms: 200 }
+    RedisConfig {
+        url,
+        mode,
+        nodes: vec![],
+        master_name: None,
+        timeout_ms: 200,
+        username_file: None,
+        password_file: None,
+        tls: None,
+    }
 }
 
 async fn backend(redis: &RedisServer) -> RedisBackend {
@@ -221,6 +230,9 @@ async fn sentinel_mode_follows_a_failover_and_reloads_the_script() {
         nodes: vec![],
         master_name: Some("mymaster".into()),
         timeout_ms: 500,
+        username_file: None,
+        password_file: None,
+        tls: None,
     };
     let b = RedisBackend::new(&cfg).unwrap();
     b.connect().await.unwrap();

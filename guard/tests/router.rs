@@ -191,3 +191,41 @@ async fn untrusted_content_is_scanned_apart_for_instructions_aimed_at_the_model(
     assert!(!inputs.is_empty() && inputs.iter().all(|i| *i == "untrusted"), "{inputs:?}");
     assert!(!audit.text().contains("forward every"), "no untrusted text in the trail");
 }
+
+#[tokio::test]
+async fn a_tier_in_shadow_mode_counts_what_it_would_throttle_and_throttles_nothing() {
+    let config = godel_guard::config::parse(
+        "defaultTier: trial\ntiers:\n  - {name: trial, ratePerSecond: 0.01, burst: 2, enforce: false}\n  - {name: paid, ratePerSecond: 0.01, burst: 2}\n",
+    )
+    .expect("config");
+    let audit = Captured::default();
+    let built = godel_guard::server::build(&config, false, 1, Box::new(audit.clone())).await.expect("the guard builds");
+    let router = godel_guard::http::router(built.state, godel_guard::http::BodyLimits::new(built.body_limit));
+    let ask = |tier: &str| {
+        post("application/json", json!({"user_id": "shadow-user", "tier": tier, "prompt": "hello"}).to_string())
+    };
+    let mut decisions = Vec::new();
+    for _ in 0..5 {
+        decisions.push(call(&router, ask("trial")).await.1["decision"].as_str().unwrap_or_default().to_owned());
+    }
+    assert_eq!(decisions, ["allow"; 5], "shadow mode never throttles");
+    let (_, paid) = call(&router, ask("paid")).await;
+    let (_, paid_again) = call(&router, ask("paid")).await;
+    let (_, over) = call(&router, ask("paid")).await;
+    assert_eq!((paid["decision"].as_str(), paid_again["decision"].as_str()), (Some("allow"), Some("allow")));
+    assert_eq!(over["decision"], "throttle", "an enforced tier still does: {over}");
+
+    let lines = audit.lines(8);
+    let shadowed: Vec<Option<&str>> = lines[..5].iter().map(|l| l["would_throttle"].as_str()).collect();
+    assert_eq!(shadowed, [None, None, Some("rate_limited"), Some("rate_limited"), Some("rate_limited")]);
+    assert!(lines[5..].iter().all(|l| l.get("would_throttle").is_none()), "{:?}", &lines[5..]);
+    let metrics = Request::get("/metrics").body(Body::empty()).expect("a request");
+    let response = router.clone().oneshot(metrics).await.expect("the router answers");
+    let text = String::from_utf8(axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(
+        text.contains(r#"godel_ratelimit_shadow_throttles_total{tier="trial",reason="rate_limited"} 3"#),
+        "{}",
+        text.lines().filter(|l| l.contains("shadow")).collect::<Vec<_>>().join("\n")
+    );
+    assert!(text.contains(r#"godel_requests_total{tier="trial",decision="allow"} 5"#));
+}

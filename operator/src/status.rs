@@ -44,6 +44,8 @@ pub enum Reason {
     InvalidMetadata,
     InvalidSecrets,
     InvalidKeys,
+    /// Redis credentials in a URL, or credential files the pods could not read.
+    InvalidRedis,
     SecretNotFound,
     /// The API server refused an object of the plan.
     ApplyRejected,
@@ -66,6 +68,7 @@ impl Reason {
             Reason::InvalidMetadata => "InvalidMetadata",
             Reason::InvalidSecrets => "InvalidSecrets",
             Reason::InvalidKeys => "InvalidKeys",
+            Reason::InvalidRedis => "InvalidRedis",
             Reason::SecretNotFound => "SecretNotFound",
             Reason::ApplyRejected => "ApplyRejected",
         }

@@ -36,6 +36,7 @@ pub fn spec(policy: &GuardrailPolicy) -> Result<(), Invalid> {
     metadata_keys(policy).map_err(|message| Invalid { reason: Reason::InvalidMetadata, message })?;
     mounts(policy).map_err(|message| Invalid { reason: Reason::InvalidSecrets, message })?;
     keys(policy).map_err(|message| Invalid { reason: Reason::InvalidKeys, message })?;
+    redis_access(policy).map_err(|message| Invalid { reason: Reason::InvalidRedis, message })?;
     Ok(())
 }
 
@@ -122,7 +123,6 @@ fn mounts(policy: &GuardrailPolicy) -> Result<(), String> {
 /// or where the Vault Agent injector writes when the pods ask for it.
 fn keys(policy: &GuardrailPolicy) -> Result<(), String> {
     let audit = &policy.spec.guard.audit;
-    let vault = policy.spec.deployment.pod_annotations.get(VAULT_INJECT).is_some_and(|v| v == "true");
     for (field, source) in [("key", &audit.key), ("salt", &audit.salt)] {
         let field = format!("spec.guard.audit.{field}");
         let path = match source {
@@ -140,11 +140,49 @@ fn keys(policy: &GuardrailPolicy) -> Result<(), String> {
             Some(KeySource::File(file)) => &file.path,
             Some(KeySource::Kms(kms)) => &kms.ciphertext_file,
         };
-        let inside = |dir: &str| path.starts_with(&format!("{}/", dir.trim_end_matches('/')));
-        if !(policy.spec.secrets.iter().any(|m| inside(&m.mount_path)) || vault && inside(VAULT_DIR)) {
+        readable(policy, &field, path)?;
+    }
+    Ok(())
+}
+
+/// A file the pods must read: in a mounted Secret, or where the Vault Agent injector
+/// writes when the pods ask for it.
+fn readable(policy: &GuardrailPolicy, field: &str, path: &str) -> Result<(), String> {
+    let vault = policy.spec.deployment.pod_annotations.get(VAULT_INJECT).is_some_and(|v| v == "true");
+    let inside = |dir: &str| path.starts_with(&format!("{}/", dir.trim_end_matches('/')));
+    if policy.spec.secrets.iter().any(|m| inside(&m.mount_path)) || vault && inside(VAULT_DIR) {
+        return Ok(());
+    }
+    Err(format!(
+        "{field}: {path} is in no mounted Secret (spec.secrets) and not in {VAULT_DIR} with the {VAULT_INJECT} pod annotation: the pods could not read it"
+    ))
+}
+
+/// A policy lives in Git and its guard config in a ConfigMap, so Redis credentials may
+/// not be in its URLs: they come from files, and those files must be readable by the pods.
+fn redis_access(policy: &GuardrailPolicy) -> Result<(), String> {
+    let Some(redis) = &policy.spec.guard.rate_limit.redis else { return Ok(()) };
+    let field = "spec.guard.rateLimit.redis";
+    let urls = std::iter::once(("url".to_owned(), &redis.url))
+        .chain(redis.nodes.iter().enumerate().map(|(i, node)| (format!("nodes[{i}]"), node)));
+    for (name, url) in urls {
+        if godel_crds::has_credentials(url) {
             return Err(format!(
-                "{field}: {path} is in no mounted Secret (spec.secrets) and not in {VAULT_DIR} with the {VAULT_INJECT} pod annotation: the pods could not read it"
+                "{field}.{name} carries credentials, which would sit in Git and in the guard's ConfigMap: put them in a Secret and name the files with usernameFile and passwordFile"
             ));
+        }
+    }
+    let tls = redis.tls.clone().unwrap_or_default();
+    let files = [
+        ("usernameFile", &redis.username_file),
+        ("passwordFile", &redis.password_file),
+        ("tls.caFile", &tls.ca_file),
+        ("tls.certFile", &tls.cert_file),
+        ("tls.keyFile", &tls.key_file),
+    ];
+    for (name, path) in files {
+        if let Some(path) = path {
+            readable(policy, &format!("{field}.{name}"), path)?;
         }
     }
     Ok(())
@@ -195,6 +233,26 @@ mod tests {
             assert_eq!(err.reason, Reason::InvalidSecrets, "{mounts}");
             assert!(err.message.contains(needle), "{mounts}: {}", err.message);
         }
+    }
+
+    #[test]
+    fn redis_credentials_come_from_readable_files_never_from_the_url() {
+        // A keyed policy (the fleet needs its keys) with `yaml` as its Redis.
+        let redis = |yaml: &str| {
+            let mut p = fixtures::keyed("");
+            let rate_limit = fixtures::from_yaml(&format!("guard: {{rateLimit: {{backend: redis, redis: {yaml}}}}}"));
+            p.spec.guard.rate_limit = rate_limit.spec.guard.rate_limit;
+            p
+        };
+        let in_url = spec(&redis("{url: 'redis://guard:hunter2@redis:6379'}")).unwrap_err();
+        assert_eq!(in_url.reason, Reason::InvalidRedis);
+        assert!(in_url.message.contains("carries credentials") && !in_url.message.contains("hunter2"), "{in_url:?}");
+        let elsewhere = spec(&redis("{url: 'redis://redis:6379', passwordFile: /run/redis/password}")).unwrap_err();
+        assert!(elsewhere.message.contains("passwordFile") && elsewhere.message.contains("no mounted Secret"));
+        let mounted = redis(
+            "{url: 'rediss://redis:6380', usernameFile: /etc/godel/keys/redis-user, passwordFile: /etc/godel/keys/redis-password, tls: {caFile: /etc/godel/keys/redis-ca.crt}}",
+        );
+        assert_eq!(spec(&mounted), Ok(()));
     }
 
     #[test]

@@ -60,6 +60,9 @@ pub(crate) struct AuditLine<'a> {
     /// Why a request was throttled.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub reason: Option<Throttle>,
+    /// In shadow mode (`enforce: false`), the throttle the request would have had.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub would_throttle: Option<Throttle>,
     pub findings: Vec<AuditFinding<'a>>,
     pub latency_ms: f64,
 }
@@ -82,6 +85,7 @@ impl<'a> AuditLine<'a> {
             direction: None,
             decision,
             reason: None,
+            would_throttle: None,
             findings,
             latency_ms: 0.0,
         }

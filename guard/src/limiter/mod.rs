@@ -2,6 +2,7 @@
 //! it, the user's security debt, decaying with a half-life. One trait so the in-memory
 //! and shared (Redis) backends are interchangeable and share these semantics.
 
+mod access;
 mod breaker;
 mod failover;
 mod local;

@@ -9,9 +9,10 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, Mul
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{RedisFuture, Script, ScriptInvocation};
+use redis::{IntoConnectionInfo, RedisFuture, Script, ScriptInvocation};
 use tokio::sync::{Mutex, RwLock};
 
+use super::access::Access;
 use super::{Admission, BucketLimit, DebtPolicy, LimiterError};
 
 /// Prefix of every key the guard writes.
@@ -63,15 +64,81 @@ impl ConnectionLike for Conn {
 
 enum Target {
     Standalone(redis::Client),
-    Sentinel(Mutex<SentinelClient>),
+    Sentinel(SentinelClient),
     Cluster(ClusterClient),
 }
 
-pub struct RedisBackend {
+/// The client connections are made from, and the credentials it was built with.
+struct Dialer {
     target: Target,
+    fingerprint: [u8; 32],
+}
+
+pub struct RedisBackend {
+    config: RedisConfig,
+    /// Rebuilt at a connect when the credential or certificate files changed.
+    dialer: Mutex<Dialer>,
     conn: RwLock<Option<Conn>>,
     script: Script,
     timeout: Duration,
+}
+
+/// The client for `config`'s deployment, authenticating and encrypting with `access`.
+fn target(config: &RedisConfig, access: &Access, timeout: Duration) -> Result<Target, LimiterError> {
+    let nodes: Vec<&str> =
+        std::iter::once(config.url.as_str()).chain(config.nodes.iter().map(String::as_str)).collect();
+    Ok(match config.mode {
+        RedisMode::Standalone => {
+            let info = config.url.as_str().into_connection_info().map_err(unavailable)?;
+            let settings = with_credentials(info.redis_settings().clone(), access);
+            let info = info.set_redis_settings(settings);
+            let client = match &access.tls {
+                Some(certs) => redis::Client::build_with_tls(info, certs.clone()),
+                None => redis::Client::open(info),
+            };
+            Target::Standalone(client.map_err(unavailable)?)
+        }
+        RedisMode::Cluster => {
+            let mut builder = ClusterClient::builder(nodes)
+                .connection_timeout(timeout.max(Duration::from_millis(500)))
+                .response_timeout(timeout)
+                .retries(1);
+            if let Some(username) = &access.username {
+                builder = builder.username(username);
+            }
+            if let Some(password) = &access.password {
+                builder = builder.password(password.as_str());
+            }
+            if let Some(certs) = &access.tls {
+                builder = builder.certs(certs.clone());
+            }
+            Target::Cluster(builder.build().map_err(unavailable)?)
+        }
+        RedisMode::Sentinel => {
+            let master = config
+                .master_name
+                .clone()
+                .ok_or_else(|| unavailable("sentinel mode needs rateLimit.redis.masterName"))?;
+            let settings = with_credentials(redis::RedisConnectionInfo::default(), access);
+            let master_info =
+                redis::sentinel::SentinelNodeConnectionInfo::default().set_redis_connection_info(settings);
+            Target::Sentinel(
+                SentinelClient::build(nodes, master, Some(master_info), SentinelServerType::Master)
+                    .map_err(unavailable)?,
+            )
+        }
+    })
+}
+
+/// `settings` with the user and password of `access`, where it has them.
+fn with_credentials(mut settings: redis::RedisConnectionInfo, access: &Access) -> redis::RedisConnectionInfo {
+    if let Some(username) = &access.username {
+        settings = settings.set_username(username);
+    }
+    if let Some(password) = &access.password {
+        settings = settings.set_password(password.as_str());
+    }
+    settings
 }
 
 fn unavailable(e: impl std::fmt::Display) -> LimiterError {
@@ -79,38 +146,31 @@ fn unavailable(e: impl std::fmt::Display) -> LimiterError {
 }
 
 impl RedisBackend {
-    /// Checks the configuration; connecting happens in [`RedisBackend::connect`].
+    /// Checks the configuration and reads the credential files; connecting happens in
+    /// [`RedisBackend::connect`].
     pub fn new(config: &RedisConfig) -> Result<Self, LimiterError> {
         let timeout = Duration::from_millis(config.timeout_ms.max(1));
-        let nodes: Vec<&str> =
-            std::iter::once(config.url.as_str()).chain(config.nodes.iter().map(String::as_str)).collect();
-        let target = match config.mode {
-            RedisMode::Standalone => Target::Standalone(redis::Client::open(config.url.as_str()).map_err(unavailable)?),
-            RedisMode::Cluster => Target::Cluster(
-                ClusterClient::builder(nodes)
-                    .connection_timeout(timeout.max(Duration::from_millis(500)))
-                    .response_timeout(timeout)
-                    .retries(1)
-                    .build()
-                    .map_err(unavailable)?,
-            ),
-            RedisMode::Sentinel => {
-                let master = config
-                    .master_name
-                    .clone()
-                    .ok_or_else(|| unavailable("sentinel mode needs rateLimit.redis.masterName"))?;
-                Target::Sentinel(Mutex::new(
-                    SentinelClient::build(nodes, master, None, SentinelServerType::Master).map_err(unavailable)?,
-                ))
-            }
-        };
-        Ok(Self { target, conn: RwLock::new(None), script: Script::new(include_str!("bucket.lua")), timeout })
+        let access = Access::read(config)?;
+        let dialer = Dialer { target: target(config, &access, timeout)?, fingerprint: access.fingerprint };
+        Ok(Self {
+            config: config.clone(),
+            dialer: Mutex::new(dialer),
+            conn: RwLock::new(None),
+            script: Script::new(include_str!("bucket.lua")),
+            timeout,
+        })
     }
 
     /// Opens (or re-resolves, for Sentinel) the connection. Safe to call repeatedly.
     pub async fn connect(&self) -> Result<(), LimiterError> {
         let connect_timeout = self.timeout.max(Duration::from_millis(500));
-        let conn = match &self.target {
+        let mut dialer = self.dialer.lock().await;
+        let access = Access::read(&self.config)?;
+        if access.fingerprint != dialer.fingerprint {
+            tracing::info!("Redis credentials or certificates changed: reconnecting with the new ones");
+            *dialer = Dialer { target: target(&self.config, &access, self.timeout)?, fingerprint: access.fingerprint };
+        }
+        let conn = match &mut dialer.target {
             Target::Standalone(client) => {
                 let config = ConnectionManagerConfig::new()
                     .set_connection_timeout(Some(connect_timeout))
@@ -121,7 +181,6 @@ impl RedisBackend {
                 Conn::Standalone(manager)
             }
             Target::Sentinel(client) => {
-                let mut client = client.lock().await;
                 let conn = tokio::time::timeout(connect_timeout, client.get_async_connection())
                     .await
                     .map_err(|_| unavailable("sentinel: timed out resolving the master"))?
@@ -154,7 +213,7 @@ impl RedisBackend {
             Ok(result) => result.map_err(unavailable),
             Err(_) => Err(unavailable(format!("no answer within {} ms", deadline.as_millis()))),
         };
-        if result.is_err() && matches!(self.target, Target::Sentinel(_)) {
+        if result.is_err() && (self.config.mode == RedisMode::Sentinel || self.credentials_changed()) {
             *self.conn.write().await = None;
         }
         result
@@ -195,6 +254,17 @@ impl RedisBackend {
             .arg(points);
         let _: (i64, i64, i64, i64) = self.invoke(invocation).await?;
         Ok(())
+    }
+
+    /// Whether the credential or certificate files now say something else than the
+    /// connection was made with: after a rotation, a failing connection is dropped so the
+    /// next connect uses the new ones. Files are read only after a failure.
+    fn credentials_changed(&self) -> bool {
+        if self.config.username_file.is_none() && self.config.password_file.is_none() && self.config.tls.is_none() {
+            return false;
+        }
+        let Ok(dialer) = self.dialer.try_lock() else { return false };
+        Access::read(&self.config).is_ok_and(|access| access.fingerprint != dialer.fingerprint)
     }
 
     /// A cheap round trip for the recovery probe; connects first when needed.

@@ -54,6 +54,14 @@ pub struct Metrics {
     pub health: Gauge,
     pub backend_errors: Family<BackendLabels, Counter>,
     pub fallback_active: Gauge,
+    pub shadow_throttles: Family<ShadowLabels, Counter>,
+}
+
+/// A request a tier in shadow mode would have throttled, and why.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ShadowLabels {
+    pub tier: String,
+    pub reason: &'static str,
 }
 
 /// Latency buckets from 50 µs: the guard's own work is sub-millisecond, and the
@@ -103,6 +111,12 @@ impl Metrics {
             "1 while the guard limits with its local fallback instead of the shared backend",
             fallback_active.clone(),
         );
+        let shadow_throttles = Family::<ShadowLabels, Counter>::default();
+        registry.register(
+            "godel_ratelimit_shadow_throttles",
+            "Requests a tier in shadow mode (enforce: false) allowed but would have throttled, by tier and reason",
+            shadow_throttles.clone(),
+        );
         registry.register_collector(Box::new(process::ProcessCollector::new()));
         Self {
             registry,
@@ -114,6 +128,7 @@ impl Metrics {
             health,
             backend_errors,
             fallback_active,
+            shadow_throttles,
         }
     }
 

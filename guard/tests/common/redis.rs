@@ -75,7 +75,8 @@ impl RedisServer {
             .expect("redis-server must be installed (scripts/test.sh installs it)");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while redis_cli(self.port, &["PING"]) != "PONG" {
+        // A server with `--requirepass` answers an unauthenticated PING with NOAUTH: up too.
+        while !matches!(redis_cli(self.port, &["PING"]).as_str(), "PONG" | "NOAUTH Authentication required.") {
             let exited = self.child.as_mut().is_some_and(|c| c.try_wait().ok().flatten().is_some());
             if exited {
                 return false;
@@ -117,8 +118,13 @@ impl RedisServer {
         assert!(self.try_spawn(), "redis-server did not start again on {}", self.port);
     }
 
+    /// A command, authenticated with the server's `--requirepass` when it has one.
     pub(crate) fn cli(&self, args: &[&str]) -> String {
-        redis_cli(self.port, args)
+        let password = self.extra.iter().position(|a| a == "--requirepass").and_then(|i| self.extra.get(i + 1));
+        match password {
+            Some(password) => redis_cli(self.port, &[&["-a", password, "--no-auth-warning"], args].concat()),
+            None => redis_cli(self.port, args),
+        }
     }
 }
 
@@ -190,17 +196,25 @@ pub(crate) struct RedisCluster {
 
 impl RedisCluster {
     pub(crate) fn start(masters: usize) -> Self {
+        Self::start_with_password(masters, None)
+    }
+
+    /// A cluster whose nodes want `password` (`requirepass`, and `masterauth` between them).
+    pub(crate) fn start_with_password(masters: usize, password: Option<&str>) -> Self {
+        let auth: Vec<&str> = password.map_or(vec![], |p| vec!["--requirepass", p, "--masterauth", p]);
         let nodes: Vec<RedisServer> = (0..masters)
             .map(|i| {
                 let conf = format!("nodes-{}-{i}.conf", std::process::id());
-                RedisServer::start_with(&["--cluster-enabled", "yes", "--cluster-config-file", &conf])
+                let args = [&["--cluster-enabled", "yes", "--cluster-config-file", &conf][..], &auth].concat();
+                RedisServer::start_with(&args)
             })
             .collect();
         let addrs: Vec<String> = nodes.iter().map(|n| format!("127.0.0.1:{}", n.port)).collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", "0", "--cluster-yes", "--no-auth-warning"])
+            .args(password.map_or(vec![], |p| vec!["-a", p]))
             .output()
             .expect("redis-cli --cluster create");
         assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stdout));
