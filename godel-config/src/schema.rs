@@ -112,8 +112,8 @@ fn default_tier_name() -> String {
 
 fn default_tiers() -> Vec<Tier> {
     vec![
-        Tier { name: "free".to_owned(), rate_per_second: 5.0, burst: 10, enforce: true },
-        Tier { name: "premium".to_owned(), rate_per_second: 50.0, burst: 100, enforce: true },
+        Tier { name: "free".to_owned(), rate_per_second: 5.0, burst: 10, enforce: true, max_streams: None },
+        Tier { name: "premium".to_owned(), rate_per_second: 50.0, burst: 100, enforce: true, max_streams: None },
     ]
 }
 
@@ -135,6 +135,12 @@ pub struct Tier {
     /// limit on real traffic before enforcing it [default: true].
     #[serde(default = "enforced", skip_serializing_if = "is_enforced")]
     pub enforce: bool,
+    /// Streamed answers a user may have open at once through the proxy; past it a new
+    /// stream is refused with 429. Each holds a lease that expires with the upstream
+    /// timeout, so a guard that dies leaks no slot [default: no cap].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub max_streams: Option<u32>,
 }
 
 fn enforced() -> bool {

@@ -52,6 +52,9 @@ impl GuardConfig {
             if tier.burst < 1 {
                 return invalid(format!("tiers[{i}].burst must be at least 1"));
             }
+            if tier.max_streams == Some(0) {
+                return invalid(format!("tiers[{i}].maxStreams must be at least 1 (leave it out for no cap)"));
+            }
         }
         if !config.tiers.iter().any(|t| t.name == config.default_tier) {
             return invalid(format!("defaultTier `{}` is not one of the tiers", config.default_tier));

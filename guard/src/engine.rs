@@ -211,6 +211,37 @@ pub struct Guard {
 struct TierLimit {
     bucket: BucketLimit,
     enforce: bool,
+    max_streams: Option<u32>,
+}
+
+/// A lease on one of a user's concurrent streams, given back when dropped (with the
+/// response body that holds it: the stream ended or its client went away).
+pub(crate) struct StreamLease {
+    limiter: Arc<dyn Limiter>,
+    key: String,
+    id: String,
+}
+
+impl Drop for StreamLease {
+    fn drop(&mut self) {
+        let (limiter, key, id) = (self.limiter.clone(), std::mem::take(&mut self.key), std::mem::take(&mut self.id));
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move {
+                if let Err(e) = limiter.close_stream(&key, &id).await {
+                    tracing::warn!(error = %e, "stream lease not given back; it expires by itself");
+                }
+            });
+        }
+    }
+}
+
+/// Whether a streamed answer may start.
+pub(crate) enum StreamAdmission {
+    /// Yes: with the lease to hold while it runs, or none when the tier has no cap (or
+    /// is in shadow mode and the cap is reached).
+    Open(Option<StreamLease>),
+    /// No: the user's streams are all taken.
+    Full,
 }
 
 /// Everything a [`Guard`] is built from.
@@ -234,7 +265,7 @@ impl Guard {
             .iter()
             .map(|t| {
                 let bucket = BucketLimit { rate_per_second: t.rate_per_second, burst: f64::from(t.burst) };
-                (t.name.clone(), TierLimit { bucket, enforce: t.enforce })
+                (t.name.clone(), TierLimit { bucket, enforce: t.enforce, max_streams: t.max_streams })
             })
             .collect();
         Self {
@@ -364,6 +395,32 @@ impl Guard {
             .get_or_create(&RequestLabels { tier: tier.to_owned(), decision: decision.as_str() })
             .inc();
         Span::current().record("decision", decision.as_str());
+    }
+
+    /// A lease for the stream `outcome` asks for, when its tier caps concurrent streams.
+    /// `ttl` bounds how long the lease outlives a guard that dies with it.
+    pub(crate) async fn open_stream(&self, outcome: &Outcome, ttl: std::time::Duration) -> StreamAdmission {
+        let who = &outcome.who;
+        let Some(limit) = self.tiers.get(&who.tier) else { return StreamAdmission::Open(None) };
+        let Some(cap) = limit.max_streams else { return StreamAdmission::Open(None) };
+        let key = format!("{}:{}", who.tier, who.analytical_id);
+        let held = match self.limiter.open_stream(&key, &outcome.request_id, cap, ttl).await {
+            Ok(held) => held,
+            Err(e) => {
+                tracing::warn!(error = %e, "stream limiter failed; refusing the stream");
+                false
+            }
+        };
+        if held {
+            let lease = StreamLease { limiter: self.limiter.clone(), key, id: outcome.request_id.clone() };
+            return StreamAdmission::Open(Some(lease));
+        }
+        if !limit.enforce {
+            let labels = ShadowLabels { tier: who.tier.clone(), reason: "too_many_streams" };
+            self.metrics.shadow_throttles.get_or_create(&labels).inc();
+            return StreamAdmission::Open(None);
+        }
+        StreamAdmission::Full
     }
 
     /// Asks the limiter. Backends apply the policy's failure mode themselves; a limiter

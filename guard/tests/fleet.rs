@@ -219,3 +219,46 @@ async fn redis_killed_or_frozen_under_load_in_every_failure_mode() {
         }
     }
 }
+
+/// Stream leases live in Redis beside the buckets: a second guard sees the first one's
+/// open stream, and a guard killed mid-stream leaks its slot only until the lease expires:
+/// the upstream deadline (4 s here) plus five seconds, later than the stream itself could
+/// have ended had its guard lived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_guards_stream_lease_expires() {
+    let redis = RedisServer::start();
+    let (upstream, _) = common::upstream::start().await;
+    let keys = common::temp_dir("fleet-keys");
+    let config = format!(
+        "{}proxy: {{upstream: \"{upstream}\", timeoutSeconds: 4}}\n",
+        policy(&keys, "redis", Some(&redis), "local")
+            .replace(&format!("burst: {BURST}}}"), &format!("burst: {BURST}, maxStreams: 1}}"))
+    );
+    let stream = |guard: &Guard| {
+        reqwest::Client::new()
+            .post(guard.url("/v1/chat/completions"))
+            .header("x-godel-user", "lease-user")
+            .json(&json!({"model": "long-stream", "stream": true, "messages": [{"role": "user", "content": "count"}]}))
+            .send()
+    };
+    let first = Guard::start(&config, FLEET);
+    let held = stream(&first).await.unwrap();
+    assert_eq!(held.status(), 200);
+    let second = Guard::start(&config, FLEET);
+    assert_eq!(stream(&second).await.unwrap().status(), 429, "the other guard's stream counts");
+    let killed = Instant::now();
+    drop(first); // SIGKILL: no lease given back
+    drop(held);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let status = stream(&second).await.unwrap().status();
+        if status == 200 {
+            break;
+        }
+        assert_eq!(status, 429);
+        assert!(Instant::now() < deadline, "the dead guard's lease never expired");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let waited = killed.elapsed();
+    assert!(waited >= Duration::from_secs(5), "freed after {waited:?}: before the lease could expire");
+}

@@ -454,3 +454,41 @@ async fn the_applications_own_instructions_are_not_the_users_attack() {
     .unwrap();
     assert_eq!(r.status(), 200, "no debt from the application's text");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn open_streams_are_capped_per_user_and_a_finished_one_frees_its_slot() {
+    let (url, _) = upstream::start().await;
+    let guard = InProcess::start(&format!(
+        "tiers: [{{name: pro, ratePerSecond: 100, burst: 100, maxStreams: 2}}]\ndefaultTier: pro\nproxy: {{upstream: \"{url}\"}}\n"
+    ))
+    .await;
+    let open = || chat(&guard, "stream-user", "long-stream", "count", true).send();
+    let first = open().await.unwrap();
+    let second = open().await.unwrap();
+    assert_eq!((first.status().as_u16(), second.status().as_u16()), (200, 200));
+    let third = open().await.unwrap();
+    assert_eq!(third.status(), 429);
+    assert_eq!(third.headers()["retry-after"], "1");
+    let error: Value = third.json().await.unwrap();
+    assert_eq!(
+        (error["error"]["type"].as_str(), error["error"]["code"].as_str()),
+        (Some("rate_limit_exceeded"), Some("too_many_streams"))
+    );
+    let other = chat(&guard, "another-user", "long-stream", "count", true).send().await.unwrap();
+    assert_eq!(other.status(), 200, "the cap is per user");
+    let whole = chat(&guard, "stream-user", "gpt-4o-mini", "Say hello", false).send().await.unwrap();
+    assert_eq!(whole.status(), 200, "an answer that is not streamed holds no slot");
+
+    // The client walks away from one stream: its lease goes back.
+    drop(first);
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let retry = open().await.unwrap();
+        if retry.status() == 200 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the slot of a dropped stream did not come back");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    drop(second);
+}

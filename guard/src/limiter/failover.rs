@@ -135,6 +135,42 @@ impl Limiter for FailoverLimiter {
         })
     }
 
+    fn open_stream<'a>(&'a self, key: &'a str, lease: &'a str, cap: u32, ttl: Duration) -> LimiterFuture<'a, bool> {
+        Box::pin(async move {
+            if !self.breaker.is_open() {
+                match self.redis.open_stream(key, lease, cap, ttl).await {
+                    Ok(held) => {
+                        self.breaker.success();
+                        return Ok(held);
+                    }
+                    Err(e) => self.record_failure(&e),
+                }
+            }
+            Ok(match self.mode {
+                // Each pod's share of the cap, at least one stream.
+                FailureMode::Local => {
+                    let share = (f64::from(cap) / self.replicas).ceil().max(1.0) as u32;
+                    self.local.open_stream_at(key, lease, share, ttl, std::time::Instant::now())
+                }
+                FailureMode::Open => true,
+                FailureMode::Closed => false,
+            })
+        })
+    }
+
+    fn close_stream<'a>(&'a self, key: &'a str, lease: &'a str) -> LimiterFuture<'a, ()> {
+        Box::pin(async move {
+            // Both places: a lease taken before the breaker opened lives in Redis.
+            self.local.close_stream_now(key, lease);
+            if !self.breaker.is_open()
+                && let Err(e) = self.redis.close_stream(key, lease).await
+            {
+                self.record_failure(&e);
+            }
+            Ok(())
+        })
+    }
+
     fn readiness(&self) -> Result<(), &'static str> {
         if self.mode == FailureMode::Closed && self.breaker.is_open() {
             return Err("rate-limit backend unreachable and failureMode is closed");

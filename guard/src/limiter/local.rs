@@ -64,6 +64,9 @@ struct Shard {
 pub struct LocalLimiter {
     shards: Vec<Mutex<Shard>>,
     hashers: [RandomState; 2],
+    /// Open streams per user: lease id and when it expires. Streams are few beside
+    /// requests, so one lock; a user's entry goes with their last lease.
+    streams: Mutex<HashMap<String, Vec<(String, Instant)>>>,
 }
 
 impl Default for LocalLimiter {
@@ -78,6 +81,29 @@ impl LocalLimiter {
         Self {
             shards: (0..SHARDS).map(|_| Mutex::new(Shard { entries: HashMap::default(), swept: now })).collect(),
             hashers: [RandomState::new(), RandomState::new()],
+            streams: Mutex::default(),
+        }
+    }
+
+    /// [`Limiter::open_stream`] at `now`: expired leases are dropped first.
+    pub fn open_stream_at(&self, key: &str, lease: &str, cap: u32, ttl: Duration, now: Instant) -> bool {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        let leases = streams.entry(key.to_owned()).or_default();
+        leases.retain(|(_, expires)| *expires > now);
+        if leases.len() >= cap as usize {
+            return false;
+        }
+        leases.push((lease.to_owned(), now + ttl));
+        true
+    }
+
+    pub fn close_stream_now(&self, key: &str, lease: &str) {
+        let mut streams = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(leases) = streams.get_mut(key) {
+            leases.retain(|(id, _)| id != lease);
+            if leases.is_empty() {
+                streams.remove(key);
+            }
         }
     }
 
@@ -211,6 +237,16 @@ impl Limiter for LocalLimiter {
         self.add_debt_at(key, points, debt, Instant::now());
         Box::pin(async { Ok(()) })
     }
+
+    fn open_stream<'a>(&'a self, key: &'a str, lease: &'a str, cap: u32, ttl: Duration) -> LimiterFuture<'a, bool> {
+        let held = self.open_stream_at(key, lease, cap, ttl, Instant::now());
+        Box::pin(async move { Ok(held) })
+    }
+
+    fn close_stream<'a>(&'a self, key: &'a str, lease: &'a str) -> LimiterFuture<'a, ()> {
+        self.close_stream_now(key, lease);
+        Box::pin(async { Ok(()) })
+    }
 }
 
 #[cfg(test)]
@@ -230,6 +266,20 @@ mod tests {
         assert_eq!(refused.retry_after_ms, 500);
         assert!(l.admit_at("free:a", LIMIT, DEBT, t0 + Duration::from_millis(500)).allowed);
         assert!(!l.admit_at("free:a", LIMIT, DEBT, t0 + Duration::from_millis(500)).allowed);
+    }
+
+    #[test]
+    fn stream_leases_are_capped_given_back_and_expire() {
+        let l = LocalLimiter::new();
+        let (t0, ttl) = (Instant::now(), Duration::from_secs(10));
+        assert!(l.open_stream_at("free:a", "r1", 2, ttl, t0));
+        assert!(l.open_stream_at("free:a", "r2", 2, ttl, t0));
+        assert!(!l.open_stream_at("free:a", "r3", 2, ttl, t0), "the cap");
+        assert!(l.open_stream_at("free:b", "r4", 2, ttl, t0), "another user's");
+        l.close_stream_now("free:a", "r1");
+        assert!(l.open_stream_at("free:a", "r5", 2, ttl, t0), "a lease given back");
+        assert!(!l.open_stream_at("free:a", "r6", 2, ttl, t0 + Duration::from_secs(9)));
+        assert!(l.open_stream_at("free:a", "r7", 2, ttl, t0 + Duration::from_secs(10)), "expired leases");
     }
 
     #[test]

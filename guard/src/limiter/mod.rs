@@ -10,11 +10,12 @@ mod redis;
 
 use std::future::Future;
 use std::pin::Pin;
+use std::time::Duration;
 
 pub use breaker::CircuitBreaker;
 pub use failover::FailoverLimiter;
 pub use local::{LocalLimiter, spawn_sweeper};
-pub use redis::{KEY_PREFIX, RedisBackend, bucket_key};
+pub use redis::{KEY_PREFIX, RedisBackend, bucket_key, streams_key};
 
 /// Limits of one tier's bucket.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -65,6 +66,13 @@ pub trait Limiter: Send + Sync {
 
     /// Adds security-debt points to the user's decaying total.
     fn add_debt<'a>(&'a self, key: &'a str, points: f64, debt: DebtPolicy) -> LimiterFuture<'a, ()>;
+
+    /// Takes lease `lease` on one of the user's `cap` concurrent streams, for at most
+    /// `ttl` (so a guard that dies leaks no slot); `false` when all are taken.
+    fn open_stream<'a>(&'a self, key: &'a str, lease: &'a str, cap: u32, ttl: Duration) -> LimiterFuture<'a, bool>;
+
+    /// Gives a lease back when its stream ends.
+    fn close_stream<'a>(&'a self, key: &'a str, lease: &'a str) -> LimiterFuture<'a, ()>;
 
     /// `Err(reason)` when the limiter cannot decide at all, which makes the pod unready.
     fn readiness(&self) -> Result<(), &'static str> {

@@ -23,6 +23,11 @@ pub fn bucket_key(bucket: &str) -> String {
     format!("{KEY_PREFIX}{{{bucket}}}")
 }
 
+/// The Redis key of a user's stream leases, in the bucket's hash slot.
+pub fn streams_key(bucket: &str) -> String {
+    format!("{}:streams", bucket_key(bucket))
+}
+
 #[derive(Clone)]
 enum Conn {
     Standalone(ConnectionManager),
@@ -76,6 +81,7 @@ struct Dialer {
 
 pub struct RedisBackend {
     config: RedisConfig,
+    streams: Script,
     /// Rebuilt at a connect when the credential or certificate files changed.
     dialer: Mutex<Dialer>,
     conn: RwLock<Option<Conn>>,
@@ -157,6 +163,7 @@ impl RedisBackend {
             dialer: Mutex::new(dialer),
             conn: RwLock::new(None),
             script: Script::new(include_str!("bucket.lua")),
+            streams: Script::new(include_str!("streams.lua")),
             timeout,
         })
     }
@@ -253,6 +260,20 @@ impl RedisBackend {
             .arg(debt.quarantine_threshold)
             .arg(points);
         let _: (i64, i64, i64, i64) = self.invoke(invocation).await?;
+        Ok(())
+    }
+
+    pub async fn open_stream(&self, key: &str, lease: &str, cap: u32, ttl: Duration) -> Result<bool, LimiterError> {
+        let mut invocation = self.streams.prepare_invoke();
+        invocation.key(streams_key(key)).arg("open").arg(lease).arg(cap).arg(ttl.as_millis() as u64);
+        let held: i64 = self.invoke(invocation).await?;
+        Ok(held == 1)
+    }
+
+    pub async fn close_stream(&self, key: &str, lease: &str) -> Result<(), LimiterError> {
+        let mut invocation = self.streams.prepare_invoke();
+        invocation.key(streams_key(key)).arg("close").arg(lease).arg(0).arg(0);
+        let _: i64 = self.invoke(invocation).await?;
         Ok(())
     }
 

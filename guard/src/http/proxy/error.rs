@@ -28,6 +28,8 @@ pub enum ProxyError {
     AnswerBlocked {
         findings: Vec<Finding>,
     },
+    /// The user already has as many streams open as the tier allows.
+    TooManyStreams,
     UpstreamUnreachable,
     UpstreamTimeout,
     UpstreamBroken,
@@ -89,6 +91,12 @@ impl ProxyError {
                 "guardrail_blocked_answer",
                 format!("the model's answer was withheld by the guardrail policy: {}", blocked_rules(findings, false)),
             ),
+            ProxyError::TooManyStreams => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                "too_many_streams",
+                "too many streamed answers open for this user: wait for one to end".to_owned(),
+            ),
             ProxyError::UpstreamUnreachable => (
                 StatusCode::BAD_GATEWAY,
                 "upstream_error",
@@ -119,8 +127,13 @@ impl IntoResponse for ProxyError {
             error["findings"] = json!(wire(findings));
         }
         let mut response = (status, axum::Json(json!({"error": error}))).into_response();
-        if let ProxyError::Throttled { retry_after_seconds, .. } = self {
-            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after_seconds));
+        let retry_after = match self {
+            ProxyError::Throttled { retry_after_seconds, .. } => Some(retry_after_seconds),
+            ProxyError::TooManyStreams => Some(1),
+            _ => None,
+        };
+        if let Some(seconds) = retry_after {
+            response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
     }

@@ -17,16 +17,18 @@ mod upstream;
 use std::ops::Range;
 use std::sync::Arc;
 
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
+use futures::StreamExt;
 use godel_config::Action;
 use godel_traps::Finding;
+use std::time::Duration;
 
 use super::AppState;
-use crate::engine::{Decision, Subject, mask};
+use crate::engine::{Decision, StreamAdmission, StreamLease, Subject, mask};
 use error::ProxyError;
 use request::{Envelope, Origin};
 use text::Segment;
@@ -159,17 +161,40 @@ async fn decide_and_forward(
             for (segment, findings) in untrusted.iter().zip(&outcome.untrusted_findings) {
                 replacements.extend(redactions(std::slice::from_ref(segment), &[0], findings));
             }
+            let streams = envelope.streams();
             let body = if replacements.is_empty() { bytes } else { Bytes::from(text::splice(&bytes, replacements)) };
+            let lease = if streams {
+                // The lease outlives a guard that dies with it by the upstream's deadline.
+                let ttl = Duration::from_secs(upstream.config().timeout_seconds + 5);
+                match state.guard.open_stream(&outcome, ttl).await {
+                    StreamAdmission::Open(lease) => lease,
+                    StreamAdmission::Full => return Err(ProxyError::TooManyStreams),
+                }
+            } else {
+                None
+            };
             let answer = upstream.send(Method::POST, route.path, headers, Some(body)).await?;
-            if !answer.status().is_success() {
-                return Ok(upstream::error_answer(answer).await);
-            }
-            if !route.answer_is_text {
-                return Ok(upstream::relay_unchanged(answer));
-            }
-            relay::relay(state.clone(), outcome, answer).await
+            let response = if !answer.status().is_success() {
+                upstream::error_answer(answer).await
+            } else if !route.answer_is_text {
+                upstream::relay_unchanged(answer)
+            } else {
+                relay::relay(state.clone(), outcome, answer).await?
+            };
+            Ok(hold(lease, response))
         }
     }
+}
+
+/// The response with `lease` held until its body has been sent or dropped.
+fn hold(lease: Option<StreamLease>, response: Response) -> Response {
+    let Some(lease) = lease else { return response };
+    response.map(|body| {
+        Body::from_stream(body.into_data_stream().map(move |chunk| {
+            let _held = &lease;
+            chunk
+        }))
+    })
 }
 
 /// Every `redact` finding masked inside the string it falls in, as replacements for

@@ -18,6 +18,8 @@ pub(super) struct Envelope<'a> {
     user: Option<&'a RawValue>,
     #[serde(borrow, default)]
     safety_identifier: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    stream: Option<&'a RawValue>,
 }
 
 /// Who wrote a piece of a request's text.
@@ -95,6 +97,11 @@ impl Envelope<'_> {
             _ => self.prompt,
         };
         value.is_some_and(|v| v.get() != "null")
+    }
+
+    /// Whether the client asks for a streamed answer (`"stream": true`).
+    pub(super) fn streams(&self) -> bool {
+        self.stream.is_some_and(|v| v.get() == "true")
     }
 
     /// The end user named in the body (`user`, or the Responses API's
