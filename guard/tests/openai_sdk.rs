@@ -1,6 +1,6 @@
 //! The proxy as the real `openai` Python SDK sees it: normal and streamed answers, a
-//! block and a throttle raised as the SDK's own exceptions (its retry honouring
-//! `Retry-After`), a tool call carrying a secret, an answer carrying one (redacted in a
+//! block, a throttle and a stream over the cap raised as the SDK's own exceptions (its
+//! retry honouring `Retry-After`), a tool call carrying a secret, an answer carrying one (redacted in a
 //! stream split across chunks), upstream 500, 429 and timeout. The checks are in
 //! `tests/sdk/openai_client.py`; `scripts/test.sh` installs the SDK.
 
@@ -14,7 +14,8 @@ use common::Guard;
 async fn the_openai_python_sdk_against_the_guard() {
     let (url, _) = common::upstream::start().await;
     let policy = format!(
-        "tiers: [{{name: pro, ratePerSecond: 100, burst: 100}}, {{name: slow, ratePerSecond: 1, burst: 1}}]\n\
+        "tiers: [{{name: pro, ratePerSecond: 100, burst: 100}}, {{name: slow, ratePerSecond: 1, burst: 1}},\
+         {{name: streams, ratePerSecond: 100, burst: 100, maxStreams: 1}}]\n\
          defaultTier: pro\nproxy: {{upstream: \"{url}\", timeoutSeconds: 1}}\n"
     );
     let guard = Guard::start(&policy, &[]);
@@ -29,5 +30,5 @@ async fn the_openai_python_sdk_against_the_guard() {
     eprintln!("{stdout}{stderr}");
     assert!(!stderr.contains("No module named 'openai'"), "the openai package is missing: scripts/test.sh installs it");
     assert!(out.status.success(), "SDK checks failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("12 of 12 checks passed"), "{stdout}");
+    assert!(stdout.contains("13 of 13 checks passed"), "{stdout}");
 }

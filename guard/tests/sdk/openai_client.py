@@ -76,6 +76,19 @@ def throttled_then_retried():
 
 
 @check
+def over_the_stream_cap():
+    # Tier `streams`: one open stream per user. A second is a RateLimitError with
+    # Retry-After: 1; once the first is closed, the SDK's own retry gets a stream.
+    first = say(client("sdk-streams", tier="streams"), "count", model="long-stream", stream=True)
+    e = expect(openai.RateLimitError, lambda: say(client("sdk-streams", tier="streams"), "count", stream=True))
+    assert e.status_code == 429 and e.code == "too_many_streams" and e.response.headers["retry-after"] == "1", e
+    first.close()
+    again = say(client("sdk-streams", tier="streams", retries=2), "A story", stream=True)
+    text = "".join(chunk.choices[0].delta.content or "" for chunk in again if chunk.choices)
+    assert "part0" in text, text
+
+
+@check
 def tool_call_with_a_secret():
     messages = [
         {"role": "user", "content": "store the key"},
