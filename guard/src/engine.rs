@@ -40,12 +40,19 @@ pub struct Subject<'a> {
 
 /// The text of a request a finding was found in: the audit finding's `input` and the
 /// findings metric's label.
+/// Serialized by its `as_str`, the one spelling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(into = "&'static str")]
 pub(crate) enum Input {
     Prompt,
     Instructions,
     Untrusted,
+}
+
+impl From<Input> for &'static str {
+    fn from(input: Input) -> Self {
+        input.as_str()
+    }
 }
 
 impl Input {
@@ -67,14 +74,21 @@ pub enum Decision {
 }
 
 /// Why a prompt was throttled, as the API and the audit line's `reason` name it.
+/// Serialized by its `as_str`, the one spelling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(into = "&'static str")]
 pub enum Throttle {
     /// The bucket is empty; tokens come back after `retry_after_ms`.
     RateLimited,
     /// The user's security debt is over the threshold; waiting for tokens will not help
     /// until it decays.
     Quarantined,
+}
+
+impl From<Throttle> for &'static str {
+    fn from(why: Throttle) -> Self {
+        why.as_str()
+    }
 }
 
 impl Throttle {
@@ -303,7 +317,7 @@ impl Guard {
             audit_id: self.keyring.current().seal(subject.user_id),
             tier: tier.to_owned(),
         };
-        let bucket = format!("{tier}:{}", who.analytical_id);
+        let bucket = bucket_of(&who);
 
         let admission = self.admit(&bucket, limit.bucket).await;
         let refused = (!admission.allowed).then_some(if admission.quarantined {
@@ -403,7 +417,7 @@ impl Guard {
         let who = &outcome.who;
         let Some(limit) = self.tiers.get(&who.tier) else { return StreamAdmission::Open(None) };
         let Some(cap) = limit.max_streams else { return StreamAdmission::Open(None) };
-        let key = format!("{}:{}", who.tier, who.analytical_id);
+        let key = bucket_of(who);
         let held = match self.limiter.open_stream(&key, &outcome.request_id, cap, ttl).await {
             Ok(held) => held,
             Err(e) => {
@@ -438,6 +452,11 @@ impl Guard {
     pub fn limiter_readiness(&self) -> Result<(), &'static str> {
         self.limiter.readiness()
     }
+}
+
+/// The limiter's key for a user in a tier: `<tier>:<analytical id>`, never a raw id.
+fn bucket_of(who: &Pseudonyms) -> String {
+    format!("{}:{}", who.tier, who.analytical_id)
 }
 
 /// Masks every `redact` span; `None` when there is none.

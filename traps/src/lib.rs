@@ -50,8 +50,9 @@ pub use self::regex::{RegexTrap, RuleError};
 pub use self::unicode::UnicodeTrap;
 
 /// Which trap found something: the name in the API, the audit line and metric labels.
+/// Serialized by its `as_str`, the one spelling.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(into = "&'static str")]
 pub enum TrapKind {
     /// The prompt is over `traps.maxPromptBytes`.
     Size,
@@ -62,6 +63,12 @@ pub enum TrapKind {
     /// The learned injection detector.
     Classifier,
     Entropy,
+}
+
+impl From<TrapKind> for &'static str {
+    fn from(kind: TrapKind) -> Self {
+        kind.as_str()
+    }
 }
 
 impl TrapKind {

@@ -26,29 +26,30 @@ impl Access {
     /// and the path, never the content.
     pub(super) fn read(config: &RedisConfig) -> Result<Self, LimiterError> {
         let mut digest = Sha256::new();
-        let mut text = |field: &str, path: &Option<String>| -> Result<Option<Zeroizing<String>>, LimiterError> {
+        // Each named file's bytes, added to the digest.
+        let mut file = |field: &str, path: &Option<String>| -> Result<Option<Zeroizing<Vec<u8>>>, LimiterError> {
             let Some(path) = path else { return Ok(None) };
-            let bytes = read(field, path)?;
+            let bytes = std::fs::read(Path::new(path))
+                .map(Zeroizing::new)
+                .map_err(|e| unreadable(field, path, &e.kind().to_string()))?;
             digest.update(&*bytes);
             digest.update([0]);
-            let text = String::from_utf8(bytes.to_vec())
-                .map_err(|_| unreadable(field, path, "not UTF-8"))?
-                .trim_end_matches(['\r', '\n'])
-                .to_owned();
-            Ok(Some(Zeroizing::new(text)))
+            Ok(Some(bytes))
         };
-        let username = text("usernameFile", &config.username_file)?.map(|u| u.to_string());
-        let password = text("passwordFile", &config.password_file)?;
+        let text =
+            |field: &str, bytes: Option<Zeroizing<Vec<u8>>>| -> Result<Option<Zeroizing<String>>, LimiterError> {
+                let Some(bytes) = bytes else { return Ok(None) };
+                let text = std::str::from_utf8(&bytes)
+                    .map_err(|_| LimiterError::Unavailable(format!("rateLimit.redis.{field}: not UTF-8")))?;
+                Ok(Some(Zeroizing::new(text.trim_end_matches(['\r', '\n']).to_owned())))
+            };
+        let username = text("usernameFile", file("usernameFile", &config.username_file)?)?.map(|u| u.to_string());
+        let password = text("passwordFile", file("passwordFile", &config.password_file)?)?;
         let tls = match &config.tls {
             None => None,
             Some(tls) => {
-                let mut pem = |field: &str, path: &Option<String>| -> Result<Option<Vec<u8>>, LimiterError> {
-                    let Some(path) = path else { return Ok(None) };
-                    let bytes = read(field, path)?;
-                    digest.update(&*bytes);
-                    digest.update([0]);
-                    Ok(Some(bytes.to_vec()))
-                };
+                let mut pem =
+                    |field: &str, path: &Option<String>| Ok::<_, LimiterError>(file(field, path)?.map(|b| b.to_vec()));
                 let root_cert = pem("tls.caFile", &tls.ca_file)?;
                 let client_tls = match (pem("tls.certFile", &tls.cert_file)?, pem("tls.keyFile", &tls.key_file)?) {
                     (Some(client_cert), Some(client_key)) => Some(ClientTlsConfig { client_cert, client_key }),
@@ -59,10 +60,6 @@ impl Access {
         };
         Ok(Self { username, password, tls, fingerprint: digest.finalize().into() })
     }
-}
-
-fn read(field: &str, path: &str) -> Result<Zeroizing<Vec<u8>>, LimiterError> {
-    std::fs::read(Path::new(path)).map(Zeroizing::new).map_err(|e| unreadable(field, path, &e.kind().to_string()))
 }
 
 fn unreadable(field: &str, path: &str, why: &str) -> LimiterError {

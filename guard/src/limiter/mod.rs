@@ -15,7 +15,7 @@ use std::time::Duration;
 pub use breaker::CircuitBreaker;
 pub use failover::FailoverLimiter;
 pub use local::{LocalLimiter, spawn_sweeper};
-pub use redis::{KEY_PREFIX, RedisBackend, bucket_key, streams_key};
+pub use redis::{KEY_PREFIX, RedisBackend, bucket_key};
 
 /// Limits of one tier's bucket.
 #[derive(Clone, Copy, Debug, PartialEq)]

@@ -24,7 +24,7 @@ pub fn bucket_key(bucket: &str) -> String {
 }
 
 /// The Redis key of a user's stream leases, in the bucket's hash slot.
-pub fn streams_key(bucket: &str) -> String {
+fn streams_key(bucket: &str) -> String {
     format!("{}:streams", bucket_key(bucket))
 }
 
