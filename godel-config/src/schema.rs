@@ -111,10 +111,7 @@ fn default_tier_name() -> String {
 }
 
 fn default_tiers() -> Vec<Tier> {
-    vec![
-        Tier { name: "free".to_owned(), rate_per_second: 5.0, burst: 10, enforce: true, max_streams: None },
-        Tier { name: "premium".to_owned(), rate_per_second: 50.0, burst: 100, enforce: true, max_streams: None },
-    ]
+    vec![Tier::new("free", 5.0, 10), Tier::new("premium", 50.0, 100)]
 }
 
 /// A token bucket: `burst` requests at once, refilled at `ratePerSecond`.
@@ -141,6 +138,69 @@ pub struct Tier {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(range(min = 1))]
     pub max_streams: Option<u32>,
+    /// Model tokens (prompt and answer, as the upstream's `usage` counts them) a user may
+    /// spend in any rolling minute. A request is admitted while the user is under it and
+    /// reserves its estimate (the prompt counted with the model family's tokenizer, plus
+    /// its `max_tokens`); the proxy settles to the upstream's usage after the answer, so a
+    /// user overshoots by at most one request [default: no limit].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tokens_per_minute: Option<u64>,
+    /// As `tokensPerMinute`, over any rolling day.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 1))]
+    pub tokens_per_day: Option<u64>,
+    /// Spend a user may run up in any rolling day, in the currency of `rateLimit.costs`
+    /// (which it needs) [default: no budget].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend_per_day: Option<f64>,
+    /// A request header through which the application may set this tier's numbers for
+    /// one tenant (`tokensPerMinute=20000, spendPerDay=5`; keys as in the tier). Values
+    /// can only lower the tier's own: the tier stays the ceiling, so a user who forges
+    /// the header gains nothing [default: none read].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 128))]
+    pub limits_header: Option<String>,
+}
+
+impl Tier {
+    /// A tier with a request bucket only, enforced.
+    pub fn new(name: &str, rate_per_second: f64, burst: u32) -> Self {
+        Self {
+            name: name.to_owned(),
+            rate_per_second,
+            burst,
+            enforce: true,
+            max_streams: None,
+            tokens_per_minute: None,
+            tokens_per_day: None,
+            spend_per_day: None,
+            limits_header: None,
+        }
+    }
+
+    /// Whether any limit needs the request's tokens counted.
+    pub fn meters_usage(&self) -> bool {
+        self.tokens_per_minute.is_some() || self.tokens_per_day.is_some() || self.spend_per_day.is_some()
+    }
+}
+
+/// What a model's tokens cost, per million, in the policy's own currency unit. `model`
+/// matches a request's model by prefix (the longest wins), and names the family in the
+/// token and spend metrics; a model no entry matches is counted as `other`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct ModelCost {
+    #[schemars(length(min = 1, max = crate::MAX_NAME_LENGTH))]
+    pub model: String,
+    #[schemars(range(min = 0.0))]
+    pub input: f64,
+    /// Input tokens the upstream served from its prompt cache [default: `input`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0))]
+    pub cached_input: Option<f64>,
+    #[schemars(range(min = 0.0))]
+    pub output: f64,
 }
 
 fn enforced() -> bool {
@@ -166,6 +226,10 @@ pub struct RateLimitConfig {
     /// not configuration: the operator passes it to the pods (`GODEL_FLEET_SIZE`).
     #[serde(default)]
     pub failure_mode: FailureMode,
+    /// Cost weights per model family, for `tiers[].spendPerDay` and the spend metric.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(length(max = 64))]
+    pub costs: Vec<ModelCost>,
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]

@@ -24,6 +24,12 @@ fn is_redis_url(text: &str) -> bool {
     }
 }
 
+/// A token as RFC 9110 defines header names, lower-cased as HTTP/2 sends them.
+fn is_header_name(text: &str) -> bool {
+    !text.is_empty()
+        && text.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"!#$%&'*+-.^_`|~".contains(&b))
+}
+
 /// Whether a URL names a user or a password (`redis://user:secret@host`).
 pub fn has_credentials(text: &str) -> bool {
     url::Url::parse(text).is_ok_and(|url| !url.username().is_empty() || url.password().is_some())
@@ -54,6 +60,39 @@ impl GuardConfig {
             }
             if tier.max_streams == Some(0) {
                 return invalid(format!("tiers[{i}].maxStreams must be at least 1 (leave it out for no cap)"));
+            }
+            for (field, value) in [("tokensPerMinute", tier.tokens_per_minute), ("tokensPerDay", tier.tokens_per_day)] {
+                if value == Some(0) {
+                    return invalid(format!("tiers[{i}].{field} must be at least 1 (leave it out for no limit)"));
+                }
+            }
+            if let Some(spend) = tier.spend_per_day {
+                if !(spend.is_finite() && spend > 0.0) {
+                    return invalid(format!("tiers[{i}].spendPerDay must be a positive number"));
+                }
+                if config.rate_limit.costs.is_empty() {
+                    return invalid(format!("tiers[{i}].spendPerDay needs rateLimit.costs to price tokens"));
+                }
+            }
+            if let Some(header) = &tier.limits_header
+                && !is_header_name(header)
+            {
+                return invalid(format!("tiers[{i}].limitsHeader is not an HTTP header name"));
+            }
+        }
+        for (i, cost) in config.rate_limit.costs.iter().enumerate() {
+            if cost.model.is_empty() || cost.model.len() > MAX_NAME_LENGTH {
+                return invalid(format!("rateLimit.costs[{i}].model must be 1 to {MAX_NAME_LENGTH} characters"));
+            }
+            if config.rate_limit.costs[..i].iter().any(|c| c.model == cost.model) {
+                return invalid(format!("rateLimit.costs[{i}].model `{}` is listed twice", cost.model));
+            }
+            if [Some(cost.input), cost.cached_input, Some(cost.output)]
+                .into_iter()
+                .flatten()
+                .any(|w| !(w.is_finite() && w >= 0.0))
+            {
+                return invalid(format!("rateLimit.costs[{i}]: weights must be numbers of at least 0"));
             }
         }
         if !config.tiers.iter().any(|t| t.name == config.default_tier) {
@@ -134,6 +173,30 @@ mod tests {
 
     fn config(yaml: &str) -> Result<GuardConfig, serde_json::Error> {
         serde_json::from_value(serde_yaml::from_str(yaml).expect("YAML"))
+    }
+
+    #[test]
+    fn token_limits_budgets_and_costs_are_checked() {
+        let err = |yaml: &str| config(yaml).unwrap().validate().unwrap_err().to_string();
+        assert!(
+            err("tiers: [{name: free, ratePerSecond: 1, burst: 1, tokensPerMinute: 0}]").contains("tokensPerMinute")
+        );
+        assert!(err("tiers: [{name: free, ratePerSecond: 1, burst: 1, spendPerDay: 5}]").contains("rateLimit.costs"));
+        assert!(
+            err("tiers: [{name: free, ratePerSecond: 1, burst: 1, limitsHeader: 'X Limits'}]").contains("limitsHeader")
+        );
+        let twice =
+            "rateLimit: {costs: [{model: gpt-4o, input: 2.5, output: 10}, {model: gpt-4o, input: 1, output: 1}]}";
+        assert!(err(twice).contains("listed twice"));
+        assert!(err("rateLimit: {costs: [{model: gpt-4o, input: -1, output: 10}]}").contains("at least 0"));
+        let fine = config(concat!(
+            "tiers: [{name: free, ratePerSecond: 1, burst: 1, tokensPerMinute: 1000, tokensPerDay: 100000, ",
+            "spendPerDay: 2.5, limitsHeader: x-tenant-limits}]\n",
+            "rateLimit: {costs: [{model: gpt-4o, input: 2.5, cachedInput: 1.25, output: 10}]}",
+        ))
+        .unwrap();
+        assert_eq!(fine.validate(), Ok(()));
+        assert!(fine.tiers[0].meters_usage() && !GuardConfig::default().tiers[0].meters_usage());
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use godel_config::{RedisConfig, RedisMode};
-use godel_guard::limiter::{BucketLimit, DebtPolicy, RedisBackend};
+use godel_guard::limiter::{BucketLimit, DebtPolicy, RedisBackend, Usage, UsageLimit};
 
 const USERS: u64 = 10_000;
 const LIMIT: BucketLimit = BucketLimit { rate_per_second: 1e6, burst: 1e6 };
@@ -53,9 +53,12 @@ async fn ours(backend: Arc<RedisBackend>, callers: usize, requests: usize) -> Ru
                     x ^= x << 17;
                     let bucket = format!("free:{}", x % USERS);
                     let t = Instant::now();
-                    let admission = backend.admit(&bucket, LIMIT, DEBT).await.expect("redis answers");
+                    let admission = backend
+                        .admit(&bucket, LIMIT, UsageLimit::NONE, Usage::ZERO, DEBT)
+                        .await
+                        .expect("redis answers");
                     latencies.push(t.elapsed());
-                    assert!(admission.allowed);
+                    assert!(admission.allowed());
                 }
                 latencies
             })

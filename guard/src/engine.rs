@@ -10,9 +10,12 @@ use tracing::{Instrument, Span};
 use godel_config::{Action, GuardConfig, OutputAction};
 
 use crate::audit::{AuditFinding, AuditLine, AuditSink, Pseudonyms, SharedKeyring};
-use crate::limiter::{Admission, BucketLimit, DebtPolicy, Limiter};
-use crate::metrics::{Metrics, RequestLabels, ShadowLabels, TrapFindingLabels};
+use crate::limiter::{Admission, BucketLimit, DebtPolicy, Limiter, Throttle, Usage, UsageLimit};
+use crate::limits::{InvalidLimits, TierLimit};
+use crate::metrics::{Metrics, RequestLabels, ShadowLabels, SpendLabels, TokenLabels, TrapFindingLabels};
+use crate::pricing::{Pricing, TokenCount};
 use crate::pseudonym::Pseudonymizer;
+use crate::tokens;
 use godel_traps::{Finding, TrapEngine};
 
 /// Longest accepted user id, in bytes: ids are references, not documents.
@@ -36,6 +39,16 @@ pub struct Subject<'a> {
     /// function results, retrieved documents, each apart. Checked by the untrusted-content
     /// traps (`traps.untrusted`), never counted in the user's security debt.
     pub untrusted: &'a [&'a str],
+    /// The model asked for: its tokenizer counts the reservation, its weights price it.
+    pub model: Option<&'a str>,
+    /// The most answer tokens the request allows (`max_tokens` and its kin), reserved
+    /// on top of the prompt's.
+    pub max_output_tokens: Option<u64>,
+    /// Tokens to charge, when the caller counted them (`/v1/inspect`'s `tokens`):
+    /// then nothing is counted here.
+    pub tokens: Option<u64>,
+    /// The value of the tier's `limitsHeader`, when the request carries one.
+    pub limits: Option<&'a str>,
 }
 
 /// The text of a request a finding was found in: the audit finding's `input` and the
@@ -73,34 +86,6 @@ pub enum Decision {
     Throttle(Throttle),
 }
 
-/// Why a prompt was throttled, as the API and the audit line's `reason` name it.
-/// Serialized by its `as_str`, the one spelling.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
-#[serde(into = "&'static str")]
-pub enum Throttle {
-    /// The bucket is empty; tokens come back after `retry_after_ms`.
-    RateLimited,
-    /// The user's security debt is over the threshold; waiting for tokens will not help
-    /// until it decays.
-    Quarantined,
-}
-
-impl From<Throttle> for &'static str {
-    fn from(why: Throttle) -> Self {
-        why.as_str()
-    }
-}
-
-impl Throttle {
-    /// The name as serialized: the metric label of a would-throttle.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Throttle::RateLimited => "rate_limited",
-            Throttle::Quarantined => "quarantined",
-        }
-    }
-}
-
 impl Decision {
     /// The name in the API, the audit line and the `decision` metric label.
     pub fn as_str(self) -> &'static str {
@@ -131,14 +116,40 @@ pub struct Outcome {
     pub instruction_findings: Vec<Finding>,
     /// Findings in each of the subject's `untrusted` texts, offsets into that text.
     pub untrusted_findings: Vec<Vec<Finding>>,
-    /// Tokens left in the user's bucket.
+    /// Requests left in the user's bucket.
     pub remaining: u64,
     pub retry_after_ms: u64,
     /// Who asked, pseudonymously: what an audit line about the answer needs.
     pub who: Pseudonyms,
+    /// What settling the request's usage needs.
+    pub(crate) metering: Metering,
+}
+
+/// A request's usage limits and what it reserved against them, for [`Guard::settle`].
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Metering {
+    usage: UsageLimit,
+    reserved: Usage,
+    model: Option<String>,
+}
+
+impl Metering {
+    /// Whether the request's tier limits tokens or spend: its answer's usage must be read.
+    pub(crate) fn is_metered(&self) -> bool {
+        !self.usage.is_empty()
+    }
+
+    fn charged(&self) -> Option<u64> {
+        self.is_metered().then_some(self.reserved.tokens as u64)
+    }
 }
 
 impl Outcome {
+    /// Tokens the request reserved against its tier's token limits, if it has any.
+    pub fn charged_tokens(&self) -> Option<u64> {
+        self.metering.charged()
+    }
+
     /// `prompt` with its `redact` findings masked: `Some` only for an allowed prompt in
     /// which something was masked.
     pub fn redacted(&self, prompt: &str) -> Option<String> {
@@ -199,6 +210,8 @@ pub enum InspectError {
     UserIdTooLong,
     #[error("field `tier` names a tier this policy does not define")]
     UnknownTier,
+    #[error(transparent)]
+    InvalidLimits(#[from] InvalidLimits),
 }
 
 pub struct Guard {
@@ -211,6 +224,7 @@ pub struct Guard {
     untrusted_traps: Option<TrapEngine>,
     pub(crate) output_action: OutputAction,
     tiers: HashMap<String, TierLimit>,
+    pricing: Pricing,
     debt: DebtPolicy,
     traps: TrapEngine,
     pseudonymizer: Pseudonymizer,
@@ -218,14 +232,6 @@ pub struct Guard {
     limiter: Arc<dyn Limiter>,
     pub(crate) metrics: Arc<Metrics>,
     pub(crate) audit: AuditSink,
-}
-
-/// A tier's bucket, and whether running out of it throttles (else shadow mode).
-#[derive(Clone, Copy)]
-struct TierLimit {
-    bucket: BucketLimit,
-    enforce: bool,
-    max_streams: Option<u32>,
 }
 
 /// A lease on one of a user's concurrent streams, given back when dropped (with the
@@ -274,20 +280,14 @@ pub struct GuardParts {
 
 impl Guard {
     pub fn new(config: &GuardConfig, parts: GuardParts) -> Self {
-        let tiers = config
-            .tiers
-            .iter()
-            .map(|t| {
-                let bucket = BucketLimit { rate_per_second: t.rate_per_second, burst: f64::from(t.burst) };
-                (t.name.clone(), TierLimit { bucket, enforce: t.enforce, max_streams: t.max_streams })
-            })
-            .collect();
+        let tiers = config.tiers.iter().map(|t| (t.name.clone(), TierLimit::from(t))).collect();
         Self {
             default_tier: config.default_tier.clone(),
             context_traps: parts.context_traps,
             untrusted_traps: parts.untrusted_traps,
             output_action: config.proxy.as_ref().map_or(OutputAction::None, |proxy| proxy.output.action),
             tiers,
+            pricing: Pricing::new(&config.rate_limit.costs),
             debt: DebtPolicy::from(&config.security_debt),
             traps: parts.traps,
             pseudonymizer: parts.pseudonymizer,
@@ -318,13 +318,11 @@ impl Guard {
             tier: tier.to_owned(),
         };
         let bucket = bucket_of(&who);
+        let (bucket_limit, usage) = limit.lowered_by(subject.limits)?;
+        let reserved = self.reservation(&subject, usage);
 
-        let admission = self.admit(&bucket, limit.bucket).await;
-        let refused = (!admission.allowed).then_some(if admission.quarantined {
-            Throttle::Quarantined
-        } else {
-            Throttle::RateLimited
-        });
+        let admission = self.admit(&bucket, bucket_limit, usage, reserved).await;
+        let refused = admission.refused;
         let (decision, found) = match refused {
             Some(why) if limit.enforce => (Decision::Throttle(why), Found::default()),
             _ => {
@@ -341,9 +339,16 @@ impl Guard {
                 .inc();
         }
         self.account(&bucket, tier, decision, &found).await;
+        let metering = Metering {
+            usage,
+            // A refused request took nothing from the meters.
+            reserved: if refused.is_none() { reserved } else { Usage::default() },
+            model: subject.model.map(str::to_owned),
+        };
         let line = AuditLine {
             reason: decision.throttle(),
             would_throttle,
+            tokens: metering.charged(),
             latency_ms: started.elapsed().as_secs_f64() * 1000.0,
             ..AuditLine::new(&request_id, &who, decision.into(), found.audited())
         };
@@ -357,11 +362,55 @@ impl Guard {
             remaining: admission.remaining,
             retry_after_ms: admission.retry_after_ms,
             who,
+            metering,
         })
     }
 
+    /// What a request reserves against its usage limits: the caller's count or the
+    /// prompt's tokens (every text the model reads) plus the most it may answer, and
+    /// their price. Nothing is counted when the tier limits neither tokens nor spend.
+    fn reservation(&self, subject: &Subject<'_>, usage: UsageLimit) -> Usage {
+        if usage.is_empty() {
+            return Usage::default();
+        }
+        let input = subject.tokens.unwrap_or_else(|| {
+            let mut texts = vec![subject.prompt, subject.instructions];
+            texts.extend_from_slice(subject.untrusted);
+            tokens::count(subject.model, &texts)
+        });
+        let output = subject.max_output_tokens.unwrap_or(0);
+        let tokens = TokenCount { input, cached_input: 0, output };
+        Usage { tokens: tokens.total() as f64, spend: self.pricing.spend(subject.model, tokens) }
+    }
+
+    /// Charges an answered request's real usage: the metrics by tier and model family
+    /// and, when its tier limits usage, the difference from its reservation. Returns the
+    /// tokens charged where the tier meters them.
+    pub(crate) async fn settle(&self, who: &Pseudonyms, metering: &Metering, used: TokenCount) -> Option<u64> {
+        let model = metering.model.as_deref();
+        let family = self.pricing.family(model);
+        let spend = self.pricing.spend(model, used);
+        for (kind, tokens) in [("input", used.input), ("output", used.output)] {
+            let labels = TokenLabels { tier: who.tier.clone(), family: family.to_owned(), kind };
+            self.metrics.tokens.get_or_create(&labels).inc_by(tokens);
+        }
+        if spend > 0.0 {
+            let labels = SpendLabels { tier: who.tier.clone(), family: family.to_owned() };
+            self.metrics.spend.get_or_create(&labels).inc_by(spend);
+        }
+        if !metering.is_metered() {
+            return None;
+        }
+        let reserved = metering.reserved;
+        let delta = Usage { tokens: used.total() as f64 - reserved.tokens, spend: spend - reserved.spend };
+        if let Err(e) = self.limiter.settle(&bucket_of(who), metering.usage, delta, self.debt).await {
+            tracing::warn!(error = %e, "token usage not settled; the reservation stands");
+        }
+        Some(used.total())
+    }
+
     /// The subject's tier and its limit, once the user id is known to be usable.
-    fn tier_of<'s>(&'s self, subject: &Subject<'s>) -> Result<(&'s str, TierLimit), InspectError> {
+    fn tier_of<'s>(&'s self, subject: &Subject<'s>) -> Result<(&'s str, &'s TierLimit), InspectError> {
         if subject.user_id.is_empty() {
             return Err(InspectError::EmptyUserId);
         }
@@ -369,7 +418,7 @@ impl Guard {
             return Err(InspectError::UserIdTooLong);
         }
         let tier = subject.tier.unwrap_or(&self.default_tier);
-        let limit = *self.tiers.get(tier).ok_or(InspectError::UnknownTier)?;
+        let limit = self.tiers.get(tier).ok_or(InspectError::UnknownTier)?;
         Ok((tier, limit))
     }
 
@@ -439,14 +488,24 @@ impl Guard {
 
     /// Asks the limiter. Backends apply the policy's failure mode themselves; a limiter
     /// that still cannot answer refuses, since allowing would silently drop the limit.
-    async fn admit(&self, bucket: &str, limit: BucketLimit) -> Admission {
-        match self.limiter.admit(bucket, limit, self.debt).await {
+    async fn admit(&self, bucket: &str, limit: BucketLimit, usage: UsageLimit, reserve: Usage) -> Admission {
+        match self.limiter.admit(bucket, limit, usage, reserve, self.debt).await {
             Ok(admission) => admission,
             Err(e) => {
                 tracing::warn!(error = %e, "rate limiter failed; throttling");
-                Admission { allowed: false, remaining: 0, retry_after_ms: 1000, quarantined: false }
+                Admission::refused(Throttle::RateLimited, 1000, 0)
             }
         }
+    }
+
+    /// The header a tier's tenant limits come in (`limitsHeader`), if it reads one.
+    pub fn limits_header(&self, tier: Option<&str>) -> Option<&str> {
+        self.tiers.get(tier.unwrap_or(&self.default_tier))?.header.as_deref()
+    }
+
+    /// Whether any tier needs prompts counted, so the tokenizer can be loaded at start.
+    pub fn counts_tokens(&self) -> bool {
+        self.tiers.values().any(|t| !t.usage.is_empty() || t.header.is_some())
     }
 
     pub fn limiter_readiness(&self) -> Result<(), &'static str> {

@@ -106,6 +106,12 @@ pub async fn build(
             audit,
         },
     );
+    if guard.counts_tokens() {
+        // Before the first request, which would otherwise wait for the tables.
+        if let Err(e) = tokio::task::spawn_blocking(crate::tokens::warm).await {
+            tracing::warn!(error = %e, "tokenizer tables not loaded ahead; the first metered request loads them");
+        }
+    }
     let upstream =
         config.proxy.clone().map(Upstream::new).transpose().map_err(|e| StartupError::Proxy(e.to_string()))?;
     Ok(Built {

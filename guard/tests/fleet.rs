@@ -41,6 +41,11 @@ struct Tally {
 
 /// One user hammers every guard at once for `duration`.
 async fn hammer(guards: &[Guard], user: &str, duration: Duration) -> Tally {
+    hammer_with(guards, json!({"user_id": user, "prompt": "hello"}), duration).await
+}
+
+/// Every guard at once gets `body` for `duration`.
+async fn hammer_with(guards: &[Guard], body: serde_json::Value, duration: Duration) -> Tally {
     let client = reqwest::Client::new();
     let started = Instant::now();
     let tasks: Vec<_> = guards
@@ -48,12 +53,11 @@ async fn hammer(guards: &[Guard], user: &str, duration: Duration) -> Tally {
         .flat_map(|g| std::iter::repeat_n(g.url("/v1/inspect"), 2))
         .map(|url| {
             let client = client.clone();
-            let user = user.to_owned();
+            let body = body.clone();
             tokio::spawn(async move {
                 let (mut allowed, mut total, mut errors) = (0, 0, 0);
                 while started.elapsed() < duration {
-                    let response =
-                        client.post(&url).json(&json!({"user_id": user, "prompt": "hello"})).send().await.unwrap();
+                    let response = client.post(&url).json(&body).send().await.unwrap();
                     total += 1;
                     if response.status().is_server_error() {
                         errors += 1;
@@ -99,6 +103,42 @@ async fn three_guards_on_one_redis_hold_one_limit() {
         tally.elapsed
     );
     assert!((tally.allowed as f64) >= BURST + RATE * (tally.elapsed - 0.5), "the limit is reached, not starved");
+}
+
+/// The token limit's split-brain test: requests are plenty (the bucket is far from
+/// empty), tokens are not, and three pods still give the user one token limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn three_guards_on_one_redis_hold_one_token_limit() {
+    const TPM: f64 = 3000.0;
+    const EACH: f64 = 100.0;
+    let keys = common::temp_dir("fleet-keys");
+    let redis = RedisServer::start();
+    let config = policy(&keys, "redis", Some(&redis), "local").replace(
+        &format!("{{name: free, ratePerSecond: {RATE}, burst: {BURST}}}"),
+        &format!("{{name: free, ratePerSecond: 1000, burst: 1000, tokensPerMinute: {TPM}}}"),
+    );
+    let guards: Vec<Guard> = (0..3).map(|_| Guard::start(&config, FLEET)).collect();
+    let body = json!({"user_id": "token-user", "prompt": "hello", "tokens": EACH as u64});
+    let tally = hammer_with(&guards, body, Duration::from_secs(3)).await;
+    let charged = tally.allowed as f64 * EACH;
+    // The cap, what drained meanwhile, and the one request a meter under its cap admits.
+    let limit = TPM + TPM / 60.0 * tally.elapsed + EACH;
+    println!("charged {charged} tokens across three pods; bound {limit:.0} over {:.2} s", tally.elapsed);
+    assert_eq!(tally.server_errors, 0);
+    assert!(tally.total as f64 > 2.0 * limit / EACH, "the load must exceed the limit: {}", tally.total);
+    assert!(charged <= limit, "charged {charged}, bound {limit:.0}");
+    assert!(charged >= TPM, "the limit is reached, not starved: {charged}");
+    let refused: serde_json::Value = reqwest::Client::new()
+        .post(guards[0].url("/v1/inspect"))
+        .json(&json!({"user_id": "token-user", "prompt": "hello", "tokens": EACH as u64}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((refused["decision"].as_str(), refused["reason"].as_str()), (Some("throttle"), Some("token_limited")));
+    assert!(refused["rate_limit"]["retry_after_ms"].as_u64().unwrap() > 0);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -492,3 +492,76 @@ async fn open_streams_are_capped_per_user_and_a_finished_one_frees_its_slot() {
     }
     drop(second);
 }
+
+/// The stream as the client receives it, one JSON payload per event (`[DONE]` apart).
+fn payloads(raw: &str) -> Vec<Value> {
+    raw.split("\n\n").filter_map(|e| e.strip_prefix("data: ")).filter_map(|d| serde_json::from_str(d).ok()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_limits_settle_to_the_upstreams_usage_and_streams_stay_as_asked() {
+    let (url, seen) = upstream::start().await;
+    let (prompt, answer) = upstream::USAGE;
+    // Two answers' tokens fill the minute; the first leaves room for the second.
+    let tpm = prompt + answer + 10;
+    let guard = InProcess::start(&format!(
+        "tiers: [{{name: pro, ratePerSecond: 100, burst: 100, tokensPerMinute: {tpm}}}]\ndefaultTier: pro\n\
+         rateLimit: {{costs: [{{model: gpt-4o, input: 2.5, cachedInput: 1.25, output: 10}}]}}\n\
+         proxy: {{upstream: \"{url}\"}}\n"
+    ))
+    .await;
+
+    // A stream whose client did not ask for usage: the upstream is asked, the client
+    // sees none of it.
+    let unasked = chat(&guard, "meter-user", "gpt-4o", "Say hello", true).send().await.unwrap();
+    assert_eq!(unasked.status(), 200);
+    let (text, raw) = stream_text(unasked).await;
+    assert!(text.starts_with("part0:") && raw.ends_with("data: [DONE]\n\n"), "{raw}");
+    assert!(!raw.contains("usage"), "the client did not ask for usage: {raw}");
+    assert!(payloads(&raw).iter().all(|p| !p["choices"].as_array().unwrap().is_empty()), "no usage chunk: {raw}");
+    assert_eq!(seen.lock().unwrap().json(0)["stream_options"], json!({"include_usage": true}));
+
+    // One that asked gets exactly what the upstream sent: the usage chunk and the nulls.
+    let body = json!({"model": "gpt-4o", "stream": true, "stream_options": {"include_usage": true},
+        "messages": [{"role": "user", "content": "Say hello"}]});
+    let asked = post(&guard, "/v1/chat/completions", "meter-user", body).send().await.unwrap();
+    let (_, raw) = stream_text(asked).await;
+    let chunks = payloads(&raw);
+    assert!(chunks[..chunks.len() - 1].iter().all(|c| c["usage"].is_null() && c.get("usage").is_some()), "{raw}");
+    assert_eq!(chunks.last().unwrap()["usage"]["total_tokens"], prompt + answer);
+    assert_eq!(seen.lock().unwrap().json(1)["stream_options"], json!({"include_usage": true}), "left as it was");
+
+    // Both settled to the upstream's count (130 of 75): the next request waits.
+    let refused = chat(&guard, "meter-user", "gpt-4o", "Say hello", false).send().await.unwrap();
+    assert_eq!(refused.status(), 429);
+    let retry: u64 = refused.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&retry), "{retry}");
+    let error: Value = refused.json().await.unwrap();
+    assert_eq!(
+        (error["error"]["type"].as_str(), error["error"]["code"].as_str()),
+        (Some("tokens"), Some("rate_limit_exceeded"))
+    );
+    let other = chat(&guard, "another-user", "gpt-4o", "Say hello", false).send().await.unwrap();
+    assert_eq!(other.status(), 200, "the limit is per user");
+
+    // The audit trail has each request's reservation and each answer's settled count.
+    let lines = guard.wait_audit(7);
+    let answers: Vec<&Value> = lines.iter().filter(|l| l["direction"] == "answer").collect();
+    assert_eq!(answers.len(), 3, "{lines:?}");
+    assert!(answers.iter().all(|l| l["tokens"] == prompt + answer), "{answers:?}");
+    let requests: Vec<&Value> = lines.iter().filter(|l| l.get("direction").is_none()).collect();
+    assert!(requests.iter().all(|l| l["tokens"].is_u64()), "{requests:?}");
+    assert_eq!(requests.iter().filter(|l| l["reason"] == "token_limited").count(), 1);
+
+    // And the metrics count them by tier and family, with their spend.
+    let metrics = reqwest::get(guard.url("/metrics")).await.unwrap().text().await.unwrap();
+    let three = 3 * prompt;
+    assert!(
+        metrics.contains(&format!(r#"godel_tokens_total{{tier="pro",family="gpt-4o",kind="input"}} {three}"#)),
+        "{metrics}"
+    );
+    let spend = 3.0 * ((prompt - 8) as f64 * 2.5 + 8.0 * 1.25 + answer as f64 * 10.0) / 1e6;
+    let line = metrics.lines().find(|l| l.starts_with(r#"godel_spend_total{tier="pro",family="gpt-4o"}"#)).unwrap();
+    let counted: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
+    assert!((counted - spend).abs() < 1e-9, "{line} vs {spend}");
+}

@@ -9,7 +9,7 @@ use std::process::Command;
 
 use common::redis::{RedisCluster, RedisServer, free_port, redis_cli};
 use godel_config::{RedisConfig, RedisMode, RedisTls};
-use godel_guard::limiter::{BucketLimit, DebtPolicy, RedisBackend};
+use godel_guard::limiter::{BucketLimit, DebtPolicy, RedisBackend, Usage, UsageLimit};
 
 const DEBT: DebtPolicy = DebtPolicy { half_life_seconds: 600.0, quarantine_threshold: 200.0 };
 const LIMIT: BucketLimit = BucketLimit { rate_per_second: 100.0, burst: 100.0 };
@@ -56,13 +56,17 @@ async fn an_acl_user_from_files_and_a_rotated_password_without_a_restart() {
     };
     let backend = RedisBackend::new(&with_files).unwrap();
     backend.connect().await.unwrap();
-    assert!(backend.admit("free:acl", LIMIT, DEBT).await.unwrap().allowed);
+    assert!(backend.admit("free:acl", LIMIT, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap().allowed());
 
     // Without the files, the same URL is refused: the default user is off.
     let anonymous = RedisBackend::new(&config(redis.url())).unwrap();
     let refused = match anonymous.connect().await {
         Err(e) => e.to_string(),
-        Ok(()) => anonymous.admit("free:acl", LIMIT, DEBT).await.expect_err("no credentials, no access").to_string(),
+        Ok(()) => anonymous
+            .admit("free:acl", LIMIT, UsageLimit::NONE, Usage::ZERO, DEBT)
+            .await
+            .expect_err("no credentials, no access")
+            .to_string(),
     };
     assert!(!refused.contains("pw"), "{refused}");
 
@@ -77,9 +81,9 @@ async fn an_acl_user_from_files_and_a_rotated_password_without_a_restart() {
     let mut errors = Vec::new();
     let mut recovered = false;
     for _ in 0..20 {
-        match backend.admit("free:acl", LIMIT, DEBT).await {
+        match backend.admit("free:acl", LIMIT, UsageLimit::NONE, Usage::ZERO, DEBT).await {
             Ok(admission) => {
-                recovered = admission.allowed;
+                recovered = admission.allowed();
                 break;
             }
             Err(e) => errors.push(e.to_string()),
@@ -150,14 +154,14 @@ async fn tls_with_its_own_ca_and_a_client_certificate() {
 
     let mutual = RedisBackend::new(&RedisConfig { tls: Some(tls(true)), ..config(url.clone()) }).unwrap();
     mutual.connect().await.unwrap();
-    assert!(mutual.admit("free:tls", LIMIT, DEBT).await.unwrap().allowed);
+    assert!(mutual.admit("free:tls", LIMIT, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap().allowed());
     assert_eq!(redis.cli(&["EXISTS", "godel:rl:{free:tls}"]), "1", "written over TLS, read in plain text");
 
     for (what, tls) in [("without the client certificate", Some(tls(false))), ("without the CA", None)] {
         let backend = RedisBackend::new(&RedisConfig { tls, ..config(url.clone()) }).unwrap();
         let failed = match backend.connect().await {
             Err(_) => true,
-            Ok(()) => backend.admit("free:tls", LIMIT, DEBT).await.is_err(),
+            Ok(()) => backend.admit("free:tls", LIMIT, UsageLimit::NONE, Usage::ZERO, DEBT).await.is_err(),
         };
         assert!(failed, "a connection {what} was accepted");
     }
@@ -179,7 +183,13 @@ async fn a_cluster_that_wants_a_password_gets_it_from_the_file() {
     backend.connect().await.unwrap();
     // Users on every slot: each node was reached with the password.
     for user in 0..30 {
-        assert!(backend.admit(&format!("free:user-{user}"), LIMIT, DEBT).await.unwrap().allowed);
+        assert!(
+            backend
+                .admit(&format!("free:user-{user}"), LIMIT, UsageLimit::NONE, Usage::ZERO, DEBT)
+                .await
+                .unwrap()
+                .allowed()
+        );
     }
     let keys: usize = cluster.nodes.iter().map(|n| n.cli(&["DBSIZE"]).parse::<usize>().unwrap_or(0)).sum();
     assert_eq!(keys, 30, "one bucket per user across the cluster");
@@ -188,7 +198,11 @@ async fn a_cluster_that_wants_a_password_gets_it_from_the_file() {
     let anonymous = RedisBackend::new(&cluster_config(None)).unwrap();
     let refused = match anonymous.connect().await {
         Err(e) => e.to_string(),
-        Ok(()) => anonymous.admit("free:user-0", LIMIT, DEBT).await.expect_err("no password, no access").to_string(),
+        Ok(()) => anonymous
+            .admit("free:user-0", LIMIT, UsageLimit::NONE, Usage::ZERO, DEBT)
+            .await
+            .expect_err("no password, no access")
+            .to_string(),
     };
     assert!(!refused.contains("cluster-pw"), "{refused}");
 }

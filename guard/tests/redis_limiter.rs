@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use common::redis::{RedisCluster, RedisServer, Sentinel};
 use godel_config::{FailureMode, RedisConfig, RedisMode};
-use godel_guard::limiter::{BucketLimit, DebtPolicy, FailoverLimiter, Limiter, RedisBackend, bucket_key};
+use godel_guard::limiter::{
+    BucketLimit, DebtPolicy, FailoverLimiter, Limiter, RedisBackend, Throttle, Usage, UsageLimit, bucket_key,
+};
 use godel_guard::metrics::Metrics;
 
 const DEBT: DebtPolicy = DebtPolicy { half_life_seconds: 600.0, quarantine_threshold: 200.0 };
@@ -35,7 +37,7 @@ async fn backend(redis: &RedisServer) -> RedisBackend {
 async fn take(backend: &RedisBackend, bucket: &str, limit: BucketLimit, n: usize) -> Vec<bool> {
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
-        out.push(backend.admit(bucket, limit, DEBT).await.unwrap().allowed);
+        out.push(backend.admit(bucket, limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap().allowed());
     }
     out
 }
@@ -46,8 +48,8 @@ async fn burst_is_allowed_then_refused_then_refilled() {
     let b = backend(&redis).await;
     let limit = BucketLimit { rate_per_second: 10.0, burst: 5.0 };
     assert_eq!(take(&b, "free:u1", limit, 6).await, [true, true, true, true, true, false]);
-    let refused = b.admit("free:u1", limit, DEBT).await.unwrap();
-    assert!(!refused.allowed && refused.retry_after_ms > 0 && refused.retry_after_ms <= 100, "{refused:?}");
+    let refused = b.admit("free:u1", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap();
+    assert!(!refused.allowed() && refused.retry_after_ms > 0 && refused.retry_after_ms <= 100, "{refused:?}");
     tokio::time::sleep(Duration::from_millis(350)).await;
     let refilled = take(&b, "free:u1", limit, 6).await.iter().filter(|a| **a).count();
     assert!((3..=4).contains(&refilled), "10/s for 0.35 s refills 3 tokens, got {refilled}");
@@ -58,7 +60,7 @@ async fn keys_are_hash_tagged_and_expire_when_idle() {
     let redis = RedisServer::start();
     let b = backend(&redis).await;
     let limit = BucketLimit { rate_per_second: 100.0, burst: 5.0 };
-    b.admit("free:abc123", limit, DEBT).await.unwrap();
+    b.admit("free:abc123", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap();
     assert_eq!(bucket_key("free:abc123"), "godel:rl:{free:abc123}");
     assert_eq!(redis.cli(&["EXISTS", "godel:rl:{free:abc123}"]), "1");
     let ttl: i64 = redis.cli(&["PTTL", "godel:rl:{free:abc123}"]).parse().unwrap();
@@ -82,12 +84,15 @@ async fn debt_quarantines_and_survives_beside_the_bucket() {
     let redis = RedisServer::start();
     let b = backend(&redis).await;
     let limit = BucketLimit { rate_per_second: 100.0, burst: 100.0 };
-    assert!(b.admit("free:bad", limit, DEBT).await.unwrap().allowed);
+    assert!(b.admit("free:bad", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap().allowed());
     b.add_debt("free:bad", 150.0, DEBT).await.unwrap();
-    assert!(b.admit("free:bad", limit, DEBT).await.unwrap().allowed, "150 is under the 200 threshold");
+    assert!(
+        b.admit("free:bad", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap().allowed(),
+        "150 is under the 200 threshold"
+    );
     b.add_debt("free:bad", 100.0, DEBT).await.unwrap();
-    let a = b.admit("free:bad", limit, DEBT).await.unwrap();
-    assert!(!a.allowed && a.quarantined, "{a:?}");
+    let a = b.admit("free:bad", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap();
+    assert_eq!(a.refused, Some(Throttle::Quarantined), "{a:?}");
     // 250 decays to 200 after log2(1.25) half-lives of 600 s: about 193 s.
     assert!((190_000..=196_000).contains(&a.retry_after_ms), "{a:?}");
     let ttl: i64 = redis.cli(&["PTTL", "godel:rl:{free:bad}"]).parse().unwrap();
@@ -140,8 +145,8 @@ async fn local_failure_mode_falls_back_with_divided_limits_and_returns_to_redis(
     let mut redis = RedisServer::start();
     let (limiter, metrics) = failover(&redis, FailureMode::Local).await;
     let limit = BucketLimit { rate_per_second: 0.01, burst: 10.0 };
-    let admit = || limiter.admit("free:x", limit, DEBT);
-    assert!(admit().await.unwrap().allowed);
+    let admit = || limiter.admit("free:x", limit, UsageLimit::NONE, Usage::ZERO, DEBT);
+    assert!(admit().await.unwrap().allowed());
     assert_eq!(redis.cli(&["EXISTS", "godel:rl:{free:x}"]), "1", "decided on Redis");
 
     redis.kill();
@@ -149,7 +154,7 @@ async fn local_failure_mode_falls_back_with_divided_limits_and_returns_to_redis(
     let mut allowed = 0;
     for _ in 0..20 {
         let a = admit().await.expect("the failure mode answers, never an error");
-        allowed += usize::from(a.allowed);
+        allowed += usize::from(a.allowed());
     }
     assert_eq!(allowed, 5, "two replicas share the burst of 10: 5 each in the fallback");
     assert!(started.elapsed() < Duration::from_secs(2), "the breaker spares most calls the timeout");
@@ -163,7 +168,7 @@ async fn local_failure_mode_falls_back_with_divided_limits_and_returns_to_redis(
         assert!(Instant::now() < deadline, "did not return to Redis within 5 s");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    assert!(admit().await.unwrap().allowed);
+    assert!(admit().await.unwrap().allowed());
     assert_eq!(redis.cli(&["EXISTS", "godel:rl:{free:x}"]), "1", "back on Redis");
 }
 
@@ -172,12 +177,12 @@ async fn breaker_spares_requests_the_timeout_of_a_hung_redis() {
     let redis = RedisServer::start();
     let (limiter, _) = failover(&redis, FailureMode::Local).await;
     let limit = BucketLimit { rate_per_second: 100.0, burst: 100.0 };
-    assert!(limiter.admit("free:h", limit, DEBT).await.unwrap().allowed);
+    assert!(limiter.admit("free:h", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap().allowed());
     redis.pause();
     let mut slow = 0;
     for _ in 0..30 {
         let started = Instant::now();
-        assert!(limiter.admit("free:h", limit, DEBT).await.unwrap().allowed);
+        assert!(limiter.admit("free:h", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap().allowed());
         if started.elapsed() >= Duration::from_millis(40) {
             slow += 1;
         }
@@ -194,8 +199,8 @@ async fn open_and_closed_failure_modes() {
         redis.kill();
         let limit = BucketLimit { rate_per_second: 0.01, burst: 1.0 };
         for _ in 0..10 {
-            let a = limiter.admit("free:y", limit, DEBT).await.unwrap();
-            assert_eq!(a.allowed, expect_allowed, "{mode:?}");
+            let a = limiter.admit("free:y", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap();
+            assert_eq!(a.allowed(), expect_allowed, "{mode:?}");
         }
         assert_eq!(limiter.readiness().is_ok(), expect_allowed, "closed mode with Redis down is unready");
     }
@@ -208,12 +213,12 @@ async fn redis_down_at_start_up_starts_on_the_failure_mode() {
     let (limiter, metrics) = failover(&redis, FailureMode::Local).await;
     assert_eq!(gauge(&metrics, "godel_ratelimit_fallback_active"), "godel_ratelimit_fallback_active 1");
     let limit = BucketLimit { rate_per_second: 0.01, burst: 4.0 };
-    assert!(limiter.admit("free:z", limit, DEBT).await.unwrap().allowed);
+    assert!(limiter.admit("free:z", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap().allowed());
     redis.restart();
     let deadline = Instant::now() + Duration::from_secs(5);
     while redis.cli(&["EXISTS", "godel:rl:{free:z}"]) != "1" {
         assert!(Instant::now() < deadline, "never reached Redis after it came up");
-        limiter.admit("free:z", limit, DEBT).await.unwrap();
+        limiter.admit("free:z", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap();
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -255,7 +260,7 @@ async fn sentinel_mode_follows_a_failover_and_reloads_the_script() {
     // the backend re-resolves the master and reloads the script after NOSCRIPT.
     let deadline = Instant::now() + Duration::from_secs(10);
     let admission = loop {
-        match b.admit("free:s", limit, DEBT).await {
+        match b.admit("free:s", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await {
             Ok(a) => break a,
             Err(_) => {
                 assert!(Instant::now() < deadline, "never reached the new master");
@@ -264,6 +269,6 @@ async fn sentinel_mode_follows_a_failover_and_reloads_the_script() {
             }
         }
     };
-    assert!(admission.allowed);
+    assert!(admission.allowed());
     assert_eq!(admission.remaining, 2, "the bucket survived the failover: 5 - 2 - 1");
 }

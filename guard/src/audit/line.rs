@@ -3,7 +3,8 @@ use std::time::SystemTime;
 use godel_config::Severity;
 use serde::Serialize;
 
-use crate::engine::{Decision, Input, Throttle};
+use crate::engine::{Decision, Input};
+use crate::limiter::Throttle;
 
 /// The pseudonymous identity of a request's user, as its audit lines carry it.
 #[derive(Clone, Debug)]
@@ -64,6 +65,10 @@ pub(crate) struct AuditLine<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub would_throttle: Option<Throttle>,
     pub findings: Vec<AuditFinding<'a>>,
+    /// Model tokens charged: on a request's line its reservation, on an answer's the
+    /// upstream's count it was settled to. Absent where no limit meters tokens.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<u64>,
     pub latency_ms: f64,
 }
 
@@ -87,6 +92,7 @@ impl<'a> AuditLine<'a> {
             reason: None,
             would_throttle: None,
             findings,
+            tokens: None,
             latency_ms: 0.0,
         }
     }

@@ -11,7 +11,8 @@ use serde::{Deserialize, Serialize};
 
 use super::finding::{WireFinding, wire};
 use super::{ApiError, AppState, error};
-use crate::engine::{Subject, Throttle};
+use crate::engine::Subject;
+use crate::limiter::Throttle;
 
 /// No `Debug`: it holds the raw user id.
 #[derive(Deserialize)]
@@ -29,6 +30,13 @@ pub(super) struct InspectRequest {
     /// apart: see [`Subject::untrusted`].
     #[serde(default)]
     untrusted: Vec<String>,
+    /// The model the prompt is for: its tokenizer counts the prompt when `tokens` is
+    /// not given, its weights price it.
+    #[serde(default)]
+    model: Option<String>,
+    /// Tokens to charge against the tier's token limits, when the caller counted them.
+    #[serde(default)]
+    tokens: Option<u64>,
 }
 
 /// A finding in one of the request's `untrusted` texts: which one, and where in it.
@@ -45,7 +53,11 @@ struct Verdict<'a> {
     findings: Vec<WireFinding<'a>>,
     rate_limit: RateLimit,
     request_id: &'a str,
-    /// Why a prompt was throttled: `rate_limited` or `quarantined`.
+    /// Model tokens charged against the tier's token limits; present only when it has some.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    tokens: Option<u64>,
+    /// Why a prompt was throttled: `rate_limited`, `quarantined`, `token_limited` or
+    /// `over_budget`.
     #[serde(skip_serializing_if = "Option::is_none")]
     reason: Option<Throttle>,
     /// The prompt with `redact` findings masked, present only when something was masked.
@@ -79,12 +91,17 @@ pub(super) async fn inspect(
     error::require_json(&headers)?;
     let request: InspectRequest = error::parse_json(&body)?;
     let untrusted: Vec<&str> = request.untrusted.iter().map(String::as_str).collect();
+    let limits = state.guard.limits_header(request.tier.as_deref()).and_then(|name| headers.get(name));
     let subject = Subject {
         user_id: &request.user_id,
         tier: request.tier.as_deref(),
         prompt: &request.prompt,
         instructions: &request.instructions,
         untrusted: &untrusted,
+        model: request.model.as_deref(),
+        max_output_tokens: None,
+        tokens: request.tokens,
+        limits: limits.map(|v| v.to_str().unwrap_or("not text")),
     };
     let outcome = state.guard.inspect(subject).await?;
     let verdict = Verdict {
@@ -92,6 +109,7 @@ pub(super) async fn inspect(
         findings: wire(&outcome.findings),
         rate_limit: RateLimit { remaining: outcome.remaining, retry_after_ms: outcome.retry_after_ms },
         request_id: &outcome.request_id,
+        tokens: outcome.charged_tokens(),
         reason: outcome.decision.throttle(),
         redacted_prompt: outcome.redacted(&request.prompt),
         instruction_findings: wire(&outcome.instruction_findings),

@@ -10,7 +10,10 @@ use std::time::Duration;
 use godel_config::{FailureMode, RedisConfig};
 
 use super::redis::RedisBackend;
-use super::{Admission, BucketLimit, CircuitBreaker, DebtPolicy, Limiter, LimiterError, LimiterFuture, LocalLimiter};
+use super::{
+    Admission, BucketLimit, CircuitBreaker, DebtPolicy, Limiter, LimiterError, LimiterFuture, LocalLimiter, Throttle,
+    Usage, UsageLimit,
+};
 use crate::metrics::{BackendLabels, Metrics};
 
 const PROBE_EVERY: Duration = Duration::from_millis(250);
@@ -70,22 +73,35 @@ impl FailoverLimiter {
         }
     }
 
-    fn fallback(&self, bucket: &str, limit: BucketLimit, debt: DebtPolicy) -> Admission {
+    /// This pod's share of a tier's usage limits while it decides alone.
+    fn usage_share(&self, usage: UsageLimit) -> UsageLimit {
+        let share = |cap: Option<f64>| cap.map(|cap| cap / self.replicas);
+        UsageLimit {
+            tokens_per_minute: share(usage.tokens_per_minute),
+            tokens_per_day: share(usage.tokens_per_day),
+            spend_per_day: share(usage.spend_per_day),
+        }
+    }
+
+    fn fallback(
+        &self,
+        bucket: &str,
+        limit: BucketLimit,
+        usage: UsageLimit,
+        reserve: Usage,
+        debt: DebtPolicy,
+    ) -> Admission {
         match self.mode {
             FailureMode::Local => {
                 let share = BucketLimit {
                     rate_per_second: limit.rate_per_second / self.replicas,
                     burst: (limit.burst / self.replicas).max(1.0),
                 };
-                self.local.admit_at(bucket, share, debt, std::time::Instant::now())
+                let usage = self.usage_share(usage);
+                self.local.admit_at(bucket, share, usage, reserve, debt, std::time::Instant::now())
             }
-            FailureMode::Open => Admission { allowed: true, remaining: 0, retry_after_ms: 0, quarantined: false },
-            FailureMode::Closed => Admission {
-                allowed: false,
-                remaining: 0,
-                retry_after_ms: PROBE_EVERY.as_millis() as u64 * 4,
-                quarantined: false,
-            },
+            FailureMode::Open => Admission { refused: None, remaining: 0, retry_after_ms: 0 },
+            FailureMode::Closed => Admission::refused(Throttle::RateLimited, PROBE_EVERY.as_millis() as u64 * 4, 0),
         }
     }
 }
@@ -107,10 +123,17 @@ async fn probe(limiter: std::sync::Weak<FailoverLimiter>) {
 }
 
 impl Limiter for FailoverLimiter {
-    fn admit<'a>(&'a self, bucket: &'a str, limit: BucketLimit, debt: DebtPolicy) -> LimiterFuture<'a, Admission> {
+    fn admit<'a>(
+        &'a self,
+        bucket: &'a str,
+        limit: BucketLimit,
+        usage: UsageLimit,
+        reserve: Usage,
+        debt: DebtPolicy,
+    ) -> LimiterFuture<'a, Admission> {
         Box::pin(async move {
             if !self.breaker.is_open() {
-                match self.redis.admit(bucket, limit, debt).await {
+                match self.redis.admit(bucket, limit, usage, reserve, debt).await {
                     Ok(admission) => {
                         self.breaker.success();
                         return Ok(admission);
@@ -118,7 +141,28 @@ impl Limiter for FailoverLimiter {
                     Err(e) => self.record_failure(&e),
                 }
             }
-            Ok(self.fallback(bucket, limit, debt))
+            Ok(self.fallback(bucket, limit, usage, reserve, debt))
+        })
+    }
+
+    fn settle<'a>(
+        &'a self,
+        bucket: &'a str,
+        usage: UsageLimit,
+        delta: Usage,
+        debt: DebtPolicy,
+    ) -> LimiterFuture<'a, ()> {
+        Box::pin(async move {
+            if !self.breaker.is_open() {
+                match self.redis.settle(bucket, usage, delta).await {
+                    Ok(()) => return Ok(()),
+                    Err(e) => self.record_failure(&e),
+                }
+            }
+            if self.mode == FailureMode::Local {
+                self.local.settle_at(bucket, self.usage_share(usage), delta, debt, std::time::Instant::now());
+            }
+            Ok(())
         })
     }
 

@@ -8,7 +8,10 @@ use std::hash::{BuildHasher, BuildHasherDefault, Hasher, RandomState};
 use std::sync::{Mutex, Weak};
 use std::time::{Duration, Instant};
 
-use super::{Admission, BucketLimit, DebtPolicy, Limiter, LimiterFuture, decay, quarantine_ms};
+use super::{
+    Admission, BucketLimit, DebtPolicy, Limiter, LimiterFuture, Meter, Throttle, Usage, UsageLimit, decay, drain,
+    meter_wait_ms, quarantine_ms,
+};
 
 const SHARDS: usize = 64;
 /// How often idle entries are swept, by the sweeper task and by a request touching a
@@ -20,14 +23,24 @@ struct Entry {
     debt: f64,
     refilled: Instant,
     decayed: Instant,
-    /// When the bucket is full again if nothing takes from it: from then on the entry is
-    /// the same as no entry, and only its debt can keep it.
-    full_at: Instant,
+    /// Each usage meter's level and when it was last drained, by [`Meter::slot`].
+    meters: [(f64, Instant); 3],
+    /// When the bucket is full again and the meters empty if nothing takes from them:
+    /// from then on the entry is the same as no entry, and only its debt can keep it.
+    idle_at: Instant,
 }
 
 impl Entry {
+    /// The meter's level, drained to `now`.
+    fn drained(&mut self, meter: &Meter, now: Instant) -> &mut f64 {
+        let (level, at) = &mut self.meters[meter.slot];
+        *level = drain(*level, now.duration_since(*at).as_secs_f64(), meter);
+        *at = now;
+        level
+    }
+
     fn expendable(&self, now: Instant, debt: DebtPolicy) -> bool {
-        now >= self.full_at
+        now >= self.idle_at
             && decay(self.debt, now.duration_since(self.decayed).as_secs_f64(), debt.half_life_seconds) < 0.5
     }
 }
@@ -108,11 +121,12 @@ impl LocalLimiter {
     }
 
     /// Runs `f` on the key's entry with its debt decayed to `now` and, when a limit is
-    /// given, its bucket refilled to `now`.
+    /// given, its bucket refilled to `now`; `usage` says how long its meters stay busy.
     fn with_entry<T>(
         &self,
         name: &str,
         limit: Option<BucketLimit>,
+        usage: UsageLimit,
         debt: DebtPolicy,
         now: Instant,
         f: impl FnOnce(&mut Entry) -> T,
@@ -131,7 +145,8 @@ impl LocalLimiter {
             debt: 0.0,
             refilled: now,
             decayed: now,
-            full_at: now,
+            meters: [(0.0, now); 3],
+            idle_at: now,
         });
         if let Some(limit) = limit {
             let elapsed = now.duration_since(entry.refilled).as_secs_f64();
@@ -141,9 +156,13 @@ impl LocalLimiter {
         entry.debt = decay(entry.debt, now.duration_since(entry.decayed).as_secs_f64(), debt.half_life_seconds);
         entry.decayed = now;
         let result = f(entry);
+        let after = |seconds: f64| now + Duration::try_from_secs_f64(seconds).unwrap_or(Duration::MAX / 4);
         if let Some(limit) = limit {
-            let refill = (limit.burst - entry.tokens).max(0.0) / limit.rate_per_second;
-            entry.full_at = now + Duration::try_from_secs_f64(refill).unwrap_or(Duration::MAX / 4);
+            entry.idle_at = entry.idle_at.max(after((limit.burst - entry.tokens).max(0.0) / limit.rate_per_second));
+        }
+        for meter in usage.meters(Usage::default()) {
+            let level = *entry.drained(&meter, now);
+            entry.idle_at = entry.idle_at.max(after(level / meter.cap * meter.window_seconds));
         }
         result
     }
@@ -172,29 +191,54 @@ impl LocalLimiter {
         self.len() == 0
     }
 
-    pub fn admit_at(&self, key: &str, limit: BucketLimit, debt: DebtPolicy, now: Instant) -> Admission {
-        self.with_entry(key, Some(limit), debt, now, |e| {
+    pub fn admit_at(
+        &self,
+        key: &str,
+        limit: BucketLimit,
+        usage: UsageLimit,
+        reserve: Usage,
+        debt: DebtPolicy,
+        now: Instant,
+    ) -> Admission {
+        self.with_entry(key, Some(limit), usage, debt, now, |e| {
+            let remaining = e.tokens.floor() as u64;
             let quarantine = quarantine_ms(e.debt, debt);
             if quarantine > 0 {
-                return Admission {
-                    allowed: false,
-                    remaining: e.tokens.floor() as u64,
-                    retry_after_ms: quarantine,
-                    quarantined: true,
-                };
+                return Admission::refused(Throttle::Quarantined, quarantine, remaining);
             }
-            if e.tokens >= 1.0 {
-                e.tokens -= 1.0;
-                Admission { allowed: true, remaining: e.tokens.floor() as u64, retry_after_ms: 0, quarantined: false }
-            } else {
+            if e.tokens < 1.0 {
                 let wait = (1.0 - e.tokens) / limit.rate_per_second * 1000.0;
-                Admission { allowed: false, remaining: 0, retry_after_ms: wait.ceil() as u64, quarantined: false }
+                return Admission::refused(Throttle::RateLimited, wait.ceil() as u64, 0);
             }
+            let full = usage
+                .meters(reserve)
+                .filter_map(|meter| {
+                    let level = *e.drained(&meter, now);
+                    (level >= meter.cap).then(|| (meter_wait_ms(level, &meter), meter.field))
+                })
+                .max_by_key(|&(wait, _)| wait);
+            if let Some((wait, field)) = full {
+                return Admission::refused(Throttle::of_meter(field), wait, remaining);
+            }
+            for meter in usage.meters(reserve) {
+                *e.drained(&meter, now) += meter.charge;
+            }
+            e.tokens -= 1.0;
+            Admission { refused: None, remaining: e.tokens.floor() as u64, retry_after_ms: 0 }
         })
     }
 
+    pub fn settle_at(&self, key: &str, usage: UsageLimit, delta: Usage, debt: DebtPolicy, now: Instant) {
+        self.with_entry(key, None, usage, debt, now, |e| {
+            for meter in usage.meters(delta) {
+                let level = e.drained(&meter, now);
+                *level = (*level + meter.charge).max(0.0);
+            }
+        });
+    }
+
     pub fn add_debt_at(&self, key: &str, points: f64, debt: DebtPolicy, now: Instant) {
-        self.with_entry(key, None, debt, now, |e| e.debt += points);
+        self.with_entry(key, None, UsageLimit::default(), debt, now, |e| e.debt += points);
     }
 }
 
@@ -228,9 +272,21 @@ pub fn spawn_sweeper<T: Send + Sync + 'static>(owner: Weak<T>, local: fn(&T) -> 
 }
 
 impl Limiter for LocalLimiter {
-    fn admit<'a>(&'a self, key: &'a str, limit: BucketLimit, debt: DebtPolicy) -> LimiterFuture<'a, Admission> {
-        let admission = self.admit_at(key, limit, debt, Instant::now());
+    fn admit<'a>(
+        &'a self,
+        key: &'a str,
+        limit: BucketLimit,
+        usage: UsageLimit,
+        reserve: Usage,
+        debt: DebtPolicy,
+    ) -> LimiterFuture<'a, Admission> {
+        let admission = self.admit_at(key, limit, usage, reserve, debt, Instant::now());
         Box::pin(async move { Ok(admission) })
+    }
+
+    fn settle<'a>(&'a self, key: &'a str, usage: UsageLimit, delta: Usage, debt: DebtPolicy) -> LimiterFuture<'a, ()> {
+        self.settle_at(key, usage, delta, debt, Instant::now());
+        Box::pin(async { Ok(()) })
     }
 
     fn add_debt<'a>(&'a self, key: &'a str, points: f64, debt: DebtPolicy) -> LimiterFuture<'a, ()> {
@@ -255,17 +311,43 @@ mod tests {
 
     const LIMIT: BucketLimit = BucketLimit { rate_per_second: 2.0, burst: 3.0 };
     const DEBT: DebtPolicy = DebtPolicy { half_life_seconds: 10.0, quarantine_threshold: 100.0 };
+    const BIG: BucketLimit = BucketLimit { rate_per_second: 100.0, burst: 100.0 };
+    const NONE: UsageLimit = UsageLimit::NONE;
+    const NOTHING: Usage = Usage::ZERO;
 
     #[test]
     fn burst_then_refuse_then_refill() {
         let l = LocalLimiter::new();
         let t0 = Instant::now();
-        let allowed: Vec<_> = (0..4).map(|_| l.admit_at("free:a", LIMIT, DEBT, t0).allowed).collect();
+        let allowed: Vec<_> = (0..4).map(|_| l.admit_at("free:a", LIMIT, NONE, NOTHING, DEBT, t0).allowed()).collect();
         assert_eq!(allowed, [true, true, true, false]);
-        let refused = l.admit_at("free:a", LIMIT, DEBT, t0);
+        let refused = l.admit_at("free:a", LIMIT, NONE, NOTHING, DEBT, t0);
         assert_eq!(refused.retry_after_ms, 500);
-        assert!(l.admit_at("free:a", LIMIT, DEBT, t0 + Duration::from_millis(500)).allowed);
-        assert!(!l.admit_at("free:a", LIMIT, DEBT, t0 + Duration::from_millis(500)).allowed);
+        assert!(l.admit_at("free:a", LIMIT, NONE, NOTHING, DEBT, t0 + Duration::from_millis(500)).allowed());
+        assert!(!l.admit_at("free:a", LIMIT, NONE, NOTHING, DEBT, t0 + Duration::from_millis(500)).allowed());
+    }
+
+    #[test]
+    fn a_full_meter_refuses_until_it_drains_and_settling_corrects_it() {
+        let l = LocalLimiter::new();
+        let t0 = Instant::now();
+        let tpm = UsageLimit { tokens_per_minute: Some(1000.0), ..NONE };
+        let ask = |tokens: f64, at: Instant| l.admit_at("free:a", BIG, tpm, Usage { tokens, spend: 0.0 }, DEBT, at);
+        assert!(ask(600.0, t0).allowed());
+        assert!(ask(600.0, t0).allowed(), "under the cap when asked: admitted, and may overshoot by one");
+        let full = ask(1.0, t0);
+        assert_eq!(full.refused, Some(Throttle::TokenLimited));
+        assert_eq!(full.retry_after_ms, 12_001, "200 over a cap that drains 1000 a minute");
+        assert!(ask(1.0, t0 + Duration::from_millis(12_001)).allowed());
+        l.settle_at("free:a", tpm, Usage { tokens: -5_000.0, spend: 0.0 }, DEBT, t0 + Duration::from_secs(13));
+        assert!(ask(1000.0, t0 + Duration::from_secs(13)).allowed(), "settled below empty is empty, not credit");
+        assert_eq!(ask(1.0, t0 + Duration::from_secs(13)).refused, Some(Throttle::TokenLimited));
+        let budget = UsageLimit { spend_per_day: Some(1.0), ..NONE };
+        assert!(l.admit_at("free:b", BIG, budget, Usage { tokens: 0.0, spend: 1.5 }, DEBT, t0).allowed());
+        let spent = l.admit_at("free:b", BIG, budget, NOTHING, DEBT, t0);
+        assert_eq!(spent.refused, Some(Throttle::OverBudget));
+        assert_eq!(l.sweep(t0 + Duration::from_secs(3_600), DEBT), 1, "a's minute has drained, b's day has not");
+        assert!(!l.admit_at("free:b", BIG, budget, NOTHING, DEBT, t0 + Duration::from_secs(3_600)).allowed());
     }
 
     #[test]
@@ -287,11 +369,11 @@ mod tests {
         let l = LocalLimiter::new();
         let t0 = Instant::now();
         for _ in 0..3 {
-            l.admit_at("free:a", LIMIT, DEBT, t0);
+            l.admit_at("free:a", LIMIT, NONE, NOTHING, DEBT, t0);
         }
-        assert!(!l.admit_at("free:a", LIMIT, DEBT, t0).allowed);
-        assert!(l.admit_at("premium:a", LIMIT, DEBT, t0).allowed);
-        assert!(l.admit_at("free:b", LIMIT, DEBT, t0).allowed);
+        assert!(!l.admit_at("free:a", LIMIT, NONE, NOTHING, DEBT, t0).allowed());
+        assert!(l.admit_at("premium:a", LIMIT, NONE, NOTHING, DEBT, t0).allowed());
+        assert!(l.admit_at("free:b", LIMIT, NONE, NOTHING, DEBT, t0).allowed());
     }
 
     #[test]
@@ -299,11 +381,11 @@ mod tests {
         let l = LocalLimiter::new();
         let t0 = Instant::now();
         l.add_debt_at("free:a", 200.0, DEBT, t0);
-        let a = l.admit_at("free:a", LIMIT, DEBT, t0);
-        assert!(!a.allowed && a.quarantined);
+        let a = l.admit_at("free:a", LIMIT, NONE, NOTHING, DEBT, t0);
+        assert_eq!(a.refused, Some(Throttle::Quarantined));
         assert_eq!(a.retry_after_ms, 10_000);
-        let later = l.admit_at("free:a", LIMIT, DEBT, t0 + Duration::from_secs(11));
-        assert!(later.allowed && !later.quarantined);
+        let later = l.admit_at("free:a", LIMIT, NONE, NOTHING, DEBT, t0 + Duration::from_secs(11));
+        assert!(later.allowed());
     }
 
     #[test]
@@ -311,23 +393,26 @@ mod tests {
         let l = LocalLimiter::new();
         let t0 = Instant::now();
         for user in 0..10_000 {
-            l.admit_at(&format!("free:{user}"), LIMIT, DEBT, t0);
+            l.admit_at(&format!("free:{user}"), LIMIT, NONE, NOTHING, DEBT, t0);
         }
         l.add_debt_at("free:0", 200.0, DEBT, t0);
         assert_eq!(l.len(), 10_000);
         assert_eq!(l.sweep(t0 + Duration::from_millis(400), DEBT), 0, "not full yet: one token of three takes 500 ms");
         assert_eq!(l.sweep(t0 + Duration::from_millis(600), DEBT), 9_999, "full again, so the same as no entry");
         assert_eq!(l.len(), 1, "the user with debt stays");
-        assert!(!l.admit_at("free:0", LIMIT, DEBT, t0 + Duration::from_millis(600)).allowed, "still quarantined");
+        assert!(
+            !l.admit_at("free:0", LIMIT, NONE, NOTHING, DEBT, t0 + Duration::from_millis(600)).allowed(),
+            "still quarantined"
+        );
     }
 
     #[test]
     fn adding_debt_leaves_the_bucket_alone() {
         let l = LocalLimiter::new();
         let t0 = Instant::now();
-        l.admit_at("free:a", LIMIT, DEBT, t0);
+        l.admit_at("free:a", LIMIT, NONE, NOTHING, DEBT, t0);
         l.add_debt_at("free:a", 5.0, DEBT, t0 + Duration::from_millis(250));
-        let a = l.admit_at("free:a", LIMIT, DEBT, t0 + Duration::from_millis(500));
+        let a = l.admit_at("free:a", LIMIT, NONE, NOTHING, DEBT, t0 + Duration::from_millis(500));
         assert_eq!(a.remaining, 2, "burst 3, one taken, one refilled, one taken now");
     }
 }

@@ -13,7 +13,7 @@ use redis::{IntoConnectionInfo, RedisFuture, Script, ScriptInvocation};
 use tokio::sync::{Mutex, RwLock};
 
 use super::access::Access;
-use super::{Admission, BucketLimit, DebtPolicy, LimiterError};
+use super::{Admission, BucketLimit, DebtPolicy, LimiterError, Throttle, Usage, UsageLimit};
 
 /// Prefix of every key the guard writes.
 pub const KEY_PREFIX: &str = "godel:rl:";
@@ -147,6 +147,15 @@ fn with_credentials(mut settings: redis::RedisConnectionInfo, access: &Access) -
     settings
 }
 
+/// The script's meter arguments: their number, then field, cap, window and charge each.
+fn with_meters(invocation: &mut ScriptInvocation<'_>, usage: UsageLimit, charge: Usage) {
+    let meters: Vec<_> = usage.meters(charge).collect();
+    invocation.arg(meters.len());
+    for meter in meters {
+        invocation.arg(meter.field).arg(meter.cap).arg(meter.window_seconds).arg(meter.charge);
+    }
+}
+
 fn unavailable(e: impl std::fmt::Display) -> LimiterError {
     LimiterError::Unavailable(e.to_string())
 }
@@ -230,7 +239,14 @@ impl RedisBackend {
         self.with_conn(self.timeout, |mut conn| async move { invocation.invoke_async(&mut conn).await }).await
     }
 
-    pub async fn admit(&self, bucket: &str, limit: BucketLimit, debt: DebtPolicy) -> Result<Admission, LimiterError> {
+    pub async fn admit(
+        &self,
+        bucket: &str,
+        limit: BucketLimit,
+        usage: UsageLimit,
+        reserve: Usage,
+        debt: DebtPolicy,
+    ) -> Result<Admission, LimiterError> {
         let mut invocation = self.script.prepare_invoke();
         invocation
             .key(bucket_key(bucket))
@@ -240,13 +256,19 @@ impl RedisBackend {
             .arg(debt.half_life_seconds)
             .arg(debt.quarantine_threshold)
             .arg(0);
-        let (allowed, remaining, retry_after_ms, quarantined): (i64, i64, i64, i64) = self.invoke(invocation).await?;
-        Ok(Admission {
-            allowed: allowed == 1,
-            remaining: remaining.max(0) as u64,
-            retry_after_ms: retry_after_ms.max(0) as u64,
-            quarantined: quarantined == 1,
-        })
+        with_meters(&mut invocation, usage, reserve);
+        let (allowed, remaining, retry_after_ms, why): (i64, i64, i64, String) = self.invoke(invocation).await?;
+        let remaining = remaining.max(0) as u64;
+        let retry_after_ms = retry_after_ms.max(0) as u64;
+        if allowed == 1 {
+            return Ok(Admission { refused: None, remaining, retry_after_ms: 0 });
+        }
+        let why = match why.as_str() {
+            "quarantined" => Throttle::Quarantined,
+            "rate_limited" => Throttle::RateLimited,
+            meter => Throttle::of_meter(meter),
+        };
+        Ok(Admission::refused(why, retry_after_ms, remaining))
     }
 
     pub async fn add_debt(&self, bucket: &str, points: f64, debt: DebtPolicy) -> Result<(), LimiterError> {
@@ -258,8 +280,18 @@ impl RedisBackend {
             .arg(1)
             .arg(debt.half_life_seconds)
             .arg(debt.quarantine_threshold)
-            .arg(points);
-        let _: (i64, i64, i64, i64) = self.invoke(invocation).await?;
+            .arg(points)
+            .arg(0);
+        let _: (i64, i64, i64, String) = self.invoke(invocation).await?;
+        Ok(())
+    }
+
+    pub async fn settle(&self, bucket: &str, usage: UsageLimit, delta: Usage) -> Result<(), LimiterError> {
+        let mut invocation = self.script.prepare_invoke();
+        // "settle" reads neither the bucket's nor the debt's arguments.
+        invocation.key(bucket_key(bucket)).arg("settle").arg(1).arg(1).arg(1).arg(1).arg(0);
+        with_meters(&mut invocation, usage, delta);
+        let _: (i64, i64, i64, String) = self.invoke(invocation).await?;
         Ok(())
     }
 

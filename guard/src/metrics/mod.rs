@@ -5,6 +5,8 @@
 mod process;
 
 use prometheus_client::encoding::EncodeLabelSet;
+use std::sync::atomic::AtomicU64;
+
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
@@ -55,6 +57,24 @@ pub struct Metrics {
     pub backend_errors: Family<BackendLabels, Counter>,
     pub fallback_active: Gauge,
     pub shadow_throttles: Family<ShadowLabels, Counter>,
+    pub tokens: Family<TokenLabels, Counter>,
+    pub spend: Family<SpendLabels, Counter<f64, AtomicU64>>,
+}
+
+/// Model tokens by tier, model family (a `rateLimit.costs` entry or `other`) and kind
+/// (`input`, `output`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TokenLabels {
+    pub tier: String,
+    pub family: String,
+    pub kind: &'static str,
+}
+
+/// Spend by tier and model family.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SpendLabels {
+    pub tier: String,
+    pub family: String,
 }
 
 /// A request a tier in shadow mode would have throttled, and why.
@@ -117,6 +137,18 @@ impl Metrics {
             "Requests a tier in shadow mode (enforce: false) allowed but would have throttled, by tier and reason",
             shadow_throttles.clone(),
         );
+        let tokens = Family::<TokenLabels, Counter>::default();
+        registry.register(
+            "godel_tokens",
+            "Model tokens of answered requests, as the upstream counted them, by tier, model family and kind",
+            tokens.clone(),
+        );
+        let spend = Family::<SpendLabels, Counter<f64, AtomicU64>>::default();
+        registry.register(
+            "godel_spend",
+            "What answered requests cost by the policy's weights (rateLimit.costs), by tier and model family",
+            spend.clone(),
+        );
         registry.register_collector(Box::new(process::ProcessCollector::new()));
         Self {
             registry,
@@ -129,6 +161,8 @@ impl Metrics {
             backend_errors,
             fallback_active,
             shadow_throttles,
+            tokens,
+            spend,
         }
     }
 

@@ -10,6 +10,9 @@
 //! - `fail-500`: a 500 with an HTML traceback;
 //! - `fail-429`: an OpenAI-style 429 with `Retry-After` and rate-limit headers.
 //!
+//! Every chat answer reports [`USAGE`] as OpenAI does: in a whole answer's `usage`, and
+//! in a stream only when the request asks (`stream_options.include_usage`), with
+//! `"usage": null` on every chunk and a last chunk of no choices carrying it.
 //! `/v1/responses`, `/v1/completions` and `/v1/embeddings` answer in their own shapes;
 //! `GET /v1/models` lists two models.
 
@@ -22,6 +25,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
+
+/// The prompt and answer tokens every chat answer reports.
+pub(crate) const USAGE: (u64, u64) = (40, 25);
+
+fn usage() -> Value {
+    json!({"prompt_tokens": USAGE.0, "completion_tokens": USAGE.1, "total_tokens": USAGE.0 + USAGE.1,
+        "prompt_tokens_details": {"cached_tokens": 8}})
+}
 
 /// The key the `leak` model gives away.
 pub(crate) const LEAKED_KEY: &str = "AKIAIOSFODNN7EXAMPLE";
@@ -142,6 +153,7 @@ async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
         seen.headers.push(headers);
     }
     let stream = request["stream"] == true;
+    let with_usage = request["stream_options"]["include_usage"] == true;
     let model = request["model"].as_str().unwrap_or_default();
     if model == "slow" {
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -160,11 +172,25 @@ async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
         return (
             [("x-request-id", "req_upstream_1"), ("openai-processing-ms", "12"), ("x-internal-host", "gpu-7")],
             Json(json!({"id": "chatcmpl-1", "object": "chat.completion", "model": model,
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}]})),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": usage()})),
         )
             .into_response();
     }
-    let events = stream_events(model, &content);
+    let mut events = stream_events(model, &content);
+    if with_usage {
+        let done = events.pop().expect("[DONE]");
+        for event in &mut events {
+            let chunk = event.strip_prefix("data: ").and_then(|rest| serde_json::from_str::<Value>(rest.trim()).ok());
+            if let Some(mut chunk) = chunk {
+                chunk["usage"] = Value::Null;
+                *event = format!("data: {chunk}\n\n");
+            }
+        }
+        let last = json!({"id": "chatcmpl-1", "object": "chat.completion.chunk", "choices": [], "usage": usage()});
+        events.push(format!("data: {last}\n\n"));
+        events.push(done);
+    }
     let every = match model {
         "long-stream" => Duration::from_secs(1),
         "leak" | "leak-multiline" => Duration::from_millis(20),

@@ -6,8 +6,8 @@ use godel_config::Action;
 use godel_traps::Finding;
 use serde_json::json;
 
-use crate::engine::Throttle;
 use crate::http::finding::wire;
+use crate::limiter::Throttle;
 
 /// Every answer the proxy gives instead of the upstream's, in OpenAI's error shape
 /// (`{"error": {"message", "type", "code"}}` with a string `code`), so OpenAI clients
@@ -72,6 +72,20 @@ impl ProxyError {
                 "guardrail_quarantined",
                 "guardrail_quarantined",
                 "this user is quarantined by the guardrail policy after repeated violations".to_owned(),
+            ),
+            // OpenAI's own shapes: `tokens` for a token rate limit, `insufficient_quota` for
+            // a spent budget.
+            ProxyError::Throttled { why: Throttle::TokenLimited, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "tokens",
+                "rate_limit_exceeded",
+                "token rate limit reached for this user: retry after the Retry-After header's seconds".to_owned(),
+            ),
+            ProxyError::Throttled { why: Throttle::OverBudget, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "insufficient_quota",
+                "insufficient_quota",
+                "this user's daily budget is spent".to_owned(),
             ),
             ProxyError::Throttled { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,

@@ -13,6 +13,7 @@ mod request;
 mod sse;
 mod text;
 mod upstream;
+mod usage;
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -23,13 +24,14 @@ use axum::http::{HeaderMap, HeaderValue, Method};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodRouter, post};
 use futures::StreamExt;
-use godel_config::Action;
+use godel_config::{Action, OutputAction};
 use godel_traps::Finding;
 use std::time::Duration;
 
 use super::AppState;
 use crate::engine::{Decision, StreamAdmission, StreamLease, Subject, mask};
 use error::ProxyError;
+use relay::Reading;
 use request::{Envelope, Origin};
 use text::Segment;
 
@@ -41,13 +43,19 @@ pub(super) struct Route {
     pub path: &'static str,
     required: &'static str,
     answer_is_text: bool,
+    /// Whether a stream's usage comes only when asked for (`stream_options`); the
+    /// Responses API always sends it.
+    usage_on_request: bool,
 }
 
 pub(super) const CHAT_COMPLETIONS: Route =
-    Route { path: "/v1/chat/completions", required: "messages", answer_is_text: true };
-pub(super) const RESPONSES: Route = Route { path: "/v1/responses", required: "input", answer_is_text: true };
-pub(super) const COMPLETIONS: Route = Route { path: "/v1/completions", required: "prompt", answer_is_text: true };
-pub(super) const EMBEDDINGS: Route = Route { path: "/v1/embeddings", required: "input", answer_is_text: false };
+    Route { path: "/v1/chat/completions", required: "messages", answer_is_text: true, usage_on_request: true };
+pub(super) const RESPONSES: Route =
+    Route { path: "/v1/responses", required: "input", answer_is_text: true, usage_on_request: false };
+pub(super) const COMPLETIONS: Route =
+    Route { path: "/v1/completions", required: "prompt", answer_is_text: true, usage_on_request: true };
+pub(super) const EMBEDDINGS: Route =
+    Route { path: "/v1/embeddings", required: "input", answer_is_text: false, usage_on_request: false };
 /// The routes whose requests are inspected, each served by [`guarded`].
 pub(super) const ROUTES: [&Route; 4] = [&CHAT_COMPLETIONS, &RESPONSES, &COMPLETIONS, &EMBEDDINGS];
 pub(super) const MODELS: &str = "/v1/models";
@@ -126,6 +134,8 @@ async fn decide_and_forward(
         ))
     })?;
     let tier = header_text(&upstream.config().tier_header);
+    let limits = state.guard.limits_header(tier.as_deref()).and_then(header_text);
+    let model = envelope.model();
     let origins = envelope.origins();
     let (mut user, mut app, mut untrusted) = (Vec::new(), Vec::new(), Vec::new());
     for segment in segments {
@@ -144,6 +154,10 @@ async fn decide_and_forward(
         prompt: &prompt,
         instructions: &instructions,
         untrusted: &untrusted_texts,
+        model: model.as_deref(),
+        max_output_tokens: envelope.max_output_tokens(),
+        tokens: None,
+        limits: limits.as_deref(),
     };
     let outcome = state.guard.inspect(subject).await.map_err(|e| ProxyError::BadRequest(e.to_string()))?;
     *request_id = Some(outcome.request_id.clone());
@@ -162,7 +176,15 @@ async fn decide_and_forward(
                 replacements.extend(redactions(std::slice::from_ref(segment), &[0], findings));
             }
             let streams = envelope.streams();
-            let body = if replacements.is_empty() { bytes } else { Bytes::from(text::splice(&bytes, replacements)) };
+            // Where the answer's usage is read, a stream that would not carry it is asked to.
+            let reads_usage = outcome.metering.is_metered() || state.guard.output_action() != OutputAction::None;
+            let usage_edit = (streams && route.usage_on_request && reads_usage)
+                .then(|| usage::ask_for_usage(&bytes, envelope.stream_options))
+                .flatten();
+            let usage = Reading { usage: reads_usage, unasked_usage: usage_edit.is_some() };
+            let mut edits = text::as_literals(replacements);
+            edits.extend(usage_edit);
+            let body = if edits.is_empty() { bytes } else { Bytes::from(text::splice_raw(&bytes, edits)) };
             let lease = if streams {
                 // The lease outlives a guard that dies with it by the upstream's deadline.
                 let ttl = Duration::from_secs(upstream.config().timeout_seconds + 5);
@@ -179,7 +201,7 @@ async fn decide_and_forward(
             } else if !route.answer_is_text {
                 upstream::relay_unchanged(answer)
             } else {
-                relay::relay(state.clone(), outcome, answer).await?
+                relay::relay(state.clone(), outcome, answer, usage).await?
             };
             Ok(hold(lease, response))
         }

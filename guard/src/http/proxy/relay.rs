@@ -23,11 +23,13 @@ use godel_traps::Finding;
 use super::error::ProxyError;
 use super::holdback::Channel;
 use super::sse::{self, Data, Partial};
+use super::usage::{self, Unasked};
 use super::{redactions, text, upstream};
 use crate::audit::{AuditDecision, AuditFinding, AuditLine, Direction, Pseudonyms};
-use crate::engine::{Guard, Outcome};
+use crate::engine::{Guard, Metering, Outcome};
 use crate::http::AppState;
 use crate::metrics::FindingLabels;
+use crate::pricing::TokenCount;
 
 /// Largest whole answer scanned; a bigger one is relayed as it is, and logged.
 const WHOLE_LIMIT: usize = 16 << 20;
@@ -35,25 +37,37 @@ const WHOLE_LIMIT: usize = 16 << 20;
 /// stream ended with an error event rather than buffered without bound.
 const EVENT_LIMIT: usize = 1 << 20;
 
-/// Relays an allowed request's successful answer through the answer traps.
+/// What the relay reads of an answer besides its text.
+#[derive(Clone, Copy)]
+pub(super) struct Reading {
+    /// The upstream's token count, to settle and count.
+    pub(super) usage: bool,
+    /// The stream's usage chunk was asked for by the guard, not the client: it is read
+    /// and taken out.
+    pub(super) unasked_usage: bool,
+}
+
+/// Relays an allowed request's successful answer through the answer traps, reading its
+/// usage when told to.
 pub(super) async fn relay(
     state: Arc<AppState>,
     outcome: Outcome,
     answer: reqwest::Response,
+    reading: Reading,
 ) -> Result<Response, ProxyError> {
     let action = state.guard.output_action();
     let content_type = answer.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
-    if action == OutputAction::None {
+    if action == OutputAction::None && !reading.usage {
         Ok(upstream::relay_unchanged(answer))
     } else if content_type.starts_with("text/event-stream") {
         let builder = upstream::head(&answer);
-        let relay = Relay::new(state, outcome, action, answer.bytes_stream().boxed());
+        let relay = Relay::new(state, outcome, action, reading, answer.bytes_stream().boxed());
         let events = futures::stream::unfold(relay, |mut relay| async move {
             relay.next_chunk().await.map(|chunk| (Ok::<_, Infallible>(chunk), relay))
         });
         builder.body(Body::from_stream(events)).map_err(|_| ProxyError::UpstreamBroken)
     } else if content_type.starts_with("application/json") {
-        whole(&state.guard, outcome, action, answer).await
+        whole(&state.guard, outcome, action, reading, answer).await
     } else {
         Ok(upstream::relay_unchanged(answer))
     }
@@ -72,11 +86,22 @@ impl Guard {
         if self.output_action == OutputAction::None { Vec::new() } else { self.context_traps.inspect(text) }
     }
 
-    /// The audit line for an answer with findings, beside the request's own line (same
-    /// `request_id`): `direction: "answer"` and what was done (`allow` for a flagged
-    /// answer, `redact`, `block`). Written from a task of its own, so an answer stream
-    /// dropped by its client still records what it carried.
-    fn audit_answer(&self, request_id: &str, who: &Pseudonyms, action: OutputAction, findings: &[Finding]) {
+    /// The audit line for an answer with findings or metered tokens, beside the
+    /// request's own line (same `request_id`): `direction: "answer"`, what was done
+    /// (`allow` for a flagged answer, `redact`, `block`) and the tokens it was settled to.
+    /// Written from a task of its own, so an answer stream dropped by its client still
+    /// records what it carried.
+    fn audit_answer(
+        &self,
+        request_id: &str,
+        who: &Pseudonyms,
+        action: OutputAction,
+        findings: &[Finding],
+        tokens: Option<u64>,
+    ) {
+        if findings.is_empty() && tokens.is_none() {
+            return;
+        }
         for f in findings {
             let labels = FindingLabels { trap: f.trap.as_str(), severity: f.severity.as_str() };
             self.metrics.answer_findings.get_or_create(&labels).inc();
@@ -90,8 +115,11 @@ impl Guard {
             .iter()
             .map(|f| AuditFinding { trap: f.trap, rule: &f.rule, severity: f.severity, input: None })
             .collect();
-        let line =
-            AuditLine { direction: Some(Direction::Answer), ..AuditLine::new(request_id, who, decision, findings) };
+        let line = AuditLine {
+            direction: Some(Direction::Answer),
+            tokens,
+            ..AuditLine::new(request_id, who, decision, findings)
+        };
         self.audit.write_detached(&line);
     }
 }
@@ -100,6 +128,7 @@ async fn whole(
     guard: &Guard,
     outcome: Outcome,
     action: OutputAction,
+    reading: Reading,
     answer: reqwest::Response,
 ) -> Result<Response, ProxyError> {
     let builder = upstream::head(&answer);
@@ -118,21 +147,21 @@ async fn whole(
         }
     }
     let mut relayed = body;
-    if let Ok(segments) = text::segments(&relayed) {
-        let (text, starts) = text::joined(&segments);
-        let findings = guard.inspect_answer(&text);
-        if !findings.is_empty() {
-            guard.audit_answer(&outcome.request_id, &outcome.who, action, &findings);
-            match action {
-                OutputAction::Block => return Err(ProxyError::AnswerBlocked { findings }),
-                OutputAction::Redact => {
-                    let masked: Vec<Finding> =
-                        findings.into_iter().map(|f| Finding { action: Action::Redact, ..f }).collect();
-                    relayed = text::splice(&relayed, redactions(&segments, &starts, &masked));
-                }
-                OutputAction::None | OutputAction::Flag => {}
-            }
+    let tokens = match usage::usage_of(&relayed).filter(|_| reading.usage) {
+        Some(used) => guard.settle(&outcome.who, &outcome.metering, used).await,
+        None => None,
+    };
+    let segments = if action == OutputAction::None { Vec::new() } else { text::segments(&relayed).unwrap_or_default() };
+    let (text, starts) = text::joined(&segments);
+    let findings = guard.inspect_answer(&text);
+    guard.audit_answer(&outcome.request_id, &outcome.who, action, &findings, tokens);
+    match action {
+        OutputAction::Block if !findings.is_empty() => return Err(ProxyError::AnswerBlocked { findings }),
+        OutputAction::Redact if !findings.is_empty() => {
+            let masked: Vec<Finding> = findings.into_iter().map(|f| Finding { action: Action::Redact, ..f }).collect();
+            relayed = text::splice(&relayed, redactions(&segments, &starts, &masked));
         }
+        _ => {}
     }
     builder.body(Body::from(relayed)).map_err(|_| ProxyError::UpstreamBroken)
 }
@@ -160,6 +189,13 @@ struct Relay {
     request_id: String,
     who: Pseudonyms,
     action: OutputAction,
+    reading: Reading,
+    metering: Metering,
+    /// The upstream's usage once its event has arrived, until it is settled.
+    used: Option<TokenCount>,
+    settled: bool,
+    /// The tokens the answer was settled to, for its audit line.
+    tokens: Option<u64>,
     upstream: BoxStream<'static, reqwest::Result<Bytes>>,
     partial: Partial,
     queue: VecDeque<Event>,
@@ -175,6 +211,7 @@ impl Relay {
         state: Arc<AppState>,
         outcome: Outcome,
         action: OutputAction,
+        reading: Reading,
         upstream: BoxStream<'static, reqwest::Result<Bytes>>,
     ) -> Self {
         Self {
@@ -182,6 +219,11 @@ impl Relay {
             request_id: outcome.request_id,
             who: outcome.who,
             action,
+            reading,
+            used: None,
+            settled: false,
+            tokens: None,
+            metering: outcome.metering,
             upstream,
             partial: Partial::default(),
             queue: VecDeque::new(),
@@ -198,6 +240,12 @@ impl Relay {
         loop {
             if self.stopped {
                 return None;
+            }
+            // Settled before anything after the usage goes out: the client's next request
+            // meets the real count, not the reservation.
+            if let (Some(used), false) = (self.used, self.settled) {
+                self.settled = true;
+                self.tokens = self.state.guard.settle(&self.who, &self.metering, used).await;
             }
             let out = self.release();
             if !out.is_empty() {
@@ -255,8 +303,23 @@ impl Relay {
         }
     }
 
-    fn push(&mut self, raw: Vec<u8>) {
-        let data = sse::data_of(&raw);
+    fn push(&mut self, mut raw: Vec<u8>) {
+        let mut data = sse::data_of(&raw);
+        if let Some(payload) = data.as_ref().map(|d| &d.payload) {
+            if self.reading.usage {
+                self.used = self.used.or(usage::usage_of(payload));
+            }
+            if self.reading.unasked_usage {
+                match usage::unasked(payload) {
+                    Unasked::Drop => return,
+                    Unasked::Strip(payload) => {
+                        raw = sse::data_event(&payload);
+                        data = sse::data_of(&raw);
+                    }
+                    Unasked::Keep => {}
+                }
+            }
+        }
         let mut pieces = Vec::new();
         if let Some(data) = &data {
             if data.payload == b"[DONE]" {
@@ -321,9 +384,7 @@ impl Relay {
 impl Drop for Relay {
     /// The answer's audit line, whether the stream ended or its client went away.
     fn drop(&mut self) {
-        if !self.findings.is_empty() {
-            self.state.guard.audit_answer(&self.request_id, &self.who, self.action, &self.findings);
-        }
+        self.state.guard.audit_answer(&self.request_id, &self.who, self.action, &self.findings, self.tokens);
     }
 }
 

@@ -20,6 +20,22 @@ pub(super) struct Envelope<'a> {
     safety_identifier: Option<&'a RawValue>,
     #[serde(borrow, default)]
     stream: Option<&'a RawValue>,
+    #[serde(borrow, default, deserialize_with = "present")]
+    pub(super) stream_options: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    model: Option<&'a RawValue>,
+    #[serde(default)]
+    max_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    max_completion_tokens: Option<serde_json::Value>,
+    #[serde(default)]
+    max_output_tokens: Option<serde_json::Value>,
+}
+
+/// A field's raw value whenever the field is there, `null` included (which `Option`
+/// alone reads as absent).
+pub(super) fn present<'de, D: serde::Deserializer<'de>>(value: D) -> Result<Option<&'de RawValue>, D::Error> {
+    <&RawValue>::deserialize(value).map(Some)
 }
 
 /// Who wrote a piece of a request's text.
@@ -102,6 +118,18 @@ impl Envelope<'_> {
     /// Whether the client asks for a streamed answer (`"stream": true`).
     pub(super) fn streams(&self) -> bool {
         self.stream.is_some_and(|v| v.get() == "true")
+    }
+
+    /// The model asked for, when it is a string.
+    pub(super) fn model(&self) -> Option<String> {
+        self.model.and_then(|v| serde_json::from_str(v.get()).ok())
+    }
+
+    /// The most answer tokens the request allows, under whichever name its API uses.
+    pub(super) fn max_output_tokens(&self) -> Option<u64> {
+        [&self.max_completion_tokens, &self.max_tokens, &self.max_output_tokens]
+            .into_iter()
+            .find_map(|v| v.as_ref().and_then(serde_json::Value::as_u64))
     }
 
     /// The end user named in the body (`user`, or the Responses API's

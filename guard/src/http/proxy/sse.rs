@@ -88,6 +88,18 @@ pub(super) fn data_of(raw: &[u8]) -> Option<Data> {
     (!data.lines.is_empty()).then_some(data)
 }
 
+/// An event of `data:` lines carrying `payload`.
+pub(super) fn data_event(payload: &[u8]) -> Vec<u8> {
+    let mut raw = Vec::with_capacity(payload.len() + 8);
+    for line in payload.split(|&b| b == b'\n') {
+        raw.extend_from_slice(b"data: ");
+        raw.extend_from_slice(line);
+        raw.push(b'\n');
+    }
+    raw.push(b'\n');
+    raw
+}
+
 /// A server-sent event carrying an OpenAI-style `error` object.
 pub(super) fn error_event(message: &str, kind: &str, code: &str) -> Vec<u8> {
     let error = json!({"error": openai_error(message, kind, code)});

@@ -190,14 +190,25 @@ pub(super) fn joined(segments: &[Segment]) -> (String, Vec<usize>) {
 
 /// `body` with each `(literal range, new text)` replacing that string literal; every
 /// other byte unchanged.
-pub(super) fn splice(body: &[u8], mut replacements: Vec<(Range<usize>, String)>) -> Vec<u8> {
+pub(super) fn splice(body: &[u8], replacements: Vec<(Range<usize>, String)>) -> Vec<u8> {
+    splice_raw(body, as_literals(replacements))
+}
+
+/// Replacement texts as the JSON string literals that go in their place.
+pub(super) fn as_literals(replacements: Vec<(Range<usize>, String)>) -> Vec<(Range<usize>, Vec<u8>)> {
+    // Serializing a string cannot fail.
+    replacements.into_iter().map(|(range, text)| (range, serde_json::to_vec(&text).unwrap_or_default())).collect()
+}
+
+/// `body` with each `(range, bytes)` in place of that range (empty for an insertion);
+/// ranges do not overlap.
+pub(super) fn splice_raw(body: &[u8], mut replacements: Vec<(Range<usize>, Vec<u8>)>) -> Vec<u8> {
     replacements.sort_by_key(|(range, _)| range.start);
     let mut out = Vec::with_capacity(body.len());
     let mut cursor = 0;
-    for (range, text) in replacements {
+    for (range, bytes) in replacements {
         out.extend_from_slice(&body[cursor..range.start]);
-        // Serializing a string cannot fail.
-        out.extend_from_slice(serde_json::to_string(&text).unwrap_or_default().as_bytes());
+        out.extend_from_slice(&bytes);
         cursor = range.end;
     }
     out.extend_from_slice(&body[cursor..]);
