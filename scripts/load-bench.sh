@@ -7,6 +7,10 @@
 #   redis   the Redis limiter on a local redis-server
 #   proxy   the OpenAI proxy in front of a local upstream that answers at once
 #           (guard/examples/upstream.rs), against that upstream called directly
+#   redis-tokens, proxy-tokens
+#           the same with token limits on (tokens per minute and per day, never
+#           reached): every request reserves its tokens in the same Lua call, and the
+#           proxy settles each to the upstream's usage
 # Prints req/s and p50/p99 for each side and the ratio. The load generator shares the
 # machine's cores with the servers, as in the issue's measurement; runs are noisy, so
 # compare ratios from one run. Options: RUNS (default 2), DURATION (default 10s),
@@ -80,12 +84,14 @@ measure() { # measure <url> <script>
     END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
 }
 
-guard_config() { # guard_config <memory|redis|proxy> <redis port> <upstream port>
+guard_config() { # guard_config <memory|redis|proxy>[-tokens] <redis port> <upstream port>
+  local tokens=""
+  [[ "$1" == *-tokens ]] && tokens=", tokensPerMinute: 1000000000000, tokensPerDay: 1000000000000"
   cat <<YAML
-tiers: [{name: free, ratePerSecond: 1000000, burst: 1000000}]
+tiers: [{name: free, ratePerSecond: 1000000, burst: 1000000$tokens}]
 securityDebt: {quarantineThreshold: 1000000000000}
 YAML
-  case "$1" in
+  case "${1%-tokens}" in
     redis) printf 'rateLimit: {backend: redis, redis: {url: "redis://127.0.0.1:%s"}}\n' "$2" ;;
     proxy) printf 'proxy: {upstream: "http://127.0.0.1:%s"}\n' "$3" ;;
   esac
@@ -96,10 +102,10 @@ printf '%-7s %-4s %10s %10s %7s %9s %9s %9s %9s\n' config run guard_rps base_rps
 for config in $CONFIGS; do
   for run in $(seq "$RUNS"); do
     redis_port="$(free_port)"; upstream_port="$(free_port)"; guard_port="$(free_port)"; bare_port="$(free_port)"
-    if [ "$config" = redis ]; then
+    if [ "${config%-tokens}" = redis ]; then
       start "$redis_port" redis-server --port "$redis_port" --save "" --appendonly no
     fi
-    if [ "$config" = proxy ]; then
+    if [ "${config%-tokens}" = proxy ]; then
       start "$upstream_port" "$target/examples/upstream" "127.0.0.1:$upstream_port"
       script="$GODEL_BENCH_DIR/chat.lua"; base_url="http://127.0.0.1:$upstream_port"
     else

@@ -15,7 +15,8 @@ async fn the_openai_python_sdk_against_the_guard() {
     let (url, _) = common::upstream::start().await;
     let policy = format!(
         "tiers: [{{name: pro, ratePerSecond: 100, burst: 100}}, {{name: slow, ratePerSecond: 1, burst: 1}},\
-         {{name: streams, ratePerSecond: 100, burst: 100, maxStreams: 1}}]\n\
+         {{name: streams, ratePerSecond: 100, burst: 100, maxStreams: 1}},\
+         {{name: tokens, ratePerSecond: 100, burst: 100, tokensPerMinute: 64}}]\n\
          defaultTier: pro\nproxy: {{upstream: \"{url}\", timeoutSeconds: 1}}\n"
     );
     let guard = Guard::start(&policy, &[]);
@@ -30,5 +31,5 @@ async fn the_openai_python_sdk_against_the_guard() {
     eprintln!("{stdout}{stderr}");
     assert!(!stderr.contains("No module named 'openai'"), "the openai package is missing: scripts/test.sh installs it");
     assert!(out.status.success(), "SDK checks failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("13 of 13 checks passed"), "{stdout}");
+    assert!(stdout.contains("15 of 15 checks passed"), "{stdout}");
 }

@@ -272,3 +272,47 @@ async fn sentinel_mode_follows_a_failover_and_reloads_the_script() {
     assert!(admission.allowed());
     assert_eq!(admission.remaining, 2, "the bucket survived the failover: 5 - 2 - 1");
 }
+
+/// The token meters live in the user's bucket hash and are decided in the same script
+/// call: an admission is still one EVALSHA, whatever limits the tier sets.
+#[tokio::test]
+async fn token_meters_share_the_buckets_key_and_its_one_script_call() {
+    let redis = RedisServer::start();
+    let b = backend(&redis).await;
+    let limit = BucketLimit { rate_per_second: 100.0, burst: 100.0 };
+    let usage =
+        UsageLimit { tokens_per_minute: Some(1000.0), tokens_per_day: Some(50_000.0), spend_per_day: Some(1.0) };
+    let ask = |tokens: f64| b.admit("free:meter", limit, usage, Usage { tokens, spend: tokens / 1e4 }, DEBT);
+    ask(1.0).await.unwrap(); // loads the script
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    let mut admitted = Vec::new();
+    for _ in 0..5 {
+        admitted.push(ask(300.0).await.unwrap().refused);
+    }
+    let expected = [None, None, None, None, Some(Throttle::TokenLimited)];
+    assert_eq!(admitted, expected, "at 901 of 1000 a fourth is admitted; at 1201 a fifth is not");
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    let calls = |command: &str| -> u64 {
+        stats
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+    };
+    assert_eq!((calls("evalsha"), calls("eval")), (5, 0), "{stats}");
+    let fields = redis.cli(&["HKEYS", "godel:rl:{free:meter}"]);
+    for field in ["tokens", "tpm", "tpd", "spd"] {
+        assert!(fields.lines().any(|f| f == field), "{field} in {fields}");
+    }
+    let ttl: i64 = redis.cli(&["PTTL", "godel:rl:{free:meter}"]).parse().unwrap();
+    assert!(ttl > 60_000, "kept while the day's meter drains: {ttl} ms");
+
+    // Settling to a lower count gives the difference back; the budget meter refuses
+    // on its own once spent.
+    b.settle("free:meter", usage, Usage { tokens: -600.0, spend: 0.0 }).await.unwrap();
+    assert_eq!(ask(1.0).await.unwrap().refused, None, "about 600 of 1000 after settling");
+    let spent = b.admit("free:meter", limit, usage, Usage { tokens: 0.0, spend: 5.0 }, DEBT).await.unwrap();
+    assert_eq!(spent.refused, None, "under budget when asked");
+    let over = ask(0.0).await.unwrap();
+    assert_eq!(over.refused, Some(Throttle::OverBudget));
+    assert!(over.retry_after_ms > 3_600_000, "a day's budget drains over the day: {}", over.retry_after_ms);
+}

@@ -229,3 +229,51 @@ async fn a_tier_in_shadow_mode_counts_what_it_would_throttle_and_throttles_nothi
     );
     assert!(text.contains(r#"godel_requests_total{tier="trial",decision="allow"} 5"#));
 }
+
+#[tokio::test]
+async fn token_limits_charge_the_callers_count_and_shadow_mode_only_counts_them() {
+    let config = godel_guard::config::parse(
+        "tiers:\n  - {name: metered, ratePerSecond: 100, burst: 100, tokensPerMinute: 100}\n  - {name: sizing, ratePerSecond: 100, burst: 100, tokensPerMinute: 100, enforce: false}\ndefaultTier: metered\n",
+    )
+    .expect("config");
+    let audit = Captured::default();
+    let built = godel_guard::server::build(&config, false, 1, Box::new(audit.clone())).await.expect("the guard builds");
+    let router = godel_guard::http::router(built.state, godel_guard::http::BodyLimits::new(built.body_limit));
+    let ask = |tier: &str, body: Value| {
+        let mut body = body;
+        body["tier"] = tier.into();
+        body["user_id"] = "token-user".into();
+        post("application/json", body.to_string())
+    };
+    let mut seen = Vec::new();
+    for tier in ["metered", "sizing"] {
+        for _ in 0..3 {
+            let (_, verdict) = call(&router, ask(tier, json!({"prompt": "hello", "tokens": 60}))).await;
+            seen.push((verdict["decision"].as_str().unwrap().to_owned(), verdict["tokens"].as_u64()));
+        }
+    }
+    let expected = [("allow", 60), ("allow", 60), ("throttle", 0), ("allow", 60), ("allow", 60), ("allow", 0)];
+    let expected: Vec<(String, Option<u64>)> = expected.iter().map(|(d, t)| (d.to_string(), Some(*t))).collect();
+    assert_eq!(seen, expected, "60 + 60 fills 100 a minute; the shadow tier lets the third through, charged nothing");
+
+    // Without a count the guard counts the prompt with the model's tokenizer.
+    let (_, counted) =
+        call(&router, ask("metered", json!({"prompt": "hello", "user_id": "x", "model": "gpt-4o"}))).await;
+    assert_eq!(counted["reason"], "token_limited", "{counted}");
+    let fresh = json!({"prompt": "Hello world, how are you doing today?", "model": "gpt-4o"});
+    let mut other = fresh.clone();
+    other["user_id"] = "counted-user".into();
+    other["tier"] = "metered".into();
+    let (_, counted) = call(&router, post("application/json", other.to_string())).await;
+    assert_eq!(counted["tokens"], 9, "{counted}");
+
+    let lines = audit.lines(8);
+    let reasons: Vec<(Option<&str>, Option<&str>)> =
+        lines[..6].iter().map(|l| (l["reason"].as_str(), l["would_throttle"].as_str())).collect();
+    assert_eq!(reasons[2], (Some("token_limited"), None));
+    assert_eq!(reasons[5], (None, Some("token_limited")));
+    let metrics = Request::get("/metrics").body(Body::empty()).expect("a request");
+    let response = router.clone().oneshot(metrics).await.expect("the router answers");
+    let text = String::from_utf8(axum::body::to_bytes(response.into_body(), 1 << 20).await.unwrap().to_vec()).unwrap();
+    assert!(text.contains(r#"godel_ratelimit_shadow_throttles_total{tier="sizing",reason="token_limited"} 1"#));
+}

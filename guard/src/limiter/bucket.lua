@@ -25,23 +25,28 @@ local n = tonumber(ARGV[7]) or 0
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 
-local state = redis.call('HMGET', key, 'tokens', 'ts', 'debt', 'dts')
+-- One read of every field this call needs: the bucket, the debt, each meter's level and
+-- when it was drained.
+local names = {'tokens', 'ts', 'debt', 'dts'}
+local meters = {}
+for i = 1, n do
+  local base = 7 + (i - 1) * 4
+  meters[i] = {field = ARGV[base + 1], cap = tonumber(ARGV[base + 2]),
+               window = tonumber(ARGV[base + 3]), charge = tonumber(ARGV[base + 4])}
+  names[4 + 2 * i - 1] = meters[i].field
+  names[4 + 2 * i] = meters[i].field .. 't'
+end
+local state = redis.call('HMGET', key, unpack(names))
 local tokens = tonumber(state[1])
 local ts = tonumber(state[2])
 local debt = tonumber(state[3]) or 0
 local dts = tonumber(state[4]) or now
 
 -- Each meter's level, drained to now.
-local meters = {}
-for i = 1, n do
-  local base = 7 + (i - 1) * 4
-  local m = {field = ARGV[base + 1], cap = tonumber(ARGV[base + 2]),
-             window = tonumber(ARGV[base + 3]), charge = tonumber(ARGV[base + 4])}
-  local saved = redis.call('HMGET', key, m.field, m.field .. 't')
-  local level = tonumber(saved[1]) or 0
-  local at = tonumber(saved[2]) or now
+for i, m in ipairs(meters) do
+  local level = tonumber(state[4 + 2 * i - 1]) or 0
+  local at = tonumber(state[4 + 2 * i]) or now
   m.level = math.max(0, level - math.max(0, now - at) / 1000 * m.cap / m.window)
-  meters[i] = m
 end
 
 local fresh = tokens == nil or ts == nil

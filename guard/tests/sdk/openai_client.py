@@ -89,6 +89,34 @@ def over_the_stream_cap():
 
 
 @check
+def over_the_token_limit_then_retried():
+    # Tier `tokens`: 64 tokens a minute, one fewer than an answer of the upstream uses.
+    # The first call settles to its usage and fills the minute; the second is a
+    # RateLimitError of type `tokens` with Retry-After; the SDK's own retry waits for it
+    # and succeeds.
+    c = client("sdk-tokens", tier="tokens")
+    say(c, "first")
+    e = expect(openai.RateLimitError, lambda: say(c, "second"))
+    assert e.status_code == 429 and e.code == "rate_limit_exceeded" and e.type == "tokens", (e.code, e.type)
+    assert e.response.headers["retry-after"] == "1", e.response.headers
+    started = time.monotonic()
+    answer = say(client("sdk-tokens", tier="tokens", retries=2), "third")
+    assert answer.choices[0].message.content == "Hello!"
+    assert time.monotonic() - started >= 0.5, "the SDK retried after Retry-After"
+
+
+@check
+def usage_in_a_stream_only_when_asked():
+    # The guard asks the upstream for usage to settle a metered stream; a client that
+    # did not ask sees no usage chunk, one that did gets it.
+    plain = list(say(client("sdk-usage", tier="tokens", retries=2), "A story", stream=True))
+    assert all(chunk.usage is None and chunk.choices for chunk in plain), plain[-1]
+    time.sleep(1.1)
+    asked = list(say(client("sdk-usage", tier="tokens", retries=2), "A story", stream=True, stream_options={"include_usage": True}))
+    assert asked[-1].usage is not None and asked[-1].usage.total_tokens == 65 and not asked[-1].choices, asked[-1]
+
+
+@check
 def tool_call_with_a_secret():
     messages = [
         {"role": "user", "content": "store the key"},
