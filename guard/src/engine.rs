@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use tracing::field::Empty;
 use tracing::{Instrument, Span};
 
@@ -49,6 +49,9 @@ pub struct Subject<'a> {
     pub tokens: Option<u64>,
     /// The value of the tier's `limitsHeader`, when the request carries one.
     pub limits: Option<&'a str>,
+    /// The answer streams: it takes a lease on one of the user's concurrent streams,
+    /// held at most this long (the tier's `maxStreams`).
+    pub stream: Option<Duration>,
 }
 
 /// The text of a request a finding was found in: the audit finding's `input` and the
@@ -123,6 +126,8 @@ pub struct Outcome {
     pub who: Pseudonyms,
     /// What settling the request's usage needs.
     pub(crate) metering: Metering,
+    /// The stream's lease, when its tier caps streams: held until the answer is sent.
+    pub(crate) lease: Option<StreamLease>,
 }
 
 /// A request's usage limits and what it reserved against them, for [`Guard::settle`].
@@ -256,12 +261,21 @@ impl Drop for StreamLease {
 }
 
 /// Whether a streamed answer may start.
-pub(crate) enum StreamAdmission {
-    /// Yes: with the lease to hold while it runs, or none when the tier has no cap (or
-    /// is in shadow mode and the cap is reached).
+enum StreamAdmission {
+    /// Yes: with the lease to hold while it runs, or none when the tier has no cap.
     Open(Option<StreamLease>),
-    /// No: the user's streams are all taken.
+    /// No: the user's streams are all taken (or the limiter cannot say).
     Full,
+}
+
+/// When to try a stream again past the cap: streams end at their own pace, so a second.
+const STREAM_RETRY_MS: u64 = 1000;
+
+impl std::fmt::Debug for StreamLease {
+    /// Its key is the user's pseudonymous bucket; a lease is named by its request only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamLease").field("id", &self.id).finish_non_exhaustive()
+    }
 }
 
 /// Everything a [`Guard`] is built from.
@@ -322,14 +336,31 @@ impl Guard {
         let reserved = self.reservation(&subject, usage);
 
         let admission = self.admit(&bucket, bucket_limit, usage, reserved).await;
-        let refused = admission.refused;
-        let (decision, found) = match refused {
+        let mut refused = admission.refused;
+        let (mut decision, found) = match refused {
             Some(why) if limit.enforce => (Decision::Throttle(why), Found::default()),
             _ => {
                 let found = self.run_traps(&subject);
                 (if found.blocks() { Decision::Block } else { Decision::Allow }, found)
             }
         };
+        // A reservation stands unless the admission refused it or it is given back below.
+        let mut reserved = if admission.refused.is_none() { reserved } else { Usage::ZERO };
+        let (mut lease, mut retry_after_ms) = (None, admission.retry_after_ms);
+        if let (Decision::Allow, Some(ttl)) = (decision, subject.stream) {
+            match self.open_stream(&bucket, &request_id, limit, ttl).await {
+                StreamAdmission::Open(held) => lease = held,
+                StreamAdmission::Full => {
+                    refused = refused.or(Some(Throttle::TooManyStreams));
+                    if limit.enforce {
+                        decision = Decision::Throttle(Throttle::TooManyStreams);
+                        retry_after_ms = STREAM_RETRY_MS;
+                        self.give_back(&bucket, usage, reserved).await;
+                        reserved = Usage::ZERO;
+                    }
+                }
+            }
+        }
         let would_throttle = refused.filter(|_| !limit.enforce);
         if let Some(why) = would_throttle {
             tracing::debug!(reason = why.as_str(), "would throttle: the tier is in shadow mode");
@@ -339,12 +370,7 @@ impl Guard {
                 .inc();
         }
         self.account(&bucket, tier, decision, &found).await;
-        let metering = Metering {
-            usage,
-            // A refused request took nothing from the meters.
-            reserved: if refused.is_none() { reserved } else { Usage::default() },
-            model: subject.model.map(str::to_owned),
-        };
+        let metering = Metering { usage, reserved, model: subject.model.map(str::to_owned) };
         let line = AuditLine {
             reason: decision.throttle(),
             would_throttle,
@@ -360,9 +386,10 @@ impl Guard {
             instruction_findings: found.instructions,
             untrusted_findings: found.untrusted,
             remaining: admission.remaining,
-            retry_after_ms: admission.retry_after_ms,
+            retry_after_ms,
             who,
             metering,
+            lease,
         })
     }
 
@@ -460,30 +487,33 @@ impl Guard {
         Span::current().record("decision", decision.as_str());
     }
 
-    /// A lease for the stream `outcome` asks for, when its tier caps concurrent streams.
+    /// A lease for a stream the request asks for, when its tier caps concurrent streams.
     /// `ttl` bounds how long the lease outlives a guard that dies with it.
-    pub(crate) async fn open_stream(&self, outcome: &Outcome, ttl: std::time::Duration) -> StreamAdmission {
-        let who = &outcome.who;
-        let Some(limit) = self.tiers.get(&who.tier) else { return StreamAdmission::Open(None) };
+    async fn open_stream(&self, bucket: &str, request_id: &str, limit: &TierLimit, ttl: Duration) -> StreamAdmission {
         let Some(cap) = limit.max_streams else { return StreamAdmission::Open(None) };
-        let key = bucket_of(who);
-        let held = match self.limiter.open_stream(&key, &outcome.request_id, cap, ttl).await {
-            Ok(held) => held,
+        match self.limiter.open_stream(bucket, request_id, cap, ttl).await {
+            Ok(true) => StreamAdmission::Open(Some(StreamLease {
+                limiter: self.limiter.clone(),
+                key: bucket.to_owned(),
+                id: request_id.to_owned(),
+            })),
+            Ok(false) => StreamAdmission::Full,
             Err(e) => {
                 tracing::warn!(error = %e, "stream limiter failed; refusing the stream");
-                false
+                StreamAdmission::Full
             }
-        };
-        if held {
-            let lease = StreamLease { limiter: self.limiter.clone(), key, id: outcome.request_id.clone() };
-            return StreamAdmission::Open(Some(lease));
         }
-        if !limit.enforce {
-            let labels = ShadowLabels { tier: who.tier.clone(), reason: "too_many_streams" };
-            self.metrics.shadow_throttles.get_or_create(&labels).inc();
-            return StreamAdmission::Open(None);
+    }
+
+    /// Gives a reservation back to the meters, for a request admitted and then refused.
+    async fn give_back(&self, bucket: &str, usage: UsageLimit, reserved: Usage) {
+        if usage.is_empty() {
+            return;
         }
-        StreamAdmission::Full
+        let delta = Usage { tokens: -reserved.tokens, spend: -reserved.spend };
+        if let Err(e) = self.limiter.settle(bucket, usage, delta, self.debt).await {
+            tracing::warn!(error = %e, "reservation of a refused stream not given back");
+        }
     }
 
     /// Asks the limiter. Backends apply the policy's failure mode themselves; a limiter

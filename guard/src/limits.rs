@@ -27,6 +27,12 @@ pub struct InvalidLimits {
     header: String,
 }
 
+impl InvalidLimits {
+    pub(crate) fn of(header: &str) -> Self {
+        Self { header: header.to_owned() }
+    }
+}
+
 impl From<&Tier> for TierLimit {
     fn from(tier: &Tier) -> Self {
         let as_f64 = |n: Option<u64>| n.map(|n| n as f64);
@@ -50,7 +56,7 @@ impl TierLimit {
     pub(crate) fn lowered_by(&self, value: Option<&str>) -> Result<(BucketLimit, UsageLimit), InvalidLimits> {
         let (mut bucket, mut usage) = (self.bucket, self.usage);
         let Some(value) = value.filter(|v| !v.trim().is_empty()) else { return Ok((bucket, usage)) };
-        let invalid = || InvalidLimits { header: self.header.clone().unwrap_or_default() };
+        let invalid = || InvalidLimits::of(self.header.as_deref().unwrap_or_default());
         for pair in value.split(',') {
             let (key, number) = pair.split_once('=').ok_or_else(invalid)?;
             let number: f64 = number.trim().parse().map_err(|_| invalid())?;
@@ -97,7 +103,7 @@ mod tests {
 
     #[test]
     fn a_malformed_header_is_an_error_naming_the_header_not_its_value() {
-        let expected = InvalidLimits { header: "x-tenant-limits".into() };
+        let expected = InvalidLimits::of("x-tenant-limits");
         for bad in ["tokensPerMinute", "tokensPerMinute=lots", "tokensPerMinute=-5", "gold=1", "burst=inf"] {
             assert_eq!(tier().lowered_by(Some(bad)), Err(expected.clone()), "{bad}");
         }

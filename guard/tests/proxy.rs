@@ -474,6 +474,10 @@ async fn open_streams_are_capped_per_user_and_a_finished_one_frees_its_slot() {
         (error["error"]["type"].as_str(), error["error"]["code"].as_str()),
         (Some("rate_limit_exceeded"), Some("too_many_streams"))
     );
+    let lines = guard.wait_audit(3);
+    let refused: Vec<&Value> = lines.iter().filter(|l| l["decision"] == "throttle").collect();
+    assert_eq!(refused.len(), 1, "{lines:?}");
+    assert_eq!(refused[0]["reason"], "too_many_streams", "the trail says why, on the request's one line");
     let other = chat(&guard, "another-user", "long-stream", "count", true).send().await.unwrap();
     assert_eq!(other.status(), 200, "the cap is per user");
     let whole = chat(&guard, "stream-user", "gpt-4o-mini", "Say hello", false).send().await.unwrap();
@@ -564,4 +568,44 @@ async fn token_limits_settle_to_the_upstreams_usage_and_streams_stay_as_asked() 
     let line = metrics.lines().find(|l| l.starts_with(r#"godel_spend_total{tier="pro",family="gpt-4o"}"#)).unwrap();
     let counted: f64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!((counted - spend).abs() < 1e-9, "{line} vs {spend}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tenants_header_lowers_its_tiers_numbers_and_cannot_raise_them() {
+    let (url, _) = upstream::start().await;
+    let guard = InProcess::start(&format!(
+        "tiers: [{{name: pro, ratePerSecond: 100, burst: 100, tokensPerMinute: 100, limitsHeader: x-tenant-limits}}]\n\
+         defaultTier: pro\nproxy: {{upstream: \"{url}\"}}\n"
+    ))
+    .await;
+    let ask = |user: &str, limits: Option<&'static [u8]>| {
+        let request = chat(&guard, user, "gpt-4o", "Say hello", false);
+        match limits {
+            Some(value) => request.header("x-tenant-limits", axum::http::HeaderValue::from_bytes(value).unwrap()),
+            None => request,
+        }
+    };
+    let statuses = |user: &'static str, limits: Option<&'static [u8]>| {
+        let ask = &ask;
+        async move {
+            let mut out = Vec::new();
+            for _ in 0..3 {
+                out.push(ask(user, limits).send().await.unwrap().status().as_u16());
+            }
+            out
+        }
+    };
+    // Each answer is 65 tokens: the tier's 100 take two, a tenant's 50 one, and a
+    // tenant that claims a million still gets the tier's 100.
+    assert_eq!(statuses("tier-user", None).await, [200, 200, 429]);
+    assert_eq!(statuses("small-tenant", Some(b"tokensPerMinute=50")).await, [200, 429, 429]);
+    assert_eq!(statuses("greedy-tenant", Some(b"tokensPerMinute=1000000")).await, [200, 200, 429]);
+
+    for bad in [&b"tokensPerMinute=lots"[..], b"tokens\xffPerMinute=5"] {
+        let refused = ask("bad-tenant", Some(bad)).send().await.unwrap();
+        assert_eq!(refused.status(), 400);
+        let error: Value = refused.json().await.unwrap();
+        let message = error["error"]["message"].as_str().unwrap();
+        assert!(message.contains("x-tenant-limits") && !message.contains("lots"), "{message}");
+    }
 }

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::finding::{WireFinding, wire};
 use super::{ApiError, AppState, error};
-use crate::engine::Subject;
+use crate::engine::{InspectError, Subject};
 use crate::limiter::Throttle;
 
 /// No `Debug`: it holds the raw user id.
@@ -91,7 +91,7 @@ pub(super) async fn inspect(
     error::require_json(&headers)?;
     let request: InspectRequest = error::parse_json(&body)?;
     let untrusted: Vec<&str> = request.untrusted.iter().map(String::as_str).collect();
-    let limits = state.guard.limits_header(request.tier.as_deref()).and_then(|name| headers.get(name));
+    let limits = state.tenant_limits(request.tier.as_deref(), &headers).map_err(InspectError::from)?;
     let subject = Subject {
         user_id: &request.user_id,
         tier: request.tier.as_deref(),
@@ -101,7 +101,8 @@ pub(super) async fn inspect(
         model: request.model.as_deref(),
         max_output_tokens: None,
         tokens: request.tokens,
-        limits: limits.map(|v| v.to_str().unwrap_or("not text")),
+        limits,
+        stream: None,
     };
     let outcome = state.guard.inspect(subject).await?;
     let verdict = Verdict {

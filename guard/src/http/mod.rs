@@ -46,6 +46,18 @@ impl AppState {
         self.draining.store(true, Ordering::SeqCst);
     }
 
+    /// The value of the tier's `limitsHeader` in `headers`, if it reads one and the
+    /// request has it; a value that is not text is an error, not a header ignored (the
+    /// tenant's lower numbers would be lost).
+    pub(crate) fn tenant_limits<'h>(
+        &self,
+        tier: Option<&str>,
+        headers: &'h axum::http::HeaderMap,
+    ) -> Result<Option<&'h str>, crate::limits::InvalidLimits> {
+        let Some(name) = self.guard.limits_header(tier) else { return Ok(None) };
+        headers.get(name).map(|v| v.to_str().map_err(|_| crate::limits::InvalidLimits::of(name))).transpose()
+    }
+
     /// `Err(reason)` when the guard should not receive traffic.
     pub fn readiness(&self) -> Result<(), &'static str> {
         if self.draining.load(Ordering::SeqCst) {

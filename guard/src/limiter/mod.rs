@@ -109,6 +109,8 @@ pub enum Throttle {
     TokenLimited,
     /// The user has spent the tier's daily budget.
     OverBudget,
+    /// The user's concurrent streams are all open (`maxStreams`).
+    TooManyStreams,
 }
 
 impl From<Throttle> for &'static str {
@@ -125,6 +127,7 @@ impl Throttle {
             Throttle::Quarantined => "quarantined",
             Throttle::TokenLimited => "token_limited",
             Throttle::OverBudget => "over_budget",
+            Throttle::TooManyStreams => "too_many_streams",
         }
     }
 

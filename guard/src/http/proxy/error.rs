@@ -28,8 +28,6 @@ pub enum ProxyError {
     AnswerBlocked {
         findings: Vec<Finding>,
     },
-    /// The user already has as many streams open as the tier allows.
-    TooManyStreams,
     UpstreamUnreachable,
     UpstreamTimeout,
     UpstreamBroken,
@@ -87,6 +85,12 @@ impl ProxyError {
                 "insufficient_quota",
                 "this user's daily budget is spent".to_owned(),
             ),
+            ProxyError::Throttled { why: Throttle::TooManyStreams, .. } => (
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limit_exceeded",
+                "too_many_streams",
+                "too many streamed answers open for this user: wait for one to end".to_owned(),
+            ),
             ProxyError::Throttled { .. } => (
                 StatusCode::TOO_MANY_REQUESTS,
                 "rate_limit_exceeded",
@@ -104,12 +108,6 @@ impl ProxyError {
                 "guardrail_blocked",
                 "guardrail_blocked_answer",
                 format!("the model's answer was withheld by the guardrail policy: {}", blocked_rules(findings, false)),
-            ),
-            ProxyError::TooManyStreams => (
-                StatusCode::TOO_MANY_REQUESTS,
-                "rate_limit_exceeded",
-                "too_many_streams",
-                "too many streamed answers open for this user: wait for one to end".to_owned(),
             ),
             ProxyError::UpstreamUnreachable => (
                 StatusCode::BAD_GATEWAY,
@@ -143,7 +141,6 @@ impl IntoResponse for ProxyError {
         let mut response = (status, axum::Json(json!({"error": error}))).into_response();
         let retry_after = match self {
             ProxyError::Throttled { retry_after_seconds, .. } => Some(retry_after_seconds),
-            ProxyError::TooManyStreams => Some(1),
             _ => None,
         };
         if let Some(seconds) = retry_after {

@@ -29,7 +29,7 @@ use godel_traps::Finding;
 use std::time::Duration;
 
 use super::AppState;
-use crate::engine::{Decision, StreamAdmission, StreamLease, Subject, mask};
+use crate::engine::{Decision, StreamLease, Subject, mask};
 use error::ProxyError;
 use relay::Reading;
 use request::{Envelope, Origin};
@@ -134,7 +134,7 @@ async fn decide_and_forward(
         ))
     })?;
     let tier = header_text(&upstream.config().tier_header);
-    let limits = state.guard.limits_header(tier.as_deref()).and_then(header_text);
+    let limits = state.tenant_limits(tier.as_deref(), headers).map_err(|e| ProxyError::BadRequest(e.to_string()))?;
     let model = envelope.model();
     let origins = envelope.origins();
     let (mut user, mut app, mut untrusted) = (Vec::new(), Vec::new(), Vec::new());
@@ -157,9 +157,11 @@ async fn decide_and_forward(
         model: model.as_deref(),
         max_output_tokens: envelope.max_output_tokens(),
         tokens: None,
-        limits: limits.as_deref(),
+        limits,
+        // The lease outlives a guard that dies with it by the upstream's deadline.
+        stream: envelope.streams().then(|| Duration::from_secs(upstream.config().timeout_seconds + 5)),
     };
-    let outcome = state.guard.inspect(subject).await.map_err(|e| ProxyError::BadRequest(e.to_string()))?;
+    let mut outcome = state.guard.inspect(subject).await.map_err(|e| ProxyError::BadRequest(e.to_string()))?;
     *request_id = Some(outcome.request_id.clone());
     match outcome.decision {
         Decision::Throttle(why) => {
@@ -185,16 +187,7 @@ async fn decide_and_forward(
             let mut edits = text::as_literals(replacements);
             edits.extend(usage_edit);
             let body = if edits.is_empty() { bytes } else { Bytes::from(text::splice_raw(&bytes, edits)) };
-            let lease = if streams {
-                // The lease outlives a guard that dies with it by the upstream's deadline.
-                let ttl = Duration::from_secs(upstream.config().timeout_seconds + 5);
-                match state.guard.open_stream(&outcome, ttl).await {
-                    StreamAdmission::Open(lease) => lease,
-                    StreamAdmission::Full => return Err(ProxyError::TooManyStreams),
-                }
-            } else {
-                None
-            };
+            let lease = outcome.lease.take();
             let answer = upstream.send(Method::POST, route.path, headers, Some(body)).await?;
             let response = if !answer.status().is_success() {
                 upstream::error_answer(answer).await
