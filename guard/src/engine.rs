@@ -12,7 +12,9 @@ use godel_config::{Action, GuardConfig, OutputAction};
 use crate::audit::{AuditFinding, AuditLine, AuditSink, Pseudonyms, SharedKeyring};
 use crate::limiter::{Admission, BucketLimit, DebtPolicy, Limiter, Throttle, Usage, UsageLimit};
 use crate::limits::{InvalidLimits, TierLimit};
-use crate::metrics::{Metrics, RequestLabels, ShadowLabels, SpendLabels, TokenLabels, TrapFindingLabels};
+use crate::metrics::{
+    Metrics, RequestLabels, ShadowLabels, SpendLabels, ThrottleLabels, TokenLabels, TrapFindingLabels,
+};
 use crate::pricing::{Pricing, TokenCount};
 use crate::pseudonym::Pseudonymizer;
 use crate::tokens;
@@ -484,6 +486,9 @@ impl Guard {
             .requests
             .get_or_create(&RequestLabels { tier: tier.to_owned(), decision: decision.as_str() })
             .inc();
+        if let Some(why) = decision.throttle() {
+            self.metrics.throttles.get_or_create(&ThrottleLabels { tier: tier.to_owned(), reason: why.as_str() }).inc();
+        }
         Span::current().record("decision", decision.as_str());
     }
 

@@ -86,9 +86,8 @@ pub async fn build(
     let traps = godel_traps::check(config)?;
     let context_traps = TrapEngine::for_answers(&config.traps).map_err(CheckError::from)?;
     let untrusted_traps = TrapEngine::for_untrusted(&config.traps).map_err(CheckError::from)?;
-    let (keyring, salt) = load_keys(config, production).await?;
-
     let metrics = Arc::new(Metrics::new());
+    let (keyring, salt) = load_keys(config, production, &metrics).await?;
     let tiers: Vec<String> = config.tiers.iter().map(|t| t.name.clone()).collect();
     metrics.prime(&tiers, (config.rate_limit.backend == LimiterBackend::Redis).then_some("redis"));
     let limiter = start_limiter(config, fleet_size, &metrics).await?;
@@ -112,8 +111,12 @@ pub async fn build(
             tracing::warn!(error = %e, "tokenizer tables not loaded ahead; the first metered request loads them");
         }
     }
-    let upstream =
-        config.proxy.clone().map(Upstream::new).transpose().map_err(|e| StartupError::Proxy(e.to_string()))?;
+    let upstream = config
+        .proxy
+        .clone()
+        .map(|proxy| Upstream::new(proxy, metrics.clone()))
+        .transpose()
+        .map_err(|e| StartupError::Proxy(e.to_string()))?;
     Ok(Built {
         state: Arc::new(AppState::new(guard, metrics, upstream)),
         body_limit: http::body_limit(config.traps.max_prompt_bytes),
@@ -123,7 +126,11 @@ pub async fn build(
 
 /// The audit keyring (reloaded in the background when it comes from a source that can
 /// change) and the pseudonymization salt, each logged by where it came from.
-async fn load_keys(config: &GuardConfig, production: bool) -> Result<(SharedKeyring, Secret), StartupError> {
+async fn load_keys(
+    config: &GuardConfig,
+    production: bool,
+    metrics: &Arc<Metrics>,
+) -> Result<(SharedKeyring, Secret), StartupError> {
     let key = keys::load(config.audit.key.as_ref(), KeyRole::AuditKey, production).await?;
     let salt = keys::load(config.audit.salt.as_ref(), KeyRole::Salt, production).await?;
     let keyring = Keyring::new(&key.secrets);
@@ -156,7 +163,8 @@ async fn load_keys(config: &GuardConfig, production: bool) -> Result<(SharedKeyr
     let keyring = SharedKeyring::new(keyring);
     if let Some(source) = &config.audit.key {
         let every = Duration::from_secs(config.audit.reload_seconds.max(1));
-        keys::spawn_reloader(source.clone(), every, keyring.clone(), production, salt.secrets[0].clone());
+        let reloader = keys::Reloader { every, production, salt: salt.secrets[0].clone(), metrics: metrics.clone() };
+        reloader.spawn(source.clone(), keyring.clone());
     }
     Ok((keyring, salt.secrets[0].clone()))
 }

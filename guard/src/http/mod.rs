@@ -79,12 +79,14 @@ pub const LIVEZ: &str = "/livez";
 pub const METRICS: &str = "/metrics";
 /// Every route, once: the router serves these, and the latency metric labels requests
 /// by them (anything else is `other`, so scanners cannot mint series).
-pub const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 12] = [
     INSPECT,
     proxy::CHAT_COMPLETIONS.path,
     proxy::RESPONSES.path,
     proxy::COMPLETIONS.path,
     proxy::EMBEDDINGS.path,
+    proxy::MESSAGES.path,
+    proxy::COUNT_TOKENS,
     proxy::MODELS,
     proxy::MODEL,
     HEALTH,
@@ -98,6 +100,7 @@ pub fn router(state: Arc<AppState>, body: BodyLimits) -> Router {
         .route(INSPECT, post(inspect::inspect))
         .route(proxy::MODELS, get(proxy::models))
         .route(proxy::MODEL, get(proxy::model))
+        .route(proxy::COUNT_TOKENS, post(proxy::count_tokens))
         .route(HEALTH, get(health::health))
         .route(LIVEZ, get(health::livez))
         .route(METRICS, get(metrics::metrics))

@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub(crate) use kms::{KmsClient, generate_data_key};
-pub(crate) use watch::spawn_reloader;
+pub(crate) use watch::Reloader;
 
 /// Secret bytes; `Debug` prints a placeholder so a stray `{:?}` cannot leak them.
 #[derive(Clone, PartialEq, Eq)]

@@ -24,10 +24,13 @@ pub struct RouteLabels {
     pub route: &'static str,
 }
 
+/// A finding in a model's answer and what the policy did with the answer
+/// (`proxy.output.action`: `flag`, `redact` or `block`).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
-pub struct FindingLabels {
+pub struct AnswerFindingLabels {
     pub trap: &'static str,
     pub severity: &'static str,
+    pub action: &'static str,
 }
 
 /// A request's trap finding: `input` is the text it was found in, `prompt` (the user's),
@@ -46,12 +49,46 @@ pub struct BackendLabels {
 
 type HistogramFamily = Family<RouteLabels, Histogram, fn() -> Histogram>;
 
+/// How the upstream answered: its status class (`2xx`, `4xx`, `5xx`, ...), or `timeout`
+/// and `unreachable` when it did not.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct UpstreamLabels {
+    pub outcome: &'static str,
+}
+
+/// A request refused by its tier's limits, and which one.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ThrottleLabels {
+    pub tier: String,
+    pub reason: &'static str,
+}
+
+/// An answer withheld by `proxy.output.action: block`, by tier.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TierLabels {
+    pub tier: String,
+}
+
+/// A look at the audit key's source: `rotated` (a new keyring in use), `refused` (it
+/// held the salt) or `failed` (unreadable; the current keys stay).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KeyReloadLabels {
+    pub outcome: &'static str,
+}
+
+/// What a key reload can come to, primed at zero where reloading is on.
+pub const KEY_RELOAD_OUTCOMES: [&str; 3] = ["rotated", "refused", "failed"];
+
 pub struct Metrics {
     registry: Registry,
     pub requests: Family<RequestLabels, Counter>,
     pub duration: HistogramFamily,
     pub findings: Family<TrapFindingLabels, Counter>,
-    pub answer_findings: Family<FindingLabels, Counter>,
+    pub answer_findings: Family<AnswerFindingLabels, Counter>,
+    pub answers_withheld: Family<TierLabels, Counter>,
+    pub upstream: Family<UpstreamLabels, Histogram, fn() -> Histogram>,
+    pub throttles: Family<ThrottleLabels, Counter>,
+    pub key_reloads: Family<KeyReloadLabels, Counter>,
     pub security_debt: Counter,
     pub health: Gauge,
     pub backend_errors: Family<BackendLabels, Counter>,
@@ -59,6 +96,12 @@ pub struct Metrics {
     pub shadow_throttles: Family<ShadowLabels, Counter>,
     pub tokens: Family<TokenLabels, Counter>,
     pub spend: Family<SpendLabels, Counter<f64, AtomicU64>>,
+}
+
+/// Seconds until the upstream's answer head (or its failure): a model's time to its
+/// first byte, from 5 ms to a minute.
+fn upstream_histogram() -> Histogram {
+    Histogram::new([0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0])
 }
 
 /// Model tokens by tier, model family (a `rateLimit.costs` entry or `other`) and kind
@@ -105,11 +148,37 @@ impl Metrics {
             "Trap findings by trap, severity and the input they were found in (prompt, instructions, untrusted)",
             findings.clone(),
         );
-        let answer_findings = Family::<FindingLabels, Counter>::default();
+        let answer_findings = Family::<AnswerFindingLabels, Counter>::default();
         registry.register(
             "godel_answer_findings",
-            "Findings in model answers relayed by the proxy, by trap and severity",
+            "Findings in model answers relayed by the proxy, by trap, severity and the action taken on the answer",
             answer_findings.clone(),
+        );
+        let answers_withheld = Family::<TierLabels, Counter>::default();
+        registry.register(
+            "godel_answers_withheld",
+            "Model answers withheld (proxy.output.action: block), whole or cut off mid-stream, by tier",
+            answers_withheld.clone(),
+        );
+        let upstream: Family<UpstreamLabels, Histogram, fn() -> Histogram> =
+            Family::new_with_constructor(upstream_histogram);
+        registry.register(
+            "godel_upstream_duration_seconds",
+            "Seconds until the upstream API's answer head, by status class or failure (timeout, unreachable)",
+            upstream.clone(),
+        );
+        let throttles = Family::<ThrottleLabels, Counter>::default();
+        registry.register(
+            "godel_throttles",
+            "Requests refused by their tier's limits, by tier and reason (rate_limited, quarantined, \
+             token_limited, over_budget, too_many_streams)",
+            throttles.clone(),
+        );
+        let key_reloads = Family::<KeyReloadLabels, Counter>::default();
+        registry.register(
+            "godel_key_reloads",
+            "Audit key source changes seen by the reloader, by outcome (rotated, refused, failed)",
+            key_reloads.clone(),
         );
         let security_debt = Counter::default();
         registry.register(
@@ -156,6 +225,10 @@ impl Metrics {
             duration,
             findings,
             answer_findings,
+            answers_withheld,
+            upstream,
+            throttles,
+            key_reloads,
             security_debt,
             health,
             backend_errors,

@@ -3,7 +3,9 @@
 
 #![allow(dead_code)] // each test binary uses a different part of this helper
 
+pub(crate) mod messages;
 pub(crate) mod peers;
+pub(crate) mod prometheus;
 pub(crate) mod redis;
 pub(crate) mod upstream;
 

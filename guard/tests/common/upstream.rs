@@ -14,7 +14,8 @@
 //! in a stream only when the request asks (`stream_options.include_usage`), with
 //! `"usage": null` on every chunk and a last chunk of no choices carrying it.
 //! `/v1/responses`, `/v1/completions` and `/v1/embeddings` answer in their own shapes;
-//! `GET /v1/models` lists two models.
+//! `GET /v1/models` lists two models. Anthropic's Messages API is served too
+//! ([`super::messages`]).
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -210,7 +211,13 @@ async fn other(recorder: Recorder, headers: HeaderMap, body: Bytes, answer: Valu
 pub(crate) async fn start() -> (String, Recorder) {
     let seen: Recorder = Arc::default();
     let (a, b, c, d) = (seen.clone(), seen.clone(), seen.clone(), seen.clone());
+    let (e, f) = (seen.clone(), seen.clone());
     let app = axum::Router::new()
+        .route("/v1/messages", post(move |h: HeaderMap, body: Bytes| super::messages::messages(e.clone(), h, body)))
+        .route(
+            "/v1/messages/count_tokens",
+            post(move |h: HeaderMap, body: Bytes| super::messages::count_tokens(f.clone(), h, body)),
+        )
         .route("/v1/chat/completions", post(move |h: HeaderMap, body: Bytes| chat(a.clone(), h, body)))
         .route(
             "/v1/responses",

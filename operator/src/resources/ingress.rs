@@ -9,12 +9,14 @@ use k8s_openapi::api::networking::v1::{
 use super::{guard_name, metadata};
 
 /// The API routes clients call. `/metrics` and the probes stay inside the cluster.
-pub const PUBLIC_PATHS: [(&str, &str); 6] = [
+pub const PUBLIC_PATHS: [(&str, &str); 8] = [
     ("/v1/inspect", "Exact"),
     ("/v1/chat/completions", "Exact"),
     ("/v1/responses", "Exact"),
     ("/v1/completions", "Exact"),
     ("/v1/embeddings", "Exact"),
+    ("/v1/messages", "Exact"),
+    ("/v1/messages/count_tokens", "Exact"),
     // A prefix matches whole path elements: the list and `/v1/models/{model}`, nothing else.
     ("/v1/models", "Prefix"),
 ];

@@ -1,4 +1,5 @@
-//! Every answer the proxy gives instead of the upstream's, in OpenAI's error shape.
+//! Every answer the proxy gives instead of the upstream's, in the error shape of the
+//! route's [`Dialect`].
 
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -6,12 +7,12 @@ use godel_config::Action;
 use godel_traps::Finding;
 use serde_json::json;
 
+use super::dialect::Dialect;
 use crate::http::finding::wire;
 use crate::limiter::Throttle;
 
-/// Every answer the proxy gives instead of the upstream's, in OpenAI's error shape
-/// (`{"error": {"message", "type", "code"}}` with a string `code`), so OpenAI clients
-/// raise it as they would the API's own.
+/// Every answer the proxy gives instead of the upstream's, in the error shape of the
+/// route's dialect, so clients raise it as they would the API's own.
 #[derive(Debug)]
 pub enum ProxyError {
     NotConfigured,
@@ -38,11 +39,6 @@ fn blocked_rules(findings: &[Finding], only_block: bool) -> String {
         findings.iter().filter(|f| !only_block || f.action == Action::Block).map(|f| &*f.rule).collect();
     rules.dedup();
     rules.join(", ")
-}
-
-/// An error object as OpenAI's API writes one, which its SDKs raise.
-pub(super) fn openai_error(message: &str, kind: &str, code: &str) -> serde_json::Value {
-    json!({"message": message, "type": kind, "param": null, "code": code})
 }
 
 impl ProxyError {
@@ -131,14 +127,16 @@ impl ProxyError {
     }
 }
 
-impl IntoResponse for ProxyError {
-    fn into_response(self) -> Response {
+impl ProxyError {
+    /// The error as an answer in `dialect`'s shape; a block lists its findings (rule
+    /// names and spans, never the text), a throttle says when to retry.
+    pub(super) fn respond(self, dialect: Dialect) -> Response {
         let (status, kind, code, message) = self.parts();
-        let mut error = openai_error(&message, kind, code);
+        let mut body = dialect.error_body(status, kind, code, &message);
         if let ProxyError::Blocked { findings } | ProxyError::AnswerBlocked { findings } = &self {
-            error["findings"] = json!(wire(findings));
+            body["error"]["findings"] = json!(wire(findings));
         }
-        let mut response = (status, axum::Json(json!({"error": error}))).into_response();
+        let mut response = (status, axum::Json(body)).into_response();
         let retry_after = match self {
             ProxyError::Throttled { retry_after_seconds, .. } => Some(retry_after_seconds),
             _ => None,
@@ -147,5 +145,11 @@ impl IntoResponse for ProxyError {
             response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
         response
+    }
+}
+
+impl IntoResponse for ProxyError {
+    fn into_response(self) -> Response {
+        self.respond(Dialect::OpenAi)
     }
 }

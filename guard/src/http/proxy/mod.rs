@@ -1,11 +1,14 @@
-//! The OpenAI-compatible proxy, guarding both directions. A request to one of the
-//! inspected [`ROUTES`] (chat completions, responses, completions, embeddings) runs the
+//! The OpenAI- and Anthropic-compatible proxy, guarding both directions. A request to one
+//! of the inspected [`ROUTES`] (chat completions, responses, completions, embeddings,
+//! Anthropic's messages) runs the
 //! same decision as `/v1/inspect` over every text a model reads in it ([`text`], with
 //! who wrote each from [`request`]); the guard answers 403 (block) or 429 (throttle)
 //! itself ([`error`]), and forwards an allowed request byte for byte but for its `redact`
 //! spans ([`upstream`]). The model's answer comes back through the answer traps, whole
-//! or as a stream ([`relay`], [`sse`], [`holdback`]). `GET /v1/models` passes through.
+//! or as a stream ([`relay`], [`sse`], [`holdback`]). Errors take the route's
+//! [`dialect`]. `GET /v1/models` and Anthropic's `count_tokens` pass through.
 
+mod dialect;
 mod error;
 mod holdback;
 mod relay;
@@ -30,6 +33,7 @@ use std::time::Duration;
 
 use super::AppState;
 use crate::engine::{Decision, StreamLease, Subject, mask};
+use dialect::Dialect;
 use error::ProxyError;
 use relay::Reading;
 use request::{Envelope, Origin};
@@ -44,26 +48,66 @@ pub(super) struct Route {
     required: &'static str,
     answer_is_text: bool,
     /// Whether a stream's usage comes only when asked for (`stream_options`); the
-    /// Responses API always sends it.
+    /// Responses and Messages APIs always send it.
     usage_on_request: bool,
+    dialect: Dialect,
 }
 
-pub(super) const CHAT_COMPLETIONS: Route =
-    Route { path: "/v1/chat/completions", required: "messages", answer_is_text: true, usage_on_request: true };
-pub(super) const RESPONSES: Route =
-    Route { path: "/v1/responses", required: "input", answer_is_text: true, usage_on_request: false };
-pub(super) const COMPLETIONS: Route =
-    Route { path: "/v1/completions", required: "prompt", answer_is_text: true, usage_on_request: true };
-pub(super) const EMBEDDINGS: Route =
-    Route { path: "/v1/embeddings", required: "input", answer_is_text: false, usage_on_request: false };
+pub(super) const CHAT_COMPLETIONS: Route = Route {
+    path: "/v1/chat/completions",
+    required: "messages",
+    answer_is_text: true,
+    usage_on_request: true,
+    dialect: Dialect::OpenAi,
+};
+pub(super) const RESPONSES: Route = Route {
+    path: "/v1/responses",
+    required: "input",
+    answer_is_text: true,
+    usage_on_request: false,
+    dialect: Dialect::OpenAi,
+};
+pub(super) const COMPLETIONS: Route = Route {
+    path: "/v1/completions",
+    required: "prompt",
+    answer_is_text: true,
+    usage_on_request: true,
+    dialect: Dialect::OpenAi,
+};
+pub(super) const EMBEDDINGS: Route = Route {
+    path: "/v1/embeddings",
+    required: "input",
+    answer_is_text: false,
+    usage_on_request: false,
+    dialect: Dialect::OpenAi,
+};
+/// Anthropic's Messages API: `system` is the application's, tool use and tool result
+/// blocks are untrusted ([`request`]); its stream events carry text in `delta.text`.
+pub(super) const MESSAGES: Route = Route {
+    path: "/v1/messages",
+    required: "messages",
+    answer_is_text: true,
+    usage_on_request: false,
+    dialect: Dialect::Anthropic,
+};
 /// The routes whose requests are inspected, each served by [`guarded`].
-pub(super) const ROUTES: [&Route; 4] = [&CHAT_COMPLETIONS, &RESPONSES, &COMPLETIONS, &EMBEDDINGS];
+pub(super) const ROUTES: [&Route; 5] = [&CHAT_COMPLETIONS, &RESPONSES, &COMPLETIONS, &EMBEDDINGS, &MESSAGES];
 pub(super) const MODELS: &str = "/v1/models";
 pub(super) const MODEL: &str = "/v1/models/{model}";
+pub(super) const COUNT_TOKENS: &str = "/v1/messages/count_tokens";
 
 /// `GET /v1/models`: the upstream's model list, passed through (no prompt, no user).
 pub(super) async fn models(State(state): State<Arc<AppState>>, headers: HeaderMap) -> Response {
-    pass_through(&state, MODELS.to_owned(), &headers).await
+    pass_through(&state, Method::GET, MODELS.to_owned(), &headers, None, Dialect::OpenAi).await
+}
+
+/// `POST /v1/messages/count_tokens`: Anthropic's count of a request's tokens, passed
+/// through unread: no model reads it and nothing is charged.
+pub(super) async fn count_tokens(State(state): State<Arc<AppState>>, headers: HeaderMap, body: Bytes) -> Response {
+    if super::error::require_json(&headers).is_err() {
+        return ProxyError::NotJson.respond(Dialect::Anthropic);
+    }
+    pass_through(&state, Method::POST, COUNT_TOKENS.to_owned(), &headers, Some(body), Dialect::Anthropic).await
 }
 
 pub(super) async fn model(
@@ -75,17 +119,24 @@ pub(super) async fn model(
     if model.is_empty() || !model.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
         return ProxyError::BadRequest("not a model name".into()).into_response();
     }
-    pass_through(&state, format!("{MODELS}/{model}"), &headers).await
+    pass_through(&state, Method::GET, format!("{MODELS}/{model}"), &headers, None, Dialect::OpenAi).await
 }
 
-async fn pass_through(state: &AppState, path: String, headers: &HeaderMap) -> Response {
+async fn pass_through(
+    state: &AppState,
+    method: Method,
+    path: String,
+    headers: &HeaderMap,
+    body: Option<Bytes>,
+    dialect: Dialect,
+) -> Response {
     let Some(upstream) = state.upstream.as_ref() else {
-        return ProxyError::NotConfigured.into_response();
+        return ProxyError::NotConfigured.respond(dialect);
     };
-    match upstream.send(Method::GET, &path, headers, None).await {
+    match upstream.send(method, &path, headers, body).await {
         Ok(answer) if answer.status().is_success() => upstream::relay_unchanged(answer),
-        Ok(answer) => upstream::error_answer(answer).await,
-        Err(e) => e.into_response(),
+        Ok(answer) => upstream::error_answer(answer, dialect).await,
+        Err(e) => e.respond(dialect),
     }
 }
 
@@ -99,8 +150,9 @@ pub(super) fn guarded(route: &'static Route) -> MethodRouter<Arc<AppState>> {
 
 async fn decide_then_relay(state: &Arc<AppState>, route: &Route, headers: &HeaderMap, bytes: Bytes) -> Response {
     let mut request_id = None;
-    let mut response =
-        decide_and_forward(state, route, headers, bytes, &mut request_id).await.unwrap_or_else(|e| e.into_response());
+    let mut response = decide_and_forward(state, route, headers, bytes, &mut request_id)
+        .await
+        .unwrap_or_else(|e| e.respond(route.dialect));
     if let Some(id) = request_id.and_then(|id| HeaderValue::from_str(&id).ok()) {
         response.headers_mut().insert("x-godel-request-id", id);
     }
@@ -129,7 +181,7 @@ async fn decide_and_forward(
     let header_text = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_owned);
     let user_id = header_text(&upstream.config().user_header).or_else(|| envelope.user()).ok_or_else(|| {
         ProxyError::BadRequest(format!(
-            "the end user is unknown: send the `{}` header or the `user` field",
+            "the end user is unknown: send the `{}` header, the `user` field or `metadata.user_id`",
             upstream.config().user_header
         ))
     })?;
@@ -190,11 +242,11 @@ async fn decide_and_forward(
             let lease = outcome.lease.take();
             let answer = upstream.send(Method::POST, route.path, headers, Some(body)).await?;
             let response = if !answer.status().is_success() {
-                upstream::error_answer(answer).await
+                upstream::error_answer(answer, route.dialect).await
             } else if !route.answer_is_text {
                 upstream::relay_unchanged(answer)
             } else {
-                relay::relay(state.clone(), outcome, answer, usage).await?
+                relay::relay(state.clone(), outcome, answer, usage, route.dialect).await?
             };
             Ok(hold(lease, response))
         }

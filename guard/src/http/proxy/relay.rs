@@ -12,7 +12,7 @@ use std::ops::Range;
 use std::sync::Arc;
 
 use axum::body::{Body, Bytes};
-use axum::http::header;
+use axum::http::{StatusCode, header};
 use axum::response::Response;
 use futures::StreamExt;
 use futures::stream::BoxStream;
@@ -20,15 +20,16 @@ use godel_config::{Action, OutputAction};
 
 use godel_traps::Finding;
 
+use super::dialect::Dialect;
 use super::error::ProxyError;
 use super::holdback::Channel;
 use super::sse::{self, Data, Partial};
-use super::usage::{self, Unasked};
+use super::usage::{self, StreamUsage, Unasked};
 use super::{redactions, text, upstream};
 use crate::audit::{AuditDecision, AuditFinding, AuditLine, Direction, Pseudonyms};
 use crate::engine::{Guard, Metering, Outcome};
 use crate::http::AppState;
-use crate::metrics::FindingLabels;
+use crate::metrics::{AnswerFindingLabels, TierLabels};
 use crate::pricing::TokenCount;
 
 /// Largest whole answer scanned; a bigger one is relayed as it is, and logged.
@@ -48,12 +49,13 @@ pub(super) struct Reading {
 }
 
 /// Relays an allowed request's successful answer through the answer traps, reading its
-/// usage when told to.
+/// usage when told to; a stream's own errors are written in `dialect`.
 pub(super) async fn relay(
     state: Arc<AppState>,
     outcome: Outcome,
     answer: reqwest::Response,
     reading: Reading,
+    dialect: Dialect,
 ) -> Result<Response, ProxyError> {
     let action = state.guard.output_action();
     let content_type = answer.headers().get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or_default();
@@ -61,7 +63,7 @@ pub(super) async fn relay(
         Ok(upstream::relay_unchanged(answer))
     } else if content_type.starts_with("text/event-stream") {
         let builder = upstream::head(&answer);
-        let relay = Relay::new(state, outcome, action, reading, answer.bytes_stream().boxed());
+        let relay = Relay::new(state, outcome, action, reading, dialect, answer.bytes_stream().boxed());
         let events = futures::stream::unfold(relay, |mut relay| async move {
             relay.next_chunk().await.map(|chunk| (Ok::<_, Infallible>(chunk), relay))
         });
@@ -103,8 +105,12 @@ impl Guard {
             return;
         }
         for f in findings {
-            let labels = FindingLabels { trap: f.trap.as_str(), severity: f.severity.as_str() };
+            let labels =
+                AnswerFindingLabels { trap: f.trap.as_str(), severity: f.severity.as_str(), action: action.as_str() };
             self.metrics.answer_findings.get_or_create(&labels).inc();
+        }
+        if action == OutputAction::Block && !findings.is_empty() {
+            self.metrics.answers_withheld.get_or_create(&TierLabels { tier: who.tier.clone() }).inc();
         }
         let decision = match action {
             OutputAction::Block => AuditDecision::Block,
@@ -190,8 +196,11 @@ struct Relay {
     who: Pseudonyms,
     action: OutputAction,
     reading: Reading,
+    dialect: Dialect,
     metering: Metering,
-    /// The upstream's usage once its event has arrived, until it is settled.
+    /// The upstream's usage, read from the events that carry it.
+    stream_usage: StreamUsage,
+    /// The upstream's usage once its events have arrived, until it is settled.
     used: Option<TokenCount>,
     settled: bool,
     /// The tokens the answer was settled to, for its audit line.
@@ -212,6 +221,7 @@ impl Relay {
         outcome: Outcome,
         action: OutputAction,
         reading: Reading,
+        dialect: Dialect,
         upstream: BoxStream<'static, reqwest::Result<Bytes>>,
     ) -> Self {
         Self {
@@ -220,6 +230,8 @@ impl Relay {
             who: outcome.who,
             action,
             reading,
+            dialect,
+            stream_usage: StreamUsage::default(),
             used: None,
             settled: false,
             tokens: None,
@@ -268,7 +280,7 @@ impl Relay {
                         ("upstream_error", "the upstream API's answer broke off")
                     };
                     self.queue.push_back(Event {
-                        raw: sse::error_event(message, "upstream_error", code),
+                        raw: self.dialect.error_event(StatusCode::BAD_GATEWAY, "upstream_error", code, message),
                         pieces: Vec::new(),
                         data: None,
                     });
@@ -294,10 +306,11 @@ impl Relay {
             tracing::warn!(limit = EVENT_LIMIT, "upstream stream event too large; stream ended");
             self.partial.take();
             self.ended = true;
-            let event = sse::error_event(
+            let event = self.dialect.error_event(
+                StatusCode::BAD_GATEWAY,
+                "upstream_error",
+                "upstream_error",
                 "the upstream API sent an event too large to relay",
-                "upstream_error",
-                "upstream_error",
             );
             self.queue.push_back(Event { raw: event, pieces: Vec::new(), data: None });
         }
@@ -306,8 +319,8 @@ impl Relay {
     fn push(&mut self, mut raw: Vec<u8>) {
         let mut data = sse::data_of(&raw);
         if let Some(payload) = data.as_ref().map(|d| &d.payload) {
-            if self.reading.usage {
-                self.used = self.used.or(usage::usage_of(payload));
+            if self.reading.usage && self.used.is_none() {
+                self.used = self.stream_usage.read(payload);
             }
             if self.reading.unasked_usage {
                 match usage::unasked(payload) {
@@ -353,7 +366,7 @@ impl Relay {
                 }
             }
             if self.action == OutputAction::Block && !self.findings.is_empty() {
-                out.extend_from_slice(&blocked_event(&self.findings));
+                out.extend_from_slice(&blocked_event(self.dialect, &self.findings));
                 self.stopped = true;
                 return out;
             }
@@ -388,9 +401,9 @@ impl Drop for Relay {
     }
 }
 
-/// The event that ends a blocked stream, which OpenAI's SDKs raise: the error a whole
+/// The event that ends a blocked stream, which the SDKs raise: the error a whole
 /// withheld answer gets.
-fn blocked_event(findings: &[Finding]) -> Vec<u8> {
-    let (_, kind, code, message) = ProxyError::AnswerBlocked { findings: findings.to_vec() }.parts();
-    sse::error_event(&message, kind, code)
+fn blocked_event(dialect: Dialect, findings: &[Finding]) -> Vec<u8> {
+    let (status, kind, code, message) = ProxyError::AnswerBlocked { findings: findings.to_vec() }.parts();
+    dialect.error_event(status, kind, code, &message)
 }

@@ -5,10 +5,6 @@
 
 use std::ops::Range;
 
-use serde_json::json;
-
-use super::error::openai_error;
-
 /// An event's payload: its `data:` lines joined by newlines, as the SSE standard reads
 /// them, and where each line starts in the payload and in the raw event.
 #[derive(Debug, Default, PartialEq)]
@@ -98,12 +94,6 @@ pub(super) fn data_event(payload: &[u8]) -> Vec<u8> {
     }
     raw.push(b'\n');
     raw
-}
-
-/// A server-sent event carrying an OpenAI-style `error` object.
-pub(super) fn error_event(message: &str, kind: &str, code: &str) -> Vec<u8> {
-    let error = json!({"error": openai_error(message, kind, code)});
-    format!("data: {error}\n\n").into_bytes()
 }
 
 #[cfg(test)]

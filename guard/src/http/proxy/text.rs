@@ -12,7 +12,7 @@ use serde::de::{Deserialize, Deserializer, MapAccess, Visitor};
 use serde_json::value::RawValue;
 
 /// Keys whose values are identifiers, enumerations, options or binary payloads rather
-/// than text a model reads (or, for `user`, the end user's id, which is never scanned).
+/// than text a model reads, in OpenAI's and Anthropic's APIs (or, for `user`, the end user's id, which is never scanned).
 const NOT_TEXT: &[&str] = &[
     "background",
     "call_id",
@@ -28,6 +28,7 @@ const NOT_TEXT: &[&str] = &[
     "include",
     "item_id",
     "logprobs",
+    "media_type",
     "metadata",
     "modalities",
     "model",
@@ -38,10 +39,14 @@ const NOT_TEXT: &[&str] = &[
     "role",
     "safety_identifier",
     "service_tier",
+    "signature",
     "status",
+    "stop_reason",
+    "stop_sequence",
     "system_fingerprint",
     "tool_call_id",
     "tool_choice",
+    "tool_use_id",
     "truncation",
     "type",
     "url",

@@ -3,25 +3,30 @@
 //! clients rely on: `Retry-After`, request ids, `openai-*`, `x-ratelimit-*`; never
 //! hop-by-hop headers or the upstream's internals in an error body).
 
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use godel_config::ProxyConfig;
-use serde_json::json;
 
-use super::error::{ProxyError, openai_error};
+use super::dialect::Dialect;
+use super::error::ProxyError;
+use crate::metrics::{Metrics, UpstreamLabels};
 
 /// An upstream API and the client that reaches it.
 pub struct Upstream {
     client: reqwest::Client,
     config: ProxyConfig,
+    /// Where the time to each answer head is counted.
+    metrics: Arc<Metrics>,
 }
 
-/// Request headers passed upstream.
-const FORWARDED: [HeaderName; 2] = [header::AUTHORIZATION, header::ACCEPT];
+/// Request headers passed upstream: the caller's credentials (OpenAI's bearer token,
+/// Anthropic's `x-api-key`) and content negotiation.
+const FORWARDED: [HeaderName; 3] = [header::AUTHORIZATION, HeaderName::from_static("x-api-key"), header::ACCEPT];
 const FORWARDED_PREFIXES: [&str; 2] = ["openai-", "anthropic-"];
 
 /// Answer headers passed back to the client.
@@ -34,12 +39,12 @@ const RELAYED_PREFIXES: [&str; 3] = ["openai-", "x-ratelimit-", "anthropic-"];
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl Upstream {
-    pub fn new(config: ProxyConfig) -> Result<Self, reqwest::Error> {
+    pub fn new(config: ProxyConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.timeout_seconds.max(1)))
             .connect_timeout(Duration::from_secs(5))
             .build()?;
-        Ok(Self { client, config })
+        Ok(Self { client, config, metrics })
     }
 
     pub fn config(&self) -> &ProxyConfig {
@@ -65,7 +70,8 @@ impl Upstream {
         if let Some(body) = body {
             request = request.header(header::CONTENT_TYPE, "application/json").body(body);
         }
-        request.send().await.map_err(|e| {
+        let started = Instant::now();
+        let answer = request.send().await.map_err(|e| {
             if e.is_timeout() {
                 tracing::warn!(error = %e.without_url(), "upstream timed out");
                 ProxyError::UpstreamTimeout
@@ -73,7 +79,25 @@ impl Upstream {
                 tracing::warn!(error = %e.without_url(), "upstream unreachable");
                 ProxyError::UpstreamUnreachable
             }
-        })
+        });
+        let outcome = match &answer {
+            Ok(answer) => status_class(answer.status()),
+            Err(ProxyError::UpstreamTimeout) => "timeout",
+            Err(_) => "unreachable",
+        };
+        self.metrics.upstream.get_or_create(&UpstreamLabels { outcome }).observe(started.elapsed().as_secs_f64());
+        answer
+    }
+}
+
+/// A status's class, the bounded label an upstream answer is counted under.
+fn status_class(status: reqwest::StatusCode) -> &'static str {
+    match status.as_u16() / 100 {
+        1 => "1xx",
+        2 => "2xx",
+        3 => "3xx",
+        4 => "4xx",
+        _ => "5xx",
     }
 }
 
@@ -98,10 +122,10 @@ pub(super) fn relay_unchanged(answer: reqwest::Response) -> Response {
         .unwrap_or_else(|_| ProxyError::UpstreamBroken.into_response())
 }
 
-/// An upstream error, status kept: its body passes when it is already an OpenAI error
-/// object (the client's SDK reads it), and is replaced otherwise, so tracebacks and
-/// HTML from the upstream's internals do not reach the client.
-pub(super) async fn error_answer(answer: reqwest::Response) -> Response {
+/// An upstream error, status kept: its body passes when it is already an error object
+/// of the route's `dialect` (the client's SDK reads it), and is replaced otherwise, so
+/// tracebacks and HTML from the upstream's internals do not reach the client.
+pub(super) async fn error_answer(answer: reqwest::Response, dialect: Dialect) -> Response {
     let status = answer.status();
     let builder = head(&answer);
     let mut body = Vec::new();
@@ -116,17 +140,16 @@ pub(super) async fn error_answer(answer: reqwest::Response) -> Response {
             }
         }
     }
-    let is_openai_error = complete
-        && serde_json::from_slice::<serde_json::Value>(&body)
-            .is_ok_and(|v| v["error"].is_object() && v["error"]["message"].is_string());
-    tracing::info!(status = status.as_u16(), relayed = is_openai_error, "upstream answered with an error");
-    if is_openai_error {
+    let is_api_error =
+        complete && serde_json::from_slice::<serde_json::Value>(&body).is_ok_and(|v| dialect.is_error(&v));
+    tracing::info!(status = status.as_u16(), relayed = is_api_error, "upstream answered with an error");
+    if is_api_error {
         return builder.body(Body::from(body)).unwrap_or_else(|_| ProxyError::UpstreamBroken.into_response());
     }
     let code = format!("upstream_{}", status.as_u16());
     let kind = if status.is_server_error() { "server_error" } else { "invalid_request_error" };
     let message = format!("the upstream API answered {status}");
-    let replaced = json!({"error": openai_error(&message, kind, &code)});
+    let replaced = dialect.error_body(status, kind, &code, &message);
     let mut response =
         builder.body(Body::from(replaced.to_string())).unwrap_or_else(|_| ProxyError::UpstreamBroken.into_response());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -1,8 +1,9 @@
 //! The upstream's own token count, which token limits settle to: read from a whole
 //! answer's `usage`, from a Chat Completions stream's usage chunk (asked for with
 //! `stream_options.include_usage` when the client did not, and then taken out again, so
-//! the client sees the stream it asked for), or from a Responses stream's
-//! `response.completed` event.
+//! the client sees the stream it asked for), from a Responses stream's
+//! `response.completed` event, or from an Anthropic stream's `message_start` (input)
+//! completed by its `message_delta` (output).
 
 use std::ops::Range;
 
@@ -12,8 +13,9 @@ use serde_json::value::RawValue;
 use super::request::present;
 use crate::pricing::TokenCount;
 
-/// The two shapes of `usage`: Chat Completions' and Completions' (`prompt_tokens`) and
-/// the Responses API's (`input_tokens`).
+/// The shapes of `usage`: Chat Completions' and Completions' (`prompt_tokens`), the
+/// Responses API's (`input_tokens`) and Anthropic's (`input_tokens` beside its prompt
+/// cache's reads and writes, which it does not include).
 #[derive(Deserialize)]
 struct Usage {
     #[serde(alias = "input_tokens")]
@@ -22,11 +24,35 @@ struct Usage {
     completion_tokens: Option<u64>,
     #[serde(alias = "input_tokens_details")]
     prompt_tokens_details: Option<Details>,
+    cache_read_input_tokens: Option<u64>,
+    cache_creation_input_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
 struct Details {
     cached_tokens: Option<u64>,
+}
+
+impl Usage {
+    fn count(self) -> Option<TokenCount> {
+        let (read, written) =
+            (self.cache_read_input_tokens.unwrap_or(0), self.cache_creation_input_tokens.unwrap_or(0));
+        let input = self.prompt_tokens? + read + written;
+        let cached_input = self.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(read);
+        Some(TokenCount { input, cached_input, output: self.completion_tokens.unwrap_or(0) })
+    }
+
+    /// This count with a later event's fields where it has them (Anthropic's
+    /// `message_delta` counts cumulatively).
+    fn completed_by(self, later: Usage) -> Usage {
+        Usage {
+            prompt_tokens: later.prompt_tokens.or(self.prompt_tokens),
+            completion_tokens: later.completion_tokens.or(self.completion_tokens),
+            prompt_tokens_details: later.prompt_tokens_details.or(self.prompt_tokens_details),
+            cache_read_input_tokens: later.cache_read_input_tokens.or(self.cache_read_input_tokens),
+            cache_creation_input_tokens: later.cache_creation_input_tokens.or(self.cache_creation_input_tokens),
+        }
+    }
 }
 
 /// The fields of an answer or stream event that can hold a usage.
@@ -37,18 +63,43 @@ struct Carrier {
     /// A Responses stream event's response (`response.completed`).
     #[serde(default)]
     response: Option<Box<Carrier>>,
+    /// An Anthropic stream's opening message (`message_start`).
+    #[serde(default)]
+    message: Option<Box<Carrier>>,
 }
 
-/// The token count in an answer or a stream event, if it carries one.
+impl Carrier {
+    fn usage(self) -> Option<Usage> {
+        self.usage.or_else(|| self.response.and_then(|r| r.usage))
+    }
+}
+
+/// The token count in a whole answer, if it carries one.
 pub(super) fn usage_of(payload: &[u8]) -> Option<TokenCount> {
-    let carrier: Carrier = serde_json::from_slice(payload).ok()?;
-    let usage = match carrier.usage {
-        Some(usage) => usage,
-        None => carrier.response?.usage?,
-    };
-    let input = usage.prompt_tokens?;
-    let cached_input = usage.prompt_tokens_details.and_then(|d| d.cached_tokens).unwrap_or(0);
-    Some(TokenCount { input, cached_input, output: usage.completion_tokens.unwrap_or(0) })
+    serde_json::from_slice::<Carrier>(payload).ok()?.usage()?.count()
+}
+
+/// A stream's usage, read event by event: whole in one event for OpenAI's APIs; for
+/// Anthropic's, the opening `message_start` count completed by `message_delta`.
+#[derive(Default)]
+pub(super) struct StreamUsage {
+    opening: Option<Usage>,
+}
+
+impl StreamUsage {
+    /// The stream's usage once the event `payload` completes it.
+    pub(super) fn read(&mut self, payload: &[u8]) -> Option<TokenCount> {
+        let carrier: Carrier = serde_json::from_slice(payload).ok()?;
+        if let Some(message) = carrier.message {
+            self.opening = message.usage.or(self.opening.take());
+            return None;
+        }
+        let usage = carrier.usage()?;
+        match self.opening.take() {
+            Some(opening) => opening.completed_by(usage).count(),
+            None => usage.count(),
+        }
+    }
 }
 
 /// The edit to a streamed request's body that asks the upstream for its usage chunk,
@@ -160,6 +211,23 @@ mod tests {
         assert_eq!(usage_of(completed), Some(TokenCount { input: 3, cached_input: 0, output: 2 }));
         assert_eq!(usage_of(br#"{"choices": [{"delta": {}}], "usage": null}"#), None);
         assert_eq!(usage_of(b"not json"), None);
+        let anthropic = br#"{"type": "message", "content": [], "usage": {"input_tokens": 10, "output_tokens": 4,
+            "cache_read_input_tokens": 30, "cache_creation_input_tokens": 2}}"#;
+        assert_eq!(usage_of(anthropic), Some(TokenCount { input: 42, cached_input: 30, output: 4 }));
+    }
+
+    #[test]
+    fn an_anthropic_streams_usage_is_its_opening_count_completed_by_the_last_delta() {
+        let mut usage = StreamUsage::default();
+        let start = br#"{"type": "message_start", "message": {"id": "msg_1", "content": [],
+            "usage": {"input_tokens": 25, "cache_read_input_tokens": 5, "output_tokens": 1}}}"#;
+        assert_eq!(usage.read(start), None, "the output is not counted yet");
+        assert_eq!(usage.read(br#"{"type": "content_block_delta", "index": 0, "delta": {"text": "hi"}}"#), None);
+        let delta =
+            br#"{"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": 15}}"#;
+        assert_eq!(usage.read(delta), Some(TokenCount { input: 30, cached_input: 5, output: 15 }));
+        let chat = br#"{"choices": [], "usage": {"prompt_tokens": 12, "completion_tokens": 5}}"#;
+        assert_eq!(StreamUsage::default().read(chat), Some(TokenCount { input: 12, cached_input: 0, output: 5 }));
     }
 
     fn asked(body: &str) -> Option<String> {
