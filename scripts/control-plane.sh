@@ -2,8 +2,8 @@
 # Builds the end-to-end tests' Kubernetes control plane from the Go modules pinned in
 # tests/control-plane: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 # (kubernetes/), the oldest supported kube-apiserver (kubernetes-oldest/), etcd, kwok and
-# kwokctl, and prometheus-operator's CRDs. Nothing is downloaded but modules from the Go
-# module proxy.
+# kwokctl, prometheus-operator's CRDs, and helm (helm/: the chart tests and the end-to-end
+# chart install). Nothing is downloaded but modules from the Go module proxy.
 #
 # The binaries land in $GODEL_CP_CACHE/bin/<key>, where <key> hashes every go.mod and
 # go.sum file and the Go version, so a later run (or a CI run on the same machine) reuses
@@ -13,10 +13,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../tests/control-plane"
 
 cache="${GODEL_CP_CACHE:-${TMPDIR:-/tmp}/godel-control-plane}"
-modules=(kubernetes kubernetes-oldest etcd kwok prometheus-operator)
+modules=(kubernetes kubernetes-oldest etcd kwok prometheus-operator helm)
 key="$({ go version; for m in "${modules[@]}"; do cat "$m/go.mod" "$m/go.sum"; done; } | sha256sum | cut -c1-16)"
 bin="$cache/bin/$key"
-tools=(kube-apiserver kube-apiserver-oldest kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl)
+tools=(kube-apiserver kube-apiserver-oldest kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl helm)
 crds=(monitoring.coreos.com_prometheusrules.yaml monitoring.coreos.com_servicemonitors.yaml)
 
 stages=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
@@ -70,6 +70,7 @@ build kubernetes kube-apiserver k8s.io/kubernetes/cmd/kube-apiserver
 build kubernetes kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-manager
 build kubernetes kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
 build kubernetes-oldest kube-apiserver-oldest k8s.io/kubernetes/cmd/kube-apiserver
+build helm helm helm.sh/helm/v4/cmd/helm
 
 echo "control plane: prometheus-operator CRDs" >&2
 src="$(cd prometheus-operator && go mod download -json github.com/prometheus-operator/prometheus-operator | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"

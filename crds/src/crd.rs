@@ -30,9 +30,24 @@ pub fn crd() -> CustomResourceDefinition {
 }
 
 /// The CRD as YAML, the form committed as `config/crd/guardrailpolicy.yaml` (`just crd`).
+/// serde_yaml writes YAML 1.2, where a bare `off` is a string; the YAML 1.1 readers of the
+/// Kubernetes world (`kubectl apply -f`, Helm's `crds/`) read it as `false`, which turns
+/// the `output.action` enum's `off` into a boolean. Such list items are quoted.
 pub fn crd_yaml() -> String {
-    serde_yaml::to_string(&crd()).expect("a CRD always serializes")
+    let yaml = serde_yaml::to_string(&crd()).expect("a CRD always serializes");
+    let mut out = String::with_capacity(yaml.len() + 16);
+    for line in yaml.split_inclusive('\n') {
+        let (indent, item) = line.split_at(line.len() - line.trim_start().len());
+        match item.trim_end().strip_prefix("- ") {
+            Some(word) if YAML_11_BOOLEANS.contains(&word) => out.push_str(&format!("{indent}- '{word}'\n")),
+            _ => out.push_str(line),
+        }
+    }
+    out
 }
+
+/// Plain scalars YAML 1.1 reads as booleans.
+const YAML_11_BOOLEANS: [&str; 10] = ["off", "on", "yes", "no", "y", "n", "Off", "On", "Yes", "No"];
 
 /// The API server knows only the `int32` and `int64` formats, and enforces neither's
 /// range: a `burst: 5000000000` would be stored, then fail to deserialize into a `u32`
@@ -130,6 +145,14 @@ mod tests {
         if schema["additionalProperties"].is_object() {
             walk(&format!("{path}{{}}"), &schema["additionalProperties"], visit);
         }
+    }
+
+    #[test]
+    fn yaml_11_readers_see_the_off_action_as_a_string() {
+        let yaml = crd_yaml();
+        assert!(yaml.contains("- 'off'\n") && !yaml.contains("- off\n"), "`off` is quoted for kubectl and Helm");
+        let parsed: Value = serde_yaml::from_str(&yaml).unwrap();
+        assert_eq!(serde_json::to_value(crd()).unwrap(), parsed, "quoting changes no value");
     }
 
     #[test]

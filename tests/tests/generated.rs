@@ -17,6 +17,18 @@ fn crd_for_kustomize() {
     check_generated("config/crd/guardrailpolicy.yaml", &godel_crds::crd_yaml());
 }
 
+/// Helm installs `crds/` once and never deletes it; Argo CD, syncing the chart, must not
+/// prune it either: the annotation the kustomize base adds.
+#[test]
+fn crd_for_helm() {
+    let crd = godel_crds::crd_yaml();
+    let annotated =
+        crd.replacen("metadata:\n", "metadata:\n  annotations:\n    argocd.argoproj.io/sync-options: Prune=false\n", 1);
+    assert_ne!(annotated, crd, "the CRD has metadata");
+    let header = "# Generated from crds/src (the GuardrailPolicy types); do not edit.\n";
+    check_generated("charts/godel-guardrail/crds/guardrailpolicy.yaml", &format!("{header}{annotated}"));
+}
+
 #[test]
 fn prometheus_rules_file_and_prometheus_rule() {
     let header = "# Generated from operator/src/resources/monitoring.rs (alert_groups); do not edit.\n";

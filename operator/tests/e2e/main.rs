@@ -30,6 +30,9 @@ struct World {
 
 type Scenario = fn(&World);
 
+/// A prompt carrying an AWS access key id, which every policy blocks.
+const KEY_PROMPT: &str = "my key is AKIAZ7TQ3M5YB2XK9WFE, keep it safe";
+
 const SCENARIOS: &[(&str, Scenario)] = &[
     ("quickstart_from_the_readme", quickstart),
     ("cel_rules_samples_and_integer_ranges_at_admission", admission),
@@ -42,6 +45,8 @@ const SCENARIOS: &[(&str, Scenario)] = &[
     ("leader_election_survives_a_crash_and_a_failed_renewal", leader_election),
     ("rbac_allows_what_the_operator_does_and_no_more", rbac),
     ("the_oldest_supported_kubernetes_accepts_the_crd", oldest_kubernetes),
+    // Last: it replaces the kustomize install with the chart's.
+    ("the_helm_chart_installs_what_the_quickstart_needs", helm_chart),
 ];
 
 fn main() {
@@ -270,6 +275,17 @@ impl World {
         })
     }
 
+    /// The decision of the real guard behind the policy's first pod on `prompt`.
+    fn guard_decides(&self, ns: &str, policy: &str, prompt: &str) -> String {
+        let pods = self.get(ns, &format!("pods -l app.kubernetes.io/instance={policy}")).expect("pods");
+        let pod = format!("{ns}/{}", pods["items"][0]["metadata"]["name"].as_str().expect("a pod"));
+        let request = serde_json::json!({"user_id": "alice", "prompt": prompt}).to_string();
+        let (status, body) = self.kubelet.request(&pod, "/v1/inspect", &request);
+        assert_eq!(status, 200, "{body}");
+        let verdict: Value = serde_json::from_str(&body).expect("JSON verdict");
+        verdict["decision"].as_str().unwrap_or_else(|| panic!("no decision: {body}")).to_owned()
+    }
+
     fn leader(&self) -> Option<String> {
         let lease = self.get("godel-system", &format!("lease/{LEASE}"))?;
         lease["spec"]["holderIdentity"].as_str().filter(|s| !s.is_empty()).map(str::to_owned)
@@ -381,20 +397,8 @@ fn quickstart(world: &World) {
 
     // A real guard behind a pod, with the policy's config: a secret is blocked, an
     // ordinary prompt allowed.
-    let pods = world.get("default", "pods -l app.kubernetes.io/instance=chatbot").expect("pods");
-    let pod = format!("default/{}", pods["items"][0]["metadata"]["name"].as_str().expect("a pod"));
-    let (status, body) = world.kubelet.request(
-        &pod,
-        "/v1/inspect",
-        r#"{"user_id": "alice", "prompt": "my key is AKIAZ7TQ3M5YB2XK9WFE, keep it safe"}"#,
-    );
-    assert_eq!(status, 200, "{body}");
-    let verdict: Value = serde_json::from_str(&body).expect("JSON verdict");
-    assert_eq!(verdict["decision"], "block", "{body}");
-    let (status, body) =
-        world.kubelet.request(&pod, "/v1/inspect", r#"{"user_id": "alice", "prompt": "Plan a day in Porto."}"#);
-    assert_eq!(status, 200, "{body}");
-    assert_eq!(serde_json::from_str::<Value>(&body).expect("JSON")["decision"], "allow", "{body}");
+    assert_eq!(world.guard_decides("default", "chatbot", KEY_PROMPT), "block");
+    assert_eq!(world.guard_decides("default", "chatbot", "Plan a day in Porto."), "allow");
 
     // The guard pods spread over the three zones.
     let pods = world.get("default", "pods -l app.kubernetes.io/instance=chatbot").expect("pods");
@@ -893,4 +897,40 @@ fn oldest_kubernetes(world: &World) {
         world.failed.store(true, Ordering::SeqCst);
         std::panic::resume_unwind(panic);
     }
+}
+
+/// The Helm chart in place of the kustomize base: the base's operator objects deleted,
+/// `helm install` of `charts/godel-guardrail` with its default values, and the operators,
+/// running as the chart's ServiceAccount with the chart's RBAC, bring a new policy Ready
+/// with a real guard behind its pod.
+fn helm_chart(world: &World) {
+    world.install();
+    world.operators().clear();
+    // The CRD stays (Helm leaves an existing CRD alone, as it never deletes its own).
+    world.cluster.kubectl(&["delete", "-k", "config/operator", "--wait=true", "--timeout=120s"]);
+    let helm = |args: &[&str]| {
+        let out = std::process::Command::new(world.cluster.bin.join("helm"))
+            .args(args)
+            .env("KUBECONFIG", &world.cluster.kubeconfig)
+            .current_dir(repo())
+            .output()
+            .expect("helm runs (scripts/control-plane.sh builds it)");
+        assert!(out.status.success(), "helm {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    helm(&["install", "godel-guardrail", "charts/godel-guardrail", "--namespace", "default"]);
+    let status: Value = serde_json::from_str(&helm(&["status", "godel-guardrail", "-n", "default", "-o", "json"]))
+        .expect("helm status prints JSON");
+    assert_eq!(status["info"]["status"], "deployed", "{status}");
+    let deployment = world.get("godel-system", "deployment/godel-operator").expect("the chart's Deployment");
+    assert_eq!(deployment["metadata"]["annotations"]["meta.helm.sh/release-name"], "godel-guardrail");
+    assert_eq!(deployment["spec"]["replicas"], 2);
+    let namespace = world.get("", "namespace/godel-system").expect("the chart's Namespace");
+    assert_eq!(namespace["metadata"]["labels"]["pod-security.kubernetes.io/enforce"], "restricted");
+
+    world.start_operators();
+    let leader = wait_for("a leader", Duration::from_secs(30), || world.leader());
+    assert!(["operator-a", "operator-b"].contains(&leader.as_str()), "leader {leader}");
+    world.ready_policy("e2e-helm", "charted", "deployment: {replicas: 1}");
+    assert_eq!(world.guard_decides("e2e-helm", "charted", KEY_PROMPT), "block");
 }
