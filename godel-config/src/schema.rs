@@ -53,6 +53,11 @@ pub struct ProxyConfig {
     /// What happens to the model's answers.
     #[serde(default)]
     pub output: OutputConfig,
+    /// Pass the W3C `baggage` header upstream beside `traceparent` and `tracestate`
+    /// (which always pass). Off by default: baggage carries whatever the application put
+    /// in it, end-user ids among them.
+    #[serde(default)]
+    pub forward_baggage: bool,
 }
 
 /// The model's answers go through the secret and personal-data rules too (not the

@@ -669,3 +669,27 @@ async fn anthropics_messages_api_gets_its_own_headers_errors_and_stream_events()
     error(403, "permission_error", &event);
     assert_eq!(event["error"]["code"], "guardrail_blocked_answer");
 }
+
+/// W3C trace context reaches the upstream through the guard, so the application's
+/// trace goes on there; `baggage` only where the policy lets it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn trace_context_passes_upstream_and_baggage_only_when_allowed() {
+    const TRACEPARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    for (extra, baggage) in [("", false), (", forwardBaggage: true", true)] {
+        let (url, seen) = upstream::start().await;
+        let guard = InProcess::start(&policy(&url, extra)).await;
+        let answer = chat(&guard, "traced", "gpt-4o-mini", "Say hello", false)
+            .header("traceparent", TRACEPARENT)
+            .header("tracestate", "vendor=opaque")
+            .header("baggage", "tenant=acme")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(answer.status(), 200);
+        let seen = seen.lock().unwrap();
+        let headers = &seen.headers[0];
+        assert_eq!(headers["traceparent"], TRACEPARENT);
+        assert_eq!(headers["tracestate"], "vendor=opaque");
+        assert_eq!(headers.contains_key("baggage"), baggage, "forwardBaggage{extra}");
+    }
+}

@@ -1,5 +1,5 @@
-//! The upstream API: what goes to it (the caller's credentials and content negotiation,
-//! never the guard's own user and tier headers), and what comes back (the headers
+//! The upstream API: what goes to it (the caller's credentials, content negotiation and
+//! W3C trace context, never the guard's own user and tier headers), and what comes back (the headers
 //! clients rely on: `Retry-After`, request ids, `openai-*`, `x-ratelimit-*`; never
 //! hop-by-hop headers or the upstream's internals in an error body).
 
@@ -27,6 +27,10 @@ pub struct Upstream {
 /// Request headers passed upstream: the caller's credentials (OpenAI's bearer token,
 /// Anthropic's `x-api-key`) and content negotiation.
 const FORWARDED: [HeaderName; 3] = [header::AUTHORIZATION, HeaderName::from_static("x-api-key"), header::ACCEPT];
+/// W3C trace context: the application's trace goes on at the upstream, through the guard.
+const TRACE_CONTEXT: [HeaderName; 2] = [HeaderName::from_static("traceparent"), HeaderName::from_static("tracestate")];
+/// W3C baggage, passed only when the policy says (`proxy.forwardBaggage`).
+const BAGGAGE: HeaderName = HeaderName::from_static("baggage");
 const FORWARDED_PREFIXES: [&str; 2] = ["openai-", "anthropic-"];
 
 /// Answer headers passed back to the client.
@@ -63,7 +67,11 @@ impl Upstream {
         let url = format!("{}{path}", self.config.upstream.trim_end_matches('/'));
         let mut request = self.client.request(method, url);
         for (name, value) in headers {
-            if FORWARDED.contains(name) || FORWARDED_PREFIXES.iter().any(|p| name.as_str().starts_with(p)) {
+            let forwarded = FORWARDED.contains(name)
+                || TRACE_CONTEXT.contains(name)
+                || (self.config.forward_baggage && *name == BAGGAGE)
+                || FORWARDED_PREFIXES.iter().any(|p| name.as_str().starts_with(p));
+            if forwarded {
                 request = request.header(name, value);
             }
         }
