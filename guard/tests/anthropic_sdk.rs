@@ -7,8 +7,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::Guard;
 use common::upstream::USAGE;
 
@@ -21,21 +19,7 @@ async fn the_anthropic_python_sdk_against_the_guard() {
          defaultTier: pro\nproxy: {{upstream: \"{url}\"}}\n"
     );
     let guard = Guard::start(&policy, &[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/anthropic_client.py");
-    let base = guard.url("");
-    let out = tokio::task::spawn_blocking(move || Command::new("python3").arg(script).arg(base).output())
-        .await
-        .unwrap()
-        .expect("python3 runs (scripts/setup.sh installs it and the anthropic package)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}{stderr}");
-    assert!(
-        !stderr.contains("No module named 'anthropic'"),
-        "the anthropic package is missing: scripts/setup.sh installs it"
-    );
-    assert!(out.status.success(), "SDK checks failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("10 of 10 checks passed"), "{stdout}");
+    common::sdk::run("anthropic_client.py", "anthropic", guard.url(""), 10).await;
 
     // What reached the upstream: the SDK's credential (this version sends it as a bearer
     // token, older ones as `x-api-key`) and version header, not the guard's tier header.

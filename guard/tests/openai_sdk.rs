@@ -6,8 +6,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::Guard;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -20,16 +18,5 @@ async fn the_openai_python_sdk_against_the_guard() {
          defaultTier: pro\nproxy: {{upstream: \"{url}\", timeoutSeconds: 1}}\n"
     );
     let guard = Guard::start(&policy, &[]);
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/openai_client.py");
-    let base = guard.url("");
-    let out = tokio::task::spawn_blocking(move || Command::new("python3").arg(script).arg(base).output())
-        .await
-        .unwrap()
-        .expect("python3 runs (scripts/test.sh installs it and the openai package)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    eprintln!("{stdout}{stderr}");
-    assert!(!stderr.contains("No module named 'openai'"), "the openai package is missing: scripts/test.sh installs it");
-    assert!(out.status.success(), "SDK checks failed:\n{stdout}\n{stderr}");
-    assert!(stdout.contains("15 of 15 checks passed"), "{stdout}");
+    common::sdk::run("openai_client.py", "openai", guard.url(""), 15).await;
 }

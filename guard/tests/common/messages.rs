@@ -10,13 +10,15 @@
 //! Usage is [`USAGE`](super::upstream::USAGE), the input in `message_start`, the output
 //! in `message_delta`. `count_tokens` answers 12.
 
+use std::time::Duration;
+
 use axum::Json;
-use axum::body::{Body, Bytes};
+use axum::body::Bytes;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use super::upstream::{LEAKED_KEY, Recorder, USAGE};
+use super::upstream::{LEAKED_KEY, Recorder, USAGE, other, record, sse};
 
 fn event(kind: &str, data: Value) -> String {
     format!("event: {kind}\ndata: {data}\n\n")
@@ -64,11 +66,7 @@ fn events(model: &str, content: &str, pieces: usize) -> Vec<String> {
 
 pub(crate) async fn messages(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-    {
-        let mut seen = recorder.lock().unwrap();
-        seen.bodies.push(body);
-        seen.headers.push(headers);
-    }
+    record(&recorder, headers, body);
     let model = request["model"].as_str().unwrap_or_default().to_owned();
     if model == "fail-500" {
         let traceback = "<html><pre>Traceback (most recent call last):\n  File \"/srv/internal/app.py\"</pre></html>";
@@ -91,19 +89,9 @@ pub(crate) async fn messages(recorder: Recorder, headers: HeaderMap, body: Bytes
         )
             .into_response();
     }
-    let events = events(&model, &content, if leaks { 7 } else { 30 });
-    let chunks = futures::stream::iter(events.into_iter().map(Ok::<_, std::io::Error>));
-    Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "text/event-stream")
-        .header("request-id", "req_anthropic_1")
-        .body(Body::from_stream(chunks))
-        .unwrap()
+    sse(events(&model, &content, if leaks { 7 } else { 30 }), Duration::from_millis(5))
 }
 
 pub(crate) async fn count_tokens(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Json<Value> {
-    let mut seen = recorder.lock().unwrap();
-    seen.bodies.push(body);
-    seen.headers.push(headers);
-    Json(json!({"input_tokens": 12}))
+    other(recorder, headers, body, json!({"input_tokens": 12})).await
 }

@@ -7,6 +7,7 @@ pub(crate) mod messages;
 pub(crate) mod peers;
 pub(crate) mod prometheus;
 pub(crate) mod redis;
+pub(crate) mod sdk;
 pub(crate) mod upstream;
 
 /// A policy with small limits, so a test reaches the throttle in a few requests.

@@ -52,7 +52,15 @@ impl Seen {
 
 pub(crate) type Recorder = Arc<Mutex<Seen>>;
 
-fn sse(events: Vec<String>, every: Duration) -> Response {
+/// Notes a request that reached the upstream.
+pub(crate) fn record(recorder: &Recorder, headers: HeaderMap, body: Bytes) {
+    let mut seen = recorder.lock().unwrap();
+    seen.bodies.push(body);
+    seen.headers.push(headers);
+}
+
+/// A server-sent-event answer of `events`, one every `every`.
+pub(crate) fn sse(events: Vec<String>, every: Duration) -> Response {
     let chunks = futures::stream::unfold(events.into_iter(), move |mut events| async move {
         let event = events.next()?;
         tokio::time::sleep(every).await;
@@ -148,11 +156,7 @@ fn stream_events(model: &str, content: &str) -> Vec<String> {
 
 async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
     let request: Value = serde_json::from_slice(&body).unwrap_or_default();
-    {
-        let mut seen = recorder.lock().unwrap();
-        seen.bodies.push(body);
-        seen.headers.push(headers);
-    }
+    record(&recorder, headers, body);
     let stream = request["stream"] == true;
     let with_usage = request["stream_options"]["include_usage"] == true;
     let model = request["model"].as_str().unwrap_or_default();
@@ -200,10 +204,9 @@ async fn chat(recorder: Recorder, headers: HeaderMap, body: Bytes) -> Response {
     sse(events, every)
 }
 
-async fn other(recorder: Recorder, headers: HeaderMap, body: Bytes, answer: Value) -> Json<Value> {
-    let mut seen = recorder.lock().unwrap();
-    seen.bodies.push(body);
-    seen.headers.push(headers);
+/// Records the request and answers `answer`.
+pub(crate) async fn other(recorder: Recorder, headers: HeaderMap, body: Bytes, answer: Value) -> Json<Value> {
+    record(&recorder, headers, body);
     Json(answer)
 }
 

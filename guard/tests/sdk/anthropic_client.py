@@ -8,6 +8,7 @@ import sys
 import time
 
 import anthropic
+from checks import check, expect, run
 
 base = sys.argv[1]
 KEY = "AKIAIOSFODNN7EXAMPLE"
@@ -32,20 +33,12 @@ def say(c, user, content, model="claude-sonnet-4-5", **kw):
     )
 
 
-def expect(error, call):
-    try:
-        call()
-    except error as e:
-        return e
-    raise AssertionError(f"expected {error.__name__}")
-
-
-checks = []
-
-
-def check(f):
-    checks.append(f)
-    return f
+def stream_text(user, content, model="claude-sonnet-4-5"):
+    """The text of a streamed answer, as the SDK's stream helper joins it, and its final message."""
+    with client().messages.stream(
+        model=model, max_tokens=64, metadata={"user_id": user}, messages=[{"role": "user", "content": content}],
+    ) as stream:
+        return "".join(stream.text_stream), stream.get_final_message()
 
 
 @check
@@ -57,12 +50,7 @@ def normal():
 
 @check
 def streaming():
-    with client().messages.stream(
-        model="claude-sonnet-4-5", max_tokens=64, metadata={"user_id": "ant-stream"},
-        messages=[{"role": "user", "content": "A story"}],
-    ) as stream:
-        text = "".join(stream.text_stream)
-        final = stream.get_final_message()
+    text, final = stream_text("ant-stream", "A story")
     assert "part0" in text and "part2" in text, text
     assert final.usage.output_tokens == 25 and final.stop_reason == "end_turn", final
 
@@ -110,11 +98,7 @@ def throttled_then_retried():
 
 @check
 def answer_with_a_secret_split_across_deltas_redacted():
-    with client().messages.stream(
-        model="leak", max_tokens=64, metadata={"user_id": "ant-leak-stream"},
-        messages=[{"role": "user", "content": "The deploy key?"}],
-    ) as stream:
-        text = "".join(stream.text_stream)
+    text, _ = stream_text("ant-leak-stream", "The deploy key?", model="leak")
     assert KEY not in text and "[REDACTED:aws-access-key-id]" in text, text
 
 
@@ -138,13 +122,4 @@ def count_tokens_passes_through():
     assert counted.input_tokens == 12, counted
 
 
-failed = 0
-for f in checks:
-    try:
-        f()
-        print(f"ok   {f.__name__}")
-    except Exception as e:  # every failure is reported, then the exit code says so
-        failed += 1
-        print(f"FAIL {f.__name__}: {type(e).__name__}: {e}")
-print(f"anthropic {anthropic.__version__}: {len(checks) - failed} of {len(checks)} checks passed")
-sys.exit(1 if failed else 0)
+run("anthropic", anthropic.__version__)

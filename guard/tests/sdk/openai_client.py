@@ -1,13 +1,14 @@
 """The guard as the real `openai` Python SDK sees it (run by guard/tests/openai_sdk.rs).
 
 argv: the guard's base URL. The upstream behind the guard is guard/tests/common/upstream.rs:
-its behaviour is picked by the model name. Exits non-zero on the first failed check.
+its behaviour is picked by the model name. Every check runs; the exit code says whether all passed.
 """
 
 import sys
 import time
 
 import openai
+from checks import check, expect, run
 
 base = sys.argv[1] + "/v1"
 
@@ -24,21 +25,6 @@ def client(user, tier="pro", retries=0):
 def say(c, content, model="gpt-4o-mini", **kw):
     return c.chat.completions.create(model=model, messages=[{"role": "user", "content": content}], **kw)
 
-
-def expect(error, call):
-    try:
-        call()
-    except error as e:
-        return e
-    raise AssertionError(f"expected {error.__name__}")
-
-
-checks = []
-
-
-def check(f):
-    checks.append(f)
-    return f
 
 
 @check
@@ -175,13 +161,4 @@ def models_pass_through():
     assert ids == ["gpt-4o-mini", "leak"], ids
 
 
-failed = 0
-for f in checks:
-    try:
-        f()
-        print(f"ok   {f.__name__}")
-    except Exception as e:  # every failure is reported, then the exit code says so
-        failed += 1
-        print(f"FAIL {f.__name__}: {type(e).__name__}: {e}")
-print(f"openai {openai.__version__}: {len(checks) - failed} of {len(checks)} checks passed")
-sys.exit(1 if failed else 0)
+run("openai", openai.__version__)

@@ -196,6 +196,12 @@ mod tests {
     use super::*;
     use crate::http::proxy::text;
 
+    /// The texts of `body` that `envelope`'s origins give to `origin`, in order.
+    fn texts_by(body: &[u8], envelope: &Envelope<'_>, origin: Origin) -> Vec<String> {
+        let origins = envelope.origins();
+        text::segments(body).unwrap().into_iter().filter(|s| origins.of(&s.channel) == origin).map(|s| s.text).collect()
+    }
+
     #[test]
     fn system_developer_and_instructions_are_the_applications_and_tool_results_are_untrusted() {
         let body = br#"{"instructions": "be safe", "messages": [{"role": "system", "content": "s"},
@@ -204,15 +210,7 @@ mod tests {
             "input": [{"role": "system", "content": "i"}, "plain",
             {"type": "function_call_output", "call_id": "c2", "output": "f"}]}"#;
         let envelope: Envelope<'_> = serde_json::from_slice(body).unwrap();
-        let origins = envelope.origins();
-        let of = |origin: Origin| -> Vec<String> {
-            text::segments(body)
-                .unwrap()
-                .into_iter()
-                .filter(|s| origins.of(&s.channel) == origin)
-                .map(|s| s.text)
-                .collect()
-        };
+        let of = |origin: Origin| texts_by(body, &envelope, origin);
         assert_eq!(of(Origin::Application), ["be safe", "s", "d", "i"]);
         assert_eq!(of(Origin::Untrusted), ["t", "f"]);
         assert_eq!(of(Origin::User), ["u", "a", "plain"]);
@@ -228,15 +226,7 @@ mod tests {
               {"role": "user", "content": [{"type": "tool_result", "tool_use_id": "toolu_1", "content": "ignore that"},
                 {"type": "text", "text": "thanks"}]}]}"#;
         let envelope: Envelope<'_> = serde_json::from_slice(body).unwrap();
-        let origins = envelope.origins();
-        let of = |origin: Origin| -> Vec<String> {
-            text::segments(body)
-                .unwrap()
-                .into_iter()
-                .filter(|s| origins.of(&s.channel) == origin)
-                .map(|s| s.text)
-                .collect()
-        };
+        let of = |origin: Origin| texts_by(body, &envelope, origin);
         assert_eq!(of(Origin::Application), ["be kind"]);
         assert_eq!(of(Origin::Untrusted), ["fetch", "weather", "ignore that"]);
         assert_eq!(of(Origin::User), ["hi", "calling", "thanks"]);
