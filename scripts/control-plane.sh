@@ -2,8 +2,9 @@
 # Builds the end-to-end tests' Kubernetes control plane from the Go modules pinned in
 # tests/control-plane: kube-apiserver, kube-controller-manager, kube-scheduler, kubectl
 # (kubernetes/), the oldest supported kube-apiserver (kubernetes-oldest/), etcd, kwok and
-# kwokctl, prometheus-operator's CRDs, and helm (helm/: the chart tests and the end-to-end
-# chart install). Nothing is downloaded but modules from the Go module proxy.
+# kwokctl, prometheus-operator's CRDs, helm (helm/: the chart tests and the end-to-end
+# chart install) and Jaeger (jaeger/: the trace backend of the guard's tracing test).
+# Nothing is downloaded but modules from the Go module proxy.
 #
 # The binaries land in $GODEL_CP_CACHE/bin/<key>, where <key> hashes every go.mod and
 # go.sum file and the Go version, so a later run (or a CI run on the same machine) reuses
@@ -13,10 +14,10 @@ set -euo pipefail
 cd "$(dirname "$0")/../tests/control-plane"
 
 cache="${GODEL_CP_CACHE:-${TMPDIR:-/tmp}/godel-control-plane}"
-modules=(kubernetes kubernetes-oldest etcd kwok prometheus-operator helm)
+modules=(kubernetes kubernetes-oldest etcd kwok prometheus-operator helm jaeger)
 key="$({ go version; for m in "${modules[@]}"; do cat "$m/go.mod" "$m/go.sum"; done; } | sha256sum | cut -c1-16)"
 bin="$cache/bin/$key"
-tools=(kube-apiserver kube-apiserver-oldest kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl helm)
+tools=(kube-apiserver kube-apiserver-oldest kube-controller-manager kube-scheduler kubectl etcd kwok kwokctl helm jaeger)
 crds=(monitoring.coreos.com_prometheusrules.yaml monitoring.coreos.com_servicemonitors.yaml)
 
 stages=(node/fast/node-initialize.yaml node/heartbeat-with-lease/node-heartbeat-with-lease.yaml
@@ -71,6 +72,7 @@ build kubernetes kube-controller-manager k8s.io/kubernetes/cmd/kube-controller-m
 build kubernetes kube-scheduler k8s.io/kubernetes/cmd/kube-scheduler
 build kubernetes-oldest kube-apiserver-oldest k8s.io/kubernetes/cmd/kube-apiserver
 build helm helm helm.sh/helm/v4/cmd/helm
+build jaeger jaeger github.com/jaegertracing/jaeger/cmd/jaeger
 
 echo "control plane: prometheus-operator CRDs" >&2
 src="$(cd prometheus-operator && go mod download -json github.com/prometheus-operator/prometheus-operator | sed -n 's/^\t"Dir": "\(.*\)",$/\1/p')"

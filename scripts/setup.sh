@@ -16,7 +16,8 @@
 #   npm:    @kubernetes-models/prometheus-operator (PrometheusRule/ServiceMonitor
 #           schemas), pinned by tests/validate/package-lock.json
 #   Go modules: a Kubernetes control plane (kube-apiserver, kube-controller-manager,
-#           kube-scheduler, kubectl, etcd, kwok, kwokctl) built by scripts/control-plane.sh
+#           kube-scheduler, kubectl, etcd, kwok, kwokctl, helm, and Jaeger as the trace
+#           backend) built by scripts/control-plane.sh
 #           from the modules pinned in tests/control-plane; the operator's end-to-end
 #           suite runs against it, and its kubectl is the one every test uses.
 set -euo pipefail

@@ -20,7 +20,7 @@ peers() {
   GODEL_CONTROL_PLANE_BIN="$(./scripts/control-plane.sh)"
   export GODEL_CONTROL_PLANE_BIN
   export PATH="${GODEL_TEST_VENV:-${TMPDIR:-/tmp}/godel-test-tools/venv}/bin:$GODEL_CONTROL_PLANE_BIN:$PATH"
-  for tool in redis-server redis-cli promtool lua5.1 openssl unshare nsenter ip curl moto_server bao kubernetes-validate kubectl helm node; do
+  for tool in redis-server redis-cli promtool lua5.1 openssl unshare nsenter ip curl moto_server bao kubernetes-validate kubectl helm jaeger node; do
     command -v "$tool" >/dev/null || { echo "test peer $tool is still missing" >&2; exit 1; }
   done
 }

@@ -31,6 +31,28 @@ pub struct GuardConfig {
     /// `/v1/messages`); off when absent.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub proxy: Option<ProxyConfig>,
+    /// Traces of each request exported over OTLP; off when absent and no
+    /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub telemetry: Option<TelemetryConfig>,
+}
+
+/// Where the guard's spans go and how many. The standard `OTEL_EXPORTER_OTLP_*` and
+/// `OTEL_SERVICE_NAME` variables apply too; a field set here wins over its variable.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// Base URL of an OTLP/HTTP receiver, such as `http://otel-collector.observability:4318`;
+    /// spans go to its `/v1/traces`, as with `OTEL_EXPORTER_OTLP_ENDPOINT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 2048))]
+    pub otlp_endpoint: Option<String>,
+    /// Share of the traces the guard starts that are recorded, 0 to 1 (default 1, or
+    /// `OTEL_TRACES_SAMPLER_ARG`). A request whose caller sent a `traceparent` follows the
+    /// caller's sampling decision, so a trace is never cut in half.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(range(min = 0.0, max = 1.0))]
+    pub sampling_ratio: Option<f64>,
 }
 
 /// Where allowed requests go, how the proxy learns who is asking, and what it does with
@@ -120,6 +142,7 @@ impl Default for GuardConfig {
             security_debt: SecurityDebtConfig::default(),
             audit: AuditConfig::default(),
             proxy: None,
+            telemetry: None,
         }
     }
 }

@@ -24,6 +24,12 @@ fn is_redis_url(text: &str) -> bool {
     }
 }
 
+/// Whether `text` is an http(s) URL with a host: where an OTLP/HTTP receiver listens.
+fn is_http_url(text: &str) -> bool {
+    url::Url::parse(text)
+        .is_ok_and(|url| matches!(url.scheme(), "http" | "https") && url.host_str().is_some_and(|h| !h.is_empty()))
+}
+
 /// A token as RFC 9110 defines header names, lower-cased as HTTP/2 sends them.
 fn is_header_name(text: &str) -> bool {
     !text.is_empty()
@@ -150,6 +156,15 @@ impl GuardConfig {
                 }
             }
         }
+        if let Some(telemetry) = &config.telemetry {
+            // The endpoint is not echoed: it may carry credentials.
+            if telemetry.otlp_endpoint.as_deref().is_some_and(|e| !is_http_url(e)) {
+                return invalid("telemetry.otlpEndpoint is not an http:// or https:// URL".into());
+            }
+            if telemetry.sampling_ratio.is_some_and(|r| !(0.0..=1.0).contains(&r)) {
+                return invalid("telemetry.samplingRatio must be between 0 and 1".into());
+            }
+        }
         if let Some(i) = config.traps.regex.rules.iter().position(|r| r.name.trim().is_empty()) {
             return invalid(format!("traps.regex.rules[{i}].name must not be empty"));
         }
@@ -242,5 +257,18 @@ mod tests {
         let over = config("traps: {untrusted: {threshold: 1.5}}").unwrap();
         assert!(over.validate().unwrap_err().to_string().contains("traps.untrusted.threshold"));
         assert!(config("traps: {untrusted: {action: flag, threshold: 0.7}}").unwrap().validate().is_ok());
+    }
+
+    #[test]
+    fn telemetry_endpoint_and_sampling_are_checked_without_echoing_the_endpoint() {
+        let err = |yaml: &str| config(yaml).unwrap().validate().unwrap_err().to_string();
+        let bad = err("telemetry: {otlpEndpoint: 'collector:4318/tok3n'}");
+        assert!(bad.contains("telemetry.otlpEndpoint") && !bad.contains("tok3n"), "{bad}");
+        assert!(err("telemetry: {otlpEndpoint: 'grpc://collector:4317'}").contains("http:// or https://"));
+        assert!(err("telemetry: {samplingRatio: 1.5}").contains("telemetry.samplingRatio"));
+        assert!(err("telemetry: {samplingRatio: -0.1}").contains("telemetry.samplingRatio"));
+        let good = config("telemetry: {otlpEndpoint: 'https://otel.example:4318', samplingRatio: 0.25}").unwrap();
+        assert!(good.validate().is_ok());
+        assert!(config("telemetry: {}").unwrap().validate().is_ok());
     }
 }

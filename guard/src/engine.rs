@@ -337,7 +337,11 @@ impl Guard {
         let (bucket_limit, usage) = limit.lowered_by(subject.limits)?;
         let reserved = self.reservation(&subject, usage);
 
-        let admission = self.admit(&bucket, bucket_limit, usage, reserved).await;
+        let limiter_span = tracing::debug_span!("limiter", refused = Empty);
+        let admission = self.admit(&bucket, bucket_limit, usage, reserved).instrument(limiter_span.clone()).await;
+        if let Some(why) = admission.refused {
+            limiter_span.record("refused", why.as_str());
+        }
         let mut refused = admission.refused;
         let (mut decision, found) = match refused {
             Some(why) if limit.enforce => (Decision::Throttle(why), Found::default()),
@@ -451,8 +455,25 @@ impl Guard {
         Ok((tier, limit))
     }
 
-    /// Each text of the subject through its traps.
+    /// Each text of the subject through its traps, in a span with the number of
+    /// findings and the names of the rules that fired (the policy's names, never the text).
     fn run_traps(&self, subject: &Subject<'_>) -> Found {
+        let texts = i64::try_from(2 + subject.untrusted.len()).unwrap_or(i64::MAX);
+        let span = tracing::debug_span!("traps", texts, findings = Empty, rules = Empty);
+        let found = span.in_scope(|| self.traps_over(subject));
+        if !span.is_disabled() {
+            span.record("findings", i64::try_from(found.by_input().count()).unwrap_or(i64::MAX));
+            let mut rules: Vec<&str> = found.by_input().map(|(_, f)| &*f.rule).collect();
+            rules.sort_unstable();
+            rules.dedup();
+            if !rules.is_empty() {
+                span.record("rules", rules.join(","));
+            }
+        }
+        found
+    }
+
+    fn traps_over(&self, subject: &Subject<'_>) -> Found {
         Found {
             prompt: self.traps.inspect(subject.prompt),
             instructions: if subject.instructions.is_empty() {

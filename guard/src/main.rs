@@ -56,16 +56,12 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         LogFormat::Text => false,
         LogFormat::Auto => args.production,
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
-    let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    if json {
-        logs.json().flatten_event(true).init();
-    } else {
-        logs.init();
-    }
+    // The config first: its telemetry section says whether traces are exported.
+    let config = config::load(args.config.as_deref()).map_err(|e| e.to_string())?;
+    let settings = godel_telemetry::Settings { service: "godel-guard", json, telemetry: config.telemetry.as_ref() };
+    let telemetry = godel_telemetry::init(&settings).map_err(|e| e.to_string())?;
     let options = server::Options {
         listen: args.listen,
-        config: args.config,
         production: args.production,
         drain_delay: Duration::from_millis(args.drain_delay_ms.unwrap_or(if args.production { 5000 } else { 0 })),
         shutdown_timeout: Duration::from_millis(args.shutdown_timeout_ms),
@@ -76,8 +72,10 @@ fn serve(args: ServeArgs) -> Result<(), String> {
         min_body_rate: args.min_body_rate,
         max_connections: usize::try_from(args.max_connections).unwrap_or(usize::MAX),
     };
-    runtime()?.block_on(server::run(options, server::shutdown_signal())).map_err(|e| {
+    let result = runtime()?.block_on(server::run(options, &config, server::shutdown_signal())).map_err(|e| {
         tracing::error!(error = %e, "guard stopped");
         e.to_string()
-    })
+    });
+    telemetry.shutdown();
+    result
 }

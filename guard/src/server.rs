@@ -5,14 +5,12 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
 use godel_config::{GuardConfig, LimiterBackend};
 
 use crate::audit::{AuditSink, AuditWriter, Keyring, SharedKeyring};
-use crate::config::{self, ConfigError};
 use crate::edge::{self, EdgeLimits, Stop};
 use crate::engine::{Guard, GuardParts};
 use crate::http::{self, AppState, BodyLimits, Upstream};
@@ -24,8 +22,6 @@ use godel_traps::{CheckError, TrapEngine};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartupError {
-    #[error(transparent)]
-    Config(#[from] ConfigError),
     #[error(transparent)]
     Check(#[from] CheckError),
     #[error(transparent)]
@@ -50,7 +46,6 @@ pub enum StartupError {
 #[derive(Clone, Debug)]
 pub struct Options {
     pub listen: SocketAddr,
-    pub config: Option<PathBuf>,
     pub production: bool,
     pub drain_delay: Duration,
     pub shutdown_timeout: Duration,
@@ -191,11 +186,14 @@ async fn start_limiter(
     })
 }
 
-/// Loads the config, builds the guard and serves until `shutdown` resolves.
-pub async fn run(options: Options, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), StartupError> {
-    let config = config::load(options.config.as_deref())?;
+/// Builds the guard from its config and serves until `shutdown` resolves.
+pub async fn run(
+    options: Options,
+    config: &GuardConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), StartupError> {
     let Built { state, body_limit, audit_writer } =
-        build(&config, options.production, options.fleet_size, Box::new(std::io::stdout())).await?;
+        build(config, options.production, options.fleet_size, Box::new(std::io::stdout())).await?;
     let listener =
         edge::listen(options.listen).map_err(|source| StartupError::Listen { addr: options.listen, source })?;
     let local = listener.local_addr().map_err(StartupError::Serve)?;

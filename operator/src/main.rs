@@ -81,11 +81,15 @@ fn main() -> ExitCode {
         Some(Command::Run) | None => {}
     }
     let _ = rustls::crypto::aws_lc_rs::default_provider().install_default();
-    tracing_subscriber::fmt()
-        .json()
-        .flatten_event(true)
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
-        .init();
+    // Reconcile spans are exported when OTEL_EXPORTER_OTLP_ENDPOINT is set.
+    let settings = godel_telemetry::Settings { service: "godel-operator", json: true, telemetry: None };
+    let telemetry = match godel_telemetry::init(&settings) {
+        Ok(telemetry) => telemetry,
+        Err(e) => {
+            eprintln!("godel-operator: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(r) => r,
         Err(e) => {
@@ -93,13 +97,15 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli)) {
+    let code = match runtime.block_on(run(cli)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => {
             tracing::error!(%message, "operator stopped");
             ExitCode::FAILURE
         }
-    }
+    };
+    telemetry.shutdown();
+    code
 }
 
 async fn run(cli: Cli) -> Result<(), String> {

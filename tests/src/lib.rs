@@ -1,6 +1,9 @@
 //! Helpers shared by the tests of every crate: where the repository is, temporary
 //! directories, generated files that must match their generator, and the real checkers
-//! (`kubectl`, `kubernetes-validate`, `promtool`, node) that `scripts/setup.sh` installs.
+//! (`kubectl`, `kubernetes-validate`, `promtool`, node) that `scripts/setup.sh` installs,
+//! and the trace backend ([`jaeger`]).
+
+pub mod jaeger;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

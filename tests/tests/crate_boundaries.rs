@@ -1,5 +1,6 @@
 //! The crate boundaries of ARCHITECTURE.md, checked on the resolved dependency graph: the
-//! operator links the detection engine but none of the guard's serving stack, the engine
+//! operator links the detection engine but none of the guard's serving stack (reqwest
+//! only as the OTLP span exporter's client), the engine
 //! links no I/O runtime, and neither the engine nor the guard compiles a Kubernetes type
 //! (they read their configuration from `godel-config`).
 
@@ -39,8 +40,15 @@ fn the_operator_links_no_serving_stack() {
     let deps = normal_dependencies("godel-operator");
     assert!(deps.contains("godel-traps"), "the operator validates regexes with the engine");
     assert!(deps.contains("kube-client"), "the graph was read: {deps:?}");
-    let forbidden = ["godel-guard", "axum", "redis", "aws-config", "aws-sdk-kms", "aws-smithy-runtime", "reqwest"];
+    let forbidden = ["godel-guard", "axum", "redis", "aws-config", "aws-sdk-kms", "aws-smithy-runtime"];
     assert_eq!(linked(&deps, &forbidden), Vec::<&str>::new());
+    // reqwest (on the same hyper and rustls as kube) only as the OTLP span exporter's client.
+    let through = tree("godel-operator", &["--invert", "reqwest"]);
+    let allowed: BTreeSet<String> =
+        ["reqwest", "opentelemetry-http", "opentelemetry-otlp", "godel-telemetry", "godel-operator"]
+            .map(str::to_owned)
+            .into();
+    assert!(through.is_subset(&allowed), "reqwest reaches the operator through {through:?}");
 }
 
 /// What no crate below the operator may link: the Kubernetes API types and client

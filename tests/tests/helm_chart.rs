@@ -83,6 +83,8 @@ fn values_change_what_they_say() {
         "namespace.name=ops,replicas=3,image.tag=9.9.9,logLevel=debug,nodeSelector.zone=eu-1a",
         "--set",
         "metrics.serviceMonitor.enabled=true,leaderElection.leaseName=guard-leader,metrics.port=9100",
+        "--set",
+        "tracing.otlpEndpoint=http://otel-collector.observability:4318",
     ]));
     let deployment = &objects["Deployment ops/godel-operator"];
     let pod = &deployment["spec"]["template"]["spec"];
@@ -98,7 +100,14 @@ fn values_change_what_they_say() {
         .iter()
         .filter_map(|e| Some((e["name"].as_str()?, e["value"].as_str()?)))
         .collect();
-    assert_eq!(env, [("RUST_LOG", "debug"), ("GODEL_OPERATOR_LISTEN", "0.0.0.0:9100")]);
+    assert_eq!(
+        env,
+        [
+            ("RUST_LOG", "debug"),
+            ("GODEL_OPERATOR_LISTEN", "0.0.0.0:9100"),
+            ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://otel-collector.observability:4318")
+        ]
+    );
     assert_eq!(objects["ClusterRoleBinding /godel-operator"]["subjects"][0]["namespace"], "ops");
     assert!(objects.contains_key("Namespace /ops") && objects.contains_key("ServiceMonitor ops/godel-operator"));
     assert_eq!(objects["Service ops/godel-operator-metrics"]["spec"]["ports"][0]["port"], 9100);

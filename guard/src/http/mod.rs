@@ -9,6 +9,7 @@ mod inspect;
 mod metrics;
 mod proxy;
 mod timing;
+mod trace;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -96,7 +97,7 @@ pub const ROUTES: [&str; 12] = [
 
 pub fn router(state: Arc<AppState>, body: BodyLimits) -> Router {
     let router = proxy::ROUTES.into_iter().fold(Router::new(), |router, r| router.route(r.path, proxy::guarded(r)));
-    router
+    let router = router
         .route(INSPECT, post(inspect::inspect))
         .route(proxy::MODELS, get(proxy::models))
         .route(proxy::MODEL, get(proxy::model))
@@ -111,8 +112,10 @@ pub fn router(state: Arc<AppState>, body: BodyLimits) -> Router {
         .layer(DefaultBodyLimit::disable())
         .layer(middleware::from_fn_with_state(Arc::new(body), body::read))
         .layer(middleware::from_fn_with_state(state.clone(), close_when_draining))
-        .layer(middleware::from_fn_with_state(state.clone(), timing::record))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state.clone(), timing::record));
+    let router =
+        if godel_telemetry::exporting() { router.layer(middleware::from_fn(trace::server_span)) } else { router };
+    router.with_state(state)
 }
 
 /// While draining, every response says `Connection: close`, so keep-alive clients open

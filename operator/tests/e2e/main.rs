@@ -24,6 +24,8 @@ struct World {
     kubelet: pods::Kubelet,
     cluster: Cluster,
     operators: Mutex<Vec<Operator>>,
+    /// Where the operators export their reconcile spans.
+    jaeger: godel_tests::jaeger::Jaeger,
     installed: AtomicBool,
     failed: AtomicBool,
 }
@@ -61,6 +63,7 @@ fn main() {
             kubelet: pods::Kubelet::start(kube, cluster.workdir()),
             cluster,
             operators: Mutex::new(Vec::new()),
+            jaeger: godel_tests::jaeger::Jaeger::start(),
             installed: AtomicBool::new(false),
             failed: AtomicBool::new(false),
         })
@@ -120,7 +123,7 @@ impl World {
         let mut operators = self.operators();
         operators.clear();
         for identity in ["operator-a", "operator-b"] {
-            operators.push(Operator::spawn(identity, &kubeconfig, &self.log_dir()));
+            operators.push(Operator::spawn(identity, &kubeconfig, &self.log_dir(), &self.jaeger.otlp));
         }
     }
 
@@ -394,6 +397,12 @@ fn quickstart(world: &World) {
         operators.iter().filter(|o| o.log_text().contains("\"leading\"")).map(|o| o.identity.clone()).collect();
     assert_eq!(leading, [leader], "exactly one replica leads");
     drop(operators);
+
+    // The leader's reconciles are traced: spans named for the policy, in Jaeger.
+    let reconciles = world.jaeger.wait_operation("godel-operator", "reconcile");
+    let policies: Vec<String> =
+        reconciles.iter().filter_map(|s| godel_tests::jaeger::tags(s).remove("policy")).collect();
+    assert!(policies.iter().any(|p| p == "default/chatbot"), "reconcile spans: {policies:?}");
 
     // A real guard behind a pod, with the policy's config: a secret is blocked, an
     // ordinary prompt allowed.

@@ -1,7 +1,7 @@
 //! The operator as users run it: the `godel-operator` binary as local processes, two
 //! replicas electing a leader on the Lease, each acting as `config/operator`'s
 //! ServiceAccount through kubeconfig impersonation, so the shipped RBAC is what allows
-//! or refuses every request.
+//! or refuses every request. Their reconcile spans go to the suite's Jaeger.
 
 use std::path::PathBuf;
 use std::process::{Child, Command};
@@ -16,13 +16,20 @@ pub(crate) struct Operator {
 }
 
 impl Operator {
-    pub(crate) fn spawn(identity: &str, kubeconfig: &std::path::Path, log_dir: &std::path::Path) -> Operator {
+    pub(crate) fn spawn(
+        identity: &str,
+        kubeconfig: &std::path::Path,
+        log_dir: &std::path::Path,
+        otlp: &str,
+    ) -> Operator {
         let log = log_dir.join(format!("{identity}.log"));
         let file = std::fs::OpenOptions::new().create(true).append(true).open(&log).expect("operator log file");
         let child = Command::new(env!("CARGO_BIN_EXE_godel-operator"))
             .args(["run", "--listen", "127.0.0.1:0", "--identity", identity, "--namespace", "godel-system"])
             .env("KUBECONFIG", kubeconfig)
             .env("RUST_LOG", "info,kube=warn")
+            .env("OTEL_EXPORTER_OTLP_ENDPOINT", otlp)
+            .env("OTEL_BSP_SCHEDULE_DELAY", "500")
             .stdout(file.try_clone().expect("log file handle"))
             .stderr(file)
             .spawn()

@@ -13,6 +13,15 @@ pub(super) enum Dialect {
 }
 
 impl Dialect {
+    /// The API's provider, as OpenTelemetry's GenAI conventions name it
+    /// (`gen_ai.provider.name`).
+    pub(super) fn provider(self) -> &'static str {
+        match self {
+            Dialect::OpenAi => "openai",
+            Dialect::Anthropic => "anthropic",
+        }
+    }
+
     /// An error body the dialect's SDKs raise as the API's own: OpenAI's
     /// `{"error": {"message", "type", "param", "code"}}` (`code` a string), or
     /// Anthropic's `{"type": "error", "error": {"type", "message"}}`, its `type` the one

@@ -14,7 +14,7 @@ use crate::limiter::Throttle;
 /// Every answer the proxy gives instead of the upstream's, in the error shape of the
 /// route's dialect, so clients raise it as they would the API's own.
 #[derive(Debug)]
-pub enum ProxyError {
+pub(super) enum ProxyError {
     NotConfigured,
     NotJson,
     BadRequest(String),

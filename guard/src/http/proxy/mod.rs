@@ -39,6 +39,7 @@ use relay::Reading;
 use request::{Envelope, Origin};
 use text::Segment;
 
+use upstream::Call;
 pub use upstream::Upstream;
 
 /// A route the proxy inspects: its path, the field that must be present, and whether
@@ -51,6 +52,9 @@ pub(super) struct Route {
     /// Responses and Messages APIs always send it.
     usage_on_request: bool,
     dialect: Dialect,
+    /// What the call does, as OpenTelemetry's GenAI conventions name it
+    /// (`gen_ai.operation.name`).
+    operation: &'static str,
 }
 
 pub(super) const CHAT_COMPLETIONS: Route = Route {
@@ -59,6 +63,7 @@ pub(super) const CHAT_COMPLETIONS: Route = Route {
     answer_is_text: true,
     usage_on_request: true,
     dialect: Dialect::OpenAi,
+    operation: "chat",
 };
 pub(super) const RESPONSES: Route = Route {
     path: "/v1/responses",
@@ -66,6 +71,7 @@ pub(super) const RESPONSES: Route = Route {
     answer_is_text: true,
     usage_on_request: false,
     dialect: Dialect::OpenAi,
+    operation: "chat",
 };
 pub(super) const COMPLETIONS: Route = Route {
     path: "/v1/completions",
@@ -73,6 +79,7 @@ pub(super) const COMPLETIONS: Route = Route {
     answer_is_text: true,
     usage_on_request: true,
     dialect: Dialect::OpenAi,
+    operation: "text_completion",
 };
 pub(super) const EMBEDDINGS: Route = Route {
     path: "/v1/embeddings",
@@ -80,6 +87,7 @@ pub(super) const EMBEDDINGS: Route = Route {
     answer_is_text: false,
     usage_on_request: false,
     dialect: Dialect::OpenAi,
+    operation: "embeddings",
 };
 /// Anthropic's Messages API: `system` is the application's, tool use and tool result
 /// blocks are untrusted ([`request`]); its stream events carry text in `delta.text`.
@@ -89,6 +97,7 @@ pub(super) const MESSAGES: Route = Route {
     answer_is_text: true,
     usage_on_request: false,
     dialect: Dialect::Anthropic,
+    operation: "chat",
 };
 /// The routes whose requests are inspected, each served by [`guarded`].
 pub(super) const ROUTES: [&Route; 5] = [&CHAT_COMPLETIONS, &RESPONSES, &COMPLETIONS, &EMBEDDINGS, &MESSAGES];
@@ -133,7 +142,8 @@ async fn pass_through(
     let Some(upstream) = state.upstream.as_ref() else {
         return ProxyError::NotConfigured.respond(dialect);
     };
-    match upstream.send(method, &path, headers, body).await {
+    let call = Call { method, path: &path, operation: None, dialect };
+    match upstream.send(call, headers, body).await {
         Ok(answer) if answer.status().is_success() => upstream::relay_unchanged(answer),
         Ok(answer) => upstream::error_answer(answer, dialect).await,
         Err(e) => e.respond(dialect),
@@ -240,7 +250,13 @@ async fn decide_and_forward(
             edits.extend(usage_edit);
             let body = if edits.is_empty() { bytes } else { Bytes::from(text::splice_raw(&bytes, edits)) };
             let lease = outcome.lease.take();
-            let answer = upstream.send(Method::POST, route.path, headers, Some(body)).await?;
+            let call = Call {
+                method: Method::POST,
+                path: route.path,
+                operation: Some(route.operation),
+                dialect: route.dialect,
+            };
+            let answer = upstream.send(call, headers, Some(body)).await?;
             let response = if !answer.status().is_success() {
                 upstream::error_answer(answer, route.dialect).await
             } else if !route.answer_is_text {

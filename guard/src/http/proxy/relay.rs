@@ -154,7 +154,14 @@ async fn whole(
     }
     let mut relayed = body;
     let tokens = match usage::usage_of(&relayed).filter(|_| reading.usage) {
-        Some(used) => guard.settle(&outcome.who, &outcome.metering, used).await,
+        Some(used) => {
+            // On the request's server span, when traces are exported (a stream's usage
+            // arrives after that span has ended).
+            tracing::Span::current()
+                .record("gen_ai.usage.input_tokens", i64::try_from(used.input).unwrap_or(i64::MAX))
+                .record("gen_ai.usage.output_tokens", i64::try_from(used.output).unwrap_or(i64::MAX));
+            guard.settle(&outcome.who, &outcome.metering, used).await
+        }
         None => None,
     };
     let segments = if action == OutputAction::None { Vec::new() } else { text::segments(&relayed).unwrap_or_default() };

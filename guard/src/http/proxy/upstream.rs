@@ -2,6 +2,11 @@
 //! W3C trace context, never the guard's own user and tier headers), and what comes back (the headers
 //! clients rely on: `Retry-After`, request ids, `openai-*`, `x-ratelimit-*`; never
 //! hop-by-hop headers or the upstream's internals in an error body).
+//!
+//! Each call runs in an `upstream` client span (OpenTelemetry's HTTP client and GenAI
+//! attributes). When traces are exported, the upstream's `traceparent` names that span,
+//! so the upstream's own spans hang under the guard's; otherwise the caller's trace
+//! context passes as it came.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -11,6 +16,13 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, header};
 use axum::response::{IntoResponse, Response};
 use futures::StreamExt;
 use godel_config::ProxyConfig;
+use opentelemetry::propagation::TextMapPropagator;
+use opentelemetry::trace::TraceContextExt;
+use opentelemetry_http::HeaderInjector;
+use opentelemetry_sdk::propagation::TraceContextPropagator;
+use tracing::field::Empty;
+use tracing::{Instrument, Span};
+use tracing_opentelemetry::OpenTelemetrySpanExt;
 
 use super::dialect::Dialect;
 use super::error::ProxyError;
@@ -20,8 +32,20 @@ use crate::metrics::{Metrics, UpstreamLabels};
 pub struct Upstream {
     client: reqwest::Client,
     config: ProxyConfig,
+    /// The upstream's host, the `server.address` of its spans.
+    host: String,
     /// Where the time to each answer head is counted.
     metrics: Arc<Metrics>,
+}
+
+/// One call to the upstream: where it goes and what it is, for its span.
+pub(super) struct Call<'p> {
+    pub method: Method,
+    /// The path sent, which is not recorded: `/v1/models/{model}` has a request value in it.
+    pub path: &'p str,
+    /// `gen_ai.operation.name`; none for pass-through calls (models, token counts).
+    pub operation: Option<&'static str>,
+    pub dialect: Dialect,
 }
 
 /// Request headers passed upstream: the caller's credentials (OpenAI's bearer token,
@@ -48,32 +72,65 @@ impl Upstream {
             .timeout(Duration::from_secs(config.timeout_seconds.max(1)))
             .connect_timeout(Duration::from_secs(5))
             .build()?;
-        Ok(Self { client, config, metrics })
+        let host = reqwest::Url::parse(&config.upstream)
+            .ok()
+            .and_then(|u| u.host_str().map(str::to_owned))
+            .unwrap_or_default();
+        Ok(Self { client, config, host, metrics })
     }
 
     pub fn config(&self) -> &ProxyConfig {
         &self.config
     }
 
-    /// Sends a request to `path` on the upstream. A timeout before the answer's head is
-    /// a 504, any other failure a 502; the cause is logged, not shown.
-    pub async fn send(
+    /// Sends a request to the call's path on the upstream, in the call's span. A timeout
+    /// before the answer's head is a 504, any other failure a 502; the cause is logged,
+    /// not shown.
+    pub(super) async fn send(
         &self,
-        method: Method,
-        path: &str,
+        call: Call<'_>,
         headers: &HeaderMap,
         body: Option<Bytes>,
     ) -> Result<reqwest::Response, ProxyError> {
-        let url = format!("{}{path}", self.config.upstream.trim_end_matches('/'));
-        let mut request = self.client.request(method, url);
+        let span = tracing::debug_span!(
+            "upstream",
+            otel.name = call.operation.unwrap_or(call.method.as_str()),
+            otel.kind = "client",
+            otel.status_code = Empty,
+            http.request.method = call.method.as_str(),
+            http.response.status_code = Empty,
+            server.address = self.host.as_str(),
+            error.r#type = Empty,
+            gen_ai.operation.name = call.operation,
+            gen_ai.provider.name = call.dialect.provider(),
+        );
+        self.send_in(call, headers, body, &span).instrument(span.clone()).await
+    }
+
+    async fn send_in(
+        &self,
+        call: Call<'_>,
+        headers: &HeaderMap,
+        body: Option<Bytes>,
+        span: &Span,
+    ) -> Result<reqwest::Response, ProxyError> {
+        let url = format!("{}{}", self.config.upstream.trim_end_matches('/'), call.path);
+        let mut request = self.client.request(call.method, url);
+        let own_context =
+            (!span.is_disabled()).then(|| span.context()).filter(|cx| cx.span().span_context().is_valid());
         for (name, value) in headers {
             let forwarded = FORWARDED.contains(name)
-                || TRACE_CONTEXT.contains(name)
+                || (own_context.is_none() && TRACE_CONTEXT.contains(name))
                 || (self.config.forward_baggage && *name == BAGGAGE)
                 || FORWARDED_PREFIXES.iter().any(|p| name.as_str().starts_with(p));
             if forwarded {
                 request = request.header(name, value);
             }
+        }
+        if let Some(context) = own_context {
+            let mut trace_headers = HeaderMap::new();
+            TraceContextPropagator::new().inject_context(&context, &mut HeaderInjector(&mut trace_headers));
+            request = request.headers(trace_headers);
         }
         if let Some(body) = body {
             request = request.header(header::CONTENT_TYPE, "application/json").body(body);
@@ -94,6 +151,17 @@ impl Upstream {
             Err(_) => "unreachable",
         };
         self.metrics.upstream.get_or_create(&UpstreamLabels { outcome }).observe(started.elapsed().as_secs_f64());
+        match &answer {
+            Ok(answer) => {
+                span.record("http.response.status_code", i64::from(answer.status().as_u16()));
+                if answer.status().is_server_error() {
+                    span.record("error.type", outcome).record("otel.status_code", "ERROR");
+                }
+            }
+            Err(_) => {
+                span.record("error.type", outcome).record("otel.status_code", "ERROR");
+            }
+        }
         answer
     }
 }
