@@ -11,12 +11,21 @@
 #           the same with token limits on (tokens per minute and per day, never
 #           reached): every request reserves its tokens in the same Lua call, and the
 #           proxy settles each to the upstream's usage
+#   memory-traced, proxy-traced
+#           the same with traces on: every request's spans exported over OTLP/HTTP to a
+#           local Jaeger (scripts/control-plane.sh builds it; on PATH or in JAEGER),
+#           sampling ratio 1, sharing the cores like the rest
 # Prints req/s and p50/p99 for each side and the ratio. The load generator shares the
 # machine's cores with the servers, as in the issue's measurement; runs are noisy, so
 # compare ratios from one run. Options: RUNS (default 2), DURATION (default 10s),
 # CONFIGS (default "memory redis proxy"), INSPECT (the /v1/inspect script in bench/load,
 # default inspect.lua; inspect-4k.lua sends one 4 KiB prompt), GUARD (another build's
 # godel-guard binary, to compare two builds against the same bare endpoint).
+# With RATE (say 5000), each configuration is instead offered that many requests per
+# second (16 connections, each pausing 16/RATE s between requests: bench/load/paced.lua)
+# and the figure is CPU per decision: microseconds of the guard's CPU (user + system, from
+# /proc) per request answered, beside the baseline's (the bare endpoint, or the upstream
+# for the proxy) at the same rate; the rate reached is printed too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -84,37 +93,94 @@ measure() { # measure <url> <script>
     END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
 }
 
-guard_config() { # guard_config <memory|redis|proxy>[-tokens] <redis port> <upstream port>
+guard_config() { # guard_config <memory|redis|proxy>[-tokens|-traced] <redis port> <upstream port> <otlp port>
   local tokens=""
   [[ "$1" == *-tokens ]] && tokens=", tokensPerMinute: 1000000000000, tokensPerDay: 1000000000000"
   cat <<YAML
 tiers: [{name: free, ratePerSecond: 1000000, burst: 1000000$tokens}]
 securityDebt: {quarantineThreshold: 1000000000000}
 YAML
-  case "${1%-tokens}" in
+  [[ "$1" == *-traced ]] && printf 'telemetry: {otlpEndpoint: "http://127.0.0.1:%s", samplingRatio: 1}\n' "$4"
+  case "$(kind "$1")" in
     redis) printf 'rateLimit: {backend: redis, redis: {url: "redis://127.0.0.1:%s"}}\n' "$2" ;;
     proxy) printf 'proxy: {upstream: "http://127.0.0.1:%s"}\n' "$3" ;;
   esac
 }
 
+kind() { local k="${1%-tokens}"; echo "${k%-traced}"; }
+
+# Jaeger with in-memory storage on loopback ports, for the -traced configurations.
+start_jaeger() { # start_jaeger <otlp port>
+  local query grpc
+  query="$(free_port)"; grpc="$(free_port)"
+  cat >"$work/jaeger.yaml" <<YAML
+service:
+  extensions: [jaeger_storage, jaeger_query]
+  pipelines: {traces: {receivers: [otlp], exporters: [jaeger_storage_exporter]}}
+  telemetry: {metrics: {level: none}, logs: {level: warn}}
+extensions:
+  jaeger_storage: {backends: {memory_store: {memory: {max_traces: 100000}}}}
+  jaeger_query: {storage: {traces: memory_store}, http: {endpoint: "127.0.0.1:$query"}, grpc: {endpoint: "127.0.0.1:$grpc"}}
+receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:$1"}}}}
+exporters: {jaeger_storage_exporter: {trace_storage: memory_store}}
+YAML
+  start "$1" "${JAEGER:-jaeger}" --config "$work/jaeger.yaml"
+}
+
+# CPU seconds a process has used, user and system, from /proc.
+cpu_seconds() { # cpu_seconds <pid>
+  awk -v tck="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / tck }' "/proc/$1/stat"
+}
+
+# Prints "req/s cpu_us_per_request" for one paced wrk run against the server <pid>.
+measure_cpu() { # measure_cpu <url> <script> <pid>
+  local before after requests
+  GODEL_PACED_SCRIPT="$(basename "$2")" GODEL_PACE_MS="$(awk -v r="$RATE" 'BEGIN { printf "%.3f", 16000 / r }')" \
+    wrk -t2 -c16 -d3s -s "$GODEL_BENCH_DIR/paced.lua" "$1" >/dev/null
+  before="$(cpu_seconds "$3")"
+  requests="$(GODEL_PACED_SCRIPT="$(basename "$2")" GODEL_PACE_MS="$(awk -v r="$RATE" 'BEGIN { printf "%.3f", 16000 / r }')" \
+    wrk -t2 -c16 -d"$DURATION" -s "$GODEL_BENCH_DIR/paced.lua" "$1" | awk '/requests in/ { print $1 }')"
+  after="$(cpu_seconds "$3")"
+  awk -v n="$requests" -v b="$before" -v a="$after" -v d="${DURATION%s}" \
+    'BEGIN { printf "%.0f %.1f\n", n / d, (a - b) * 1e6 / n }'
+}
+
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
-printf '%-7s %-4s %10s %10s %7s %9s %9s %9s %9s\n' config run guard_rps base_rps ratio guard_p50 guard_p99 base_p50 base_p99
+if [ -n "${RATE:-}" ]; then
+  echo "offered: $RATE req/s; CPU in microseconds per request"
+  printf '%-7s %-4s %10s %10s %13s %12s\n' config run guard_rps base_rps guard_cpu_us base_cpu_us
+else
+  printf '%-7s %-4s %10s %10s %7s %9s %9s %9s %9s\n' config run guard_rps base_rps ratio guard_p50 guard_p99 base_p50 base_p99
+fi
 for config in $CONFIGS; do
   for run in $(seq "$RUNS"); do
     redis_port="$(free_port)"; upstream_port="$(free_port)"; guard_port="$(free_port)"; bare_port="$(free_port)"
-    if [ "${config%-tokens}" = redis ]; then
+    otlp_port="$(free_port)"
+    if [ "$(kind "$config")" = redis ]; then
       start "$redis_port" redis-server --port "$redis_port" --save "" --appendonly no
     fi
-    if [ "${config%-tokens}" = proxy ]; then
+    if [[ "$config" == *-traced ]]; then
+      start_jaeger "$otlp_port"
+    fi
+    if [ "$(kind "$config")" = proxy ]; then
       start "$upstream_port" "$target/examples/upstream" "127.0.0.1:$upstream_port"
       script="$GODEL_BENCH_DIR/chat.lua"; base_url="http://127.0.0.1:$upstream_port"
     else
       start "$bare_port" "$target/examples/bare" "127.0.0.1:$bare_port"
       script="$GODEL_BENCH_DIR/$INSPECT"; base_url="http://127.0.0.1:$bare_port"
     fi
-    guard_config "$config" "$redis_port" "$upstream_port" >"$work/config.yaml"
+    base_pid="${pids[-1]}"
+    guard_config "$config" "$redis_port" "$upstream_port" "$otlp_port" >"$work/config.yaml"
     RUST_LOG=warn start "$guard_port" "$guard" serve --listen "127.0.0.1:$guard_port" \
       --config "$work/config.yaml" --log-format json
+    guard_pid="${pids[-1]}"
+    if [ -n "${RATE:-}" ]; then
+      read -r base_rps base_cpu < <(measure_cpu "$base_url" "$script" "$base_pid")
+      read -r guard_rps guard_cpu < <(measure_cpu "http://127.0.0.1:$guard_port" "$script" "$guard_pid")
+      printf '%-7s %-4s %10s %10s %13s %12s\n' "$config" "$run" "$guard_rps" "$base_rps" "$guard_cpu" "$base_cpu"
+      stop_all
+      continue
+    fi
     read -r base_rps base_p50 base_p99 < <(measure "$base_url" "$script")
     read -r guard_rps guard_p50 guard_p99 < <(measure "http://127.0.0.1:$guard_port" "$script")
     ratio="$(awk -v g="$guard_rps" -v b="$base_rps" 'BEGIN { printf "%.2f", g / b }')"

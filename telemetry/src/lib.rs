@@ -3,11 +3,11 @@
 //! Logs go to stderr through an `EnvFilter` (`RUST_LOG`, `info` by default), as before.
 //! Traces are off unless an OTLP endpoint is configured (the policy's
 //! `telemetry.otlpEndpoint`, or `OTEL_EXPORTER_OTLP_TRACES_ENDPOINT` /
-//! `OTEL_EXPORTER_OTLP_ENDPOINT`); then a second layer, with its own filter, turns the
-//! project's spans into OpenTelemetry spans and a batch processor exports them over
-//! OTLP/HTTP from a thread of its own. The spans meant for traces are `debug` spans, so
-//! with traces off their callsites are disabled by the log filter and cost a level check;
-//! the logs read the same either way.
+//! `OTEL_EXPORTER_OTLP_ENDPOINT`). Off, the subscriber is the log layer alone with a
+//! global filter, and the spans meant for traces (`debug` spans) cost a level check. On,
+//! the log layer keeps its filter as a per-layer one beside a second layer, with its own
+//! filter, that turns the project's spans into OpenTelemetry spans; a batch processor
+//! exports them over OTLP/HTTP from a thread of its own. The logs read the same either way.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -35,7 +35,7 @@ pub enum TelemetryError {
     #[error("OTEL_TRACES_SAMPLER_ARG must be a number between 0 and 1")]
     SamplerArg,
     #[error("a global tracing subscriber is already installed: {0}")]
-    Subscriber(#[source] tracing_subscriber::util::TryInitError),
+    Subscriber(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 /// How a process logs and whether it traces.
@@ -78,28 +78,32 @@ pub fn exporting() -> bool {
 pub fn init(settings: &Settings<'_>) -> Result<Telemetry, TelemetryError> {
     let provider = tracer_provider(settings)?;
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into());
+    let Some(provider) = provider else {
+        // Traces off: the log subscriber alone, its filter global, so every callsite it
+        // disables costs a level check and nothing more.
+        let logs = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+        let installed = if settings.json { logs.json().flatten_event(true).try_init() } else { logs.try_init() };
+        installed.map_err(TelemetryError::Subscriber)?;
+        return Ok(Telemetry { provider: None });
+    };
     let logs = tracing_subscriber::fmt::layer().with_writer(std::io::stderr);
     let logs: Box<dyn Layer<Registry> + Send + Sync> =
         if settings.json { logs.json().flatten_event(true).boxed() } else { logs.boxed() };
-    let traces = provider.as_ref().map(|provider| {
-        tracing_opentelemetry::layer()
-            .with_tracer(provider.tracer(settings.service))
-            .with_threads(false)
-            .with_tracked_inactivity(false)
-            .with_filter(filter_fn(|meta| {
-                meta.target().starts_with("godel") && (meta.is_span() || *meta.level() <= Level::INFO)
-            }))
-    });
+    let traces = tracing_opentelemetry::layer()
+        .with_tracer(provider.tracer(settings.service))
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_filter(filter_fn(|meta| {
+            meta.target().starts_with("godel") && (meta.is_span() || *meta.level() <= Level::INFO)
+        }));
     tracing_subscriber::registry()
         .with(logs.with_filter(filter))
         .with(traces)
         .try_init()
-        .map_err(TelemetryError::Subscriber)?;
-    if provider.is_some() {
-        EXPORTING.store(true, Ordering::Relaxed);
-        tracing::info!(service = settings.service, "exporting traces over OTLP/HTTP");
-    }
-    Ok(Telemetry { provider })
+        .map_err(|e| TelemetryError::Subscriber(e.into()))?;
+    EXPORTING.store(true, Ordering::Relaxed);
+    tracing::info!(service = settings.service, "exporting traces over OTLP/HTTP");
+    Ok(Telemetry { provider: Some(provider) })
 }
 
 /// The OTLP exporter and sampler, or `None` when no endpoint is configured or
