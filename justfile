@@ -32,6 +32,10 @@ load-bench:
 memory-bench:
     ./scripts/memory-bench.sh
 
+# Every fuzz target for FUZZ_SECONDS each (default 5; an hour or more for a real run).
+fuzz:
+    ./scripts/fuzz.sh
+
 # Detection quality: secrets and injection sets, held-out split apart, beside
 # detect-secrets; results go to BENCHMARKS.md.
 eval:
@@ -47,7 +51,9 @@ train-injection:
 
 lint:
     cargo fmt --all -- --check
+    cargo fmt --manifest-path fuzz/Cargo.toml -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+    cargo clippy -p godel-guard --lib --features fuzzing -- -D warnings
 
 # Regenerate the CRD and every generated file under config/.
 crd:

@@ -20,6 +20,7 @@
 #           backend) built by scripts/control-plane.sh
 #           from the modules pinned in tests/control-plane; the operator's end-to-end
 #           suite runs against it, and its kubectl is the one every test uses.
+#   crates.io: cargo-fuzz (scripts/fuzz.sh), on the nightly toolchain, into ~/.cargo/bin
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -58,4 +59,14 @@ fi
 if [ ! -d tests/validate/node_modules/@kubernetes-models/prometheus-operator ]; then
   echo "installing npm packages for manifest validation" >&2
   npm ci --prefix tests/validate --silent --no-audit --no-fund
+fi
+
+# The fuzz targets' smoke run (scripts/fuzz.sh) builds with libFuzzer on nightly.
+rustup run nightly rustc --version >/dev/null 2>&1 || {
+  echo "installing the nightly Rust toolchain for the fuzz targets" >&2
+  rustup toolchain install nightly --profile minimal
+}
+if [ "$(cargo-fuzz --version 2>/dev/null)" != "cargo-fuzz 0.13.2" ]; then
+  echo "installing cargo-fuzz 0.13.2" >&2
+  cargo install --quiet --locked cargo-fuzz --version 0.13.2
 fi

@@ -4,7 +4,8 @@
 #   integration  the test targets against real peers (Redis, Prometheus, KMS, Vault API,
 #                the OpenAI SDK, kubectl), all but the operator's end-to-end suite
 #   e2e          the operator against a real Kubernetes control plane
-#   all          every tier, in one build
+#   fuzz         a few seconds of each fuzz target (scripts/fuzz.sh; FUZZ_SECONDS for more)
+#   all          every tier, in one build, and the fuzz smoke run
 # Each tier but `unit` first runs scripts/setup.sh, which installs the peers when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -12,7 +13,10 @@ tier="${1:-all}"
 
 lint() {
   cargo fmt --all -- --check
+  cargo fmt --manifest-path fuzz/Cargo.toml -- --check
   cargo clippy --workspace --all-targets --locked -- -D warnings
+  # The fuzz targets' entry points, compiled only for them.
+  cargo clippy -p godel-guard --lib --features fuzzing --locked -- -D warnings
 }
 
 peers() {
@@ -39,13 +43,18 @@ case "$tier" in
     peers
     cargo test -p godel-operator --locked --test e2e
     ;;
+  fuzz)
+    ./scripts/setup.sh
+    ./scripts/fuzz.sh
+    ;;
   all)
     peers
     lint
     cargo test --workspace --locked
+    ./scripts/fuzz.sh
     ;;
   *)
-    echo "usage: $0 [unit|integration|e2e|all]" >&2
+    echo "usage: $0 [unit|integration|e2e|fuzz|all]" >&2
     exit 2
     ;;
 esac

@@ -67,13 +67,20 @@ impl<'a> Prompt<'a> {
         let Some(segments) = &self.segments else {
             return range;
         };
-        if segments.is_empty() || range.start >= range.end {
-            return range.start.min(self.raw.len())..range.start.min(self.raw.len());
-        }
         let segment_of = |offset: usize| match segments.binary_search_by(|(s, _)| s.cmp(&offset)) {
             Ok(i) => i,
             Err(i) => i.saturating_sub(1),
         };
+        if range.start >= range.end || range.start >= self.normalized.len() {
+            // An empty range maps to where its segment starts: an offset of the
+            // normalized text is no offset of the raw one, nor always a char boundary.
+            let at = if range.start < self.normalized.len() {
+                segments[segment_of(range.start)].1.start
+            } else {
+                self.raw.len()
+            };
+            return at..at;
+        }
         let first = &segments[segment_of(range.start)].1;
         let last = &segments[segment_of(range.end - 1)].1;
         first.start..last.end
@@ -83,6 +90,20 @@ impl<'a> Prompt<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the `prompt` fuzz target: an empty range in a text whose normalized
+    /// offsets differ from the raw ones mapped into the middle of a character.
+    #[test]
+    fn an_empty_range_maps_to_a_character_boundary() {
+        let raw = "\u{1F469}\u{200D}\u{1F4BB} family \u{1F468}\u{200D}\u{1F469}\u{200D}\u{1F467} \u{FE0F}\u{FE0E}";
+        let p = Prompt::new(raw);
+        assert_ne!(p.normalized().len(), raw.len());
+        for at in 0..=p.normalized().len() {
+            let mapped = p.to_raw(at..at);
+            assert!(mapped.is_empty() && raw.is_char_boundary(mapped.start), "{at} -> {mapped:?}");
+        }
+        assert_eq!(p.to_raw(p.normalized().len()..p.normalized().len()), raw.len()..raw.len());
+    }
 
     #[test]
     fn ascii_is_borrowed_and_identity_mapped() {

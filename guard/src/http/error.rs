@@ -4,6 +4,7 @@ use axum::response::{IntoResponse, Response};
 use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 use serde_json::json;
+use serde_path_to_error::Segment;
 
 use crate::engine::InspectError;
 
@@ -19,6 +20,12 @@ pub struct ApiError {
 }
 
 impl ApiError {
+    /// What the client is told, for the fuzz target that checks it tells nothing more.
+    #[cfg(feature = "fuzzing")]
+    pub(super) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
         Self { status, code, message: message.into() }
     }
@@ -57,16 +64,28 @@ pub(super) fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiErro
     let parsed = serde_path_to_error::deserialize(&mut deserializer);
     let (path, error) = match parsed.map(|value| (value, deserializer.end())) {
         Ok((value, Ok(()))) => return Ok(value),
-        Ok((_, Err(trailing))) => (None, trailing),
-        Err(e) => (Some(e.path().to_string()), e.into_inner()),
+        Ok((_, Err(trailing))) => (Vec::new(), trailing),
+        Err(e) => (e.path().iter().cloned().collect(), e.into_inner()),
     };
     let (code, message) = match error.classify() {
         Category::Data => {
             let reason = data_reason(&error.to_string());
-            // Struct field names are the schema's; anything else in a path (a map key)
-            // came from the request.
-            let message = match path.filter(|p| p != "." && p.split('.').all(is_schema_name)) {
-                Some(path) => format!("{path}: {reason}"),
+            // Struct field names are the schema's; anything else in a path (a map key,
+            // and an unknown field's own name, which ends its path) came from the request.
+            let known = if reason.starts_with("unknown field") {
+                path.split_last().map_or(&[][..], |(_, parent)| parent)
+            } else {
+                &path[..]
+            };
+            let names: Option<Vec<&str>> = known
+                .iter()
+                .map(|segment| match segment {
+                    Segment::Map { key } if is_schema_name(key) => Some(key.as_str()),
+                    _ => None,
+                })
+                .collect();
+            let message = match names.filter(|names| !names.is_empty()) {
+                Some(names) => format!("{}: {reason}", names.join(".")),
                 None => reason,
             };
             ("invalid_request", message)
@@ -141,6 +160,9 @@ mod tests {
             (r#"{"user_id": {"alice98765": 1}}"#, "user_id: invalid type, expected a string"),
             (r#"{"user_id": "x", "tier": "alice98765"}"#, "tier: invalid type, expected u32"),
             (r#"{"user_id": "x", "alice98765": 1}"#, "unknown field, expected `user_id` or `tier`"),
+            // Found by the `inspect_body` fuzz target: a name that reads like the schema's.
+            (r#"{"user_id": "x", "alice": 1}"#, "unknown field, expected `user_id` or `tier`"),
+            (r#"{"user_id": "x", "user.i#": 1}"#, "unknown field, expected `user_id` or `tier`"),
             (r#"{"tier": 1}"#, "missing field `user_id`"),
             (r#"{"user_id": "alice98765"#, "body is not valid JSON at line 1 column 23"),
             (r#"{"user_id": "x"} alice98765"#, "body is not valid JSON at line 1 column 18"),

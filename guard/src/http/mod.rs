@@ -4,6 +4,8 @@
 pub(crate) mod body;
 mod error;
 mod finding;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 mod health;
 mod inspect;
 mod metrics;

@@ -10,7 +10,7 @@ use std::ops::Range;
 use godel_config::OutputAction;
 use godel_traps::Finding;
 
-use crate::engine::{Guard, mask};
+use crate::engine::mask;
 
 /// Text held back at the end of a streamed channel, at least.
 const HOLD_MIN: usize = 64;
@@ -51,9 +51,10 @@ impl Channel {
         self.end().saturating_sub(trailing.clamp(HOLD_MIN, HOLD_MAX))
     }
 
-    /// Scans the text from a little before the released point to the end, once per
-    /// growth; new findings are kept with offsets in the whole text.
-    pub(super) fn scan(&mut self, guard: &Guard, all: &mut Vec<Finding>) {
+    /// Scans the text from a little before the released point to the end with the
+    /// answer traps (`inspect`), once per growth; new findings are kept with offsets in
+    /// the whole text.
+    pub(super) fn scan(&mut self, inspect: impl Fn(&str) -> Vec<Finding>, all: &mut Vec<Finding>) {
         if self.scanned == self.end() {
             return;
         }
@@ -62,7 +63,7 @@ impl Channel {
             from -= 1;
         }
         let offset = self.base + from;
-        for f in guard.inspect_answer(&self.text[from..]) {
+        for f in inspect(&self.text[from..]) {
             let span = offset + f.start..offset + f.end;
             if !self.hits.iter().any(|(s, h)| *s == span && h.rule == f.rule) {
                 all.push(f.clone());

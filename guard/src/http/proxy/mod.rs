@@ -10,6 +10,8 @@
 
 mod dialect;
 mod error;
+#[cfg(feature = "fuzzing")]
+pub(super) mod fuzzing;
 mod holdback;
 mod relay;
 mod request;

@@ -369,7 +369,7 @@ impl Relay {
             let Some(event) = self.queue.pop_front() else { break };
             for piece in &event.pieces {
                 if let Some(channel) = self.channels.get_mut(&piece.channel) {
-                    channel.scan(&self.state.guard, &mut self.findings);
+                    channel.scan(|text| self.state.guard.inspect_answer(text), &mut self.findings);
                 }
             }
             if self.action == OutputAction::Block && !self.findings.is_empty() {
