@@ -5,6 +5,7 @@
 //! and share these semantics.
 
 mod access;
+mod batch;
 mod breaker;
 mod failover;
 mod local;
