@@ -79,37 +79,6 @@ async fn tiers_and_users_are_independent() {
     assert_eq!(take(&b, "free:v", limit, 1).await, [true]);
 }
 
-/// Calls of the bucket script made over all commands so far: EVALSHA, and EVAL after a
-/// NOSCRIPT.
-fn script_calls(redis: &RedisServer) -> u64 {
-    let stats = redis.cli(&["INFO", "commandstats"]);
-    ["cmdstat_evalsha:calls=", "cmdstat_eval:calls="]
-        .iter()
-        .filter_map(|field| stats.split(field).nth(1))
-        .map(|rest| rest.split(',').next().unwrap().parse::<u64>().unwrap())
-        .sum()
-}
-
-#[tokio::test]
-async fn concurrent_admissions_share_script_calls_and_each_gets_its_own_answer() {
-    let redis = RedisServer::start();
-    let b = backend(&redis).await;
-    let limit = BucketLimit { rate_per_second: 0.001, burst: 5.0 };
-    let users: Vec<String> = (0..40).map(|u| format!("free:batch{u}")).collect();
-    let before = script_calls(&redis);
-    let admissions = futures::future::join_all(
-        (0..400).map(|i| b.admit(&users[i % users.len()], limit, UsageLimit::NONE, Usage::ZERO, DEBT)),
-    )
-    .await;
-    let calls = script_calls(&redis) - before;
-    for (u, user) in users.iter().enumerate() {
-        let mine: Vec<_> = admissions.iter().skip(u).step_by(users.len()).map(|a| a.as_ref().unwrap()).collect();
-        assert_eq!(mine.iter().filter(|a| a.allowed()).count(), 5, "{user}: its burst, no more, no less");
-        assert!(mine.iter().filter(|a| !a.allowed()).all(|a| a.refused == Some(Throttle::RateLimited)));
-    }
-    assert!(calls <= 40, "400 concurrent admissions took {calls} script calls");
-}
-
 #[tokio::test]
 async fn debt_quarantines_and_survives_beside_the_bucket() {
     let redis = RedisServer::start();

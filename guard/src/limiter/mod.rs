@@ -5,7 +5,6 @@
 //! and share these semantics.
 
 mod access;
-mod batch;
 mod breaker;
 mod failover;
 mod local;

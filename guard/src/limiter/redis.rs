@@ -1,9 +1,7 @@
 //! The shared backend: the token-bucket script of `bucket.lua` on Redis (standalone,
-//! Sentinel or Cluster), concurrent calls batched into one ([`super::batch`]) but on a
-//! Cluster. Calls use EVALSHA and reload the script after NOSCRIPT (a failover or
-//! `SCRIPT FLUSH`), and every call has a deadline.
+//! Sentinel or Cluster). Calls use EVALSHA and reload the script after NOSCRIPT (a
+//! failover or `SCRIPT FLUSH`), and every call has a deadline.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use godel_config::{RedisConfig, RedisMode};
@@ -11,11 +9,10 @@ use redis::aio::{ConnectionLike, ConnectionManager, ConnectionManagerConfig, Mul
 use redis::cluster::ClusterClient;
 use redis::cluster_async::ClusterConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
-use redis::{IntoConnectionInfo, RedisFuture, Script, ScriptInvocation, ToRedisArgs};
+use redis::{IntoConnectionInfo, RedisFuture, Script, ScriptInvocation};
 use tokio::sync::{Mutex, RwLock};
 
 use super::access::Access;
-use super::batch::Batches;
 use super::{Admission, BucketLimit, DebtPolicy, LimiterError, Throttle, Usage, UsageLimit};
 
 /// Prefix of every key the guard writes.
@@ -82,30 +79,14 @@ struct Dialer {
     fingerprint: [u8; 32],
 }
 
-/// The connection and the bucket script, shared by the backend and its batching task.
-pub(super) struct Link {
+pub struct RedisBackend {
     config: RedisConfig,
+    streams: Script,
     /// Rebuilt at a connect when the credential or certificate files changed.
     dialer: Mutex<Dialer>,
     conn: RwLock<Option<Conn>>,
     script: Script,
     timeout: Duration,
-}
-
-/// One user's call of the bucket script: its key and its section of the arguments.
-pub(super) struct BucketCall {
-    key: String,
-    args: Vec<Vec<u8>>,
-}
-
-/// The script's reply for one key: allowed, requests left, retry after (ms), why.
-pub(super) type Reply = (i64, i64, i64, String);
-
-pub struct RedisBackend {
-    link: Arc<Link>,
-    /// `None` on a Cluster, whose calls go one by one.
-    batches: Option<Batches>,
-    streams: Script,
 }
 
 /// The client for `config`'s deployment, authenticating and encrypting with `access`.
@@ -166,25 +147,16 @@ fn with_credentials(mut settings: redis::RedisConnectionInfo, access: &Access) -
     settings
 }
 
-impl BucketCall {
-    /// `op` on `bucket` with the bucket and debt arguments `head` (rate, burst, half-life,
-    /// threshold, debt points) and the meters of `usage`, each charged its part of `charge`.
-    fn new(bucket: &str, op: &str, head: [f64; 5], usage: UsageLimit, charge: Usage) -> Self {
-        let meters: Vec<_> = usage.meters(charge).collect();
-        let mut args = vec![op.as_bytes().to_vec()];
-        args.extend(head.iter().flat_map(|value| value.to_redis_args()));
-        args.extend(meters.len().to_redis_args());
-        for meter in meters {
-            args.push(meter.field.as_bytes().to_vec());
-            for value in [meter.cap, meter.window_seconds, meter.charge] {
-                args.extend(value.to_redis_args());
-            }
-        }
-        Self { key: bucket_key(bucket), args }
+/// The script's meter arguments: their number, then field, cap, window and charge each.
+fn with_meters(invocation: &mut ScriptInvocation<'_>, usage: UsageLimit, charge: Usage) {
+    let meters: Vec<_> = usage.meters(charge).collect();
+    invocation.arg(meters.len());
+    for meter in meters {
+        invocation.arg(meter.field).arg(meter.cap).arg(meter.window_seconds).arg(meter.charge);
     }
 }
 
-pub(super) fn unavailable(e: impl std::fmt::Display) -> LimiterError {
+fn unavailable(e: impl std::fmt::Display) -> LimiterError {
     LimiterError::Unavailable(e.to_string())
 }
 
@@ -195,90 +167,18 @@ impl RedisBackend {
         let timeout = Duration::from_millis(config.timeout_ms.max(1));
         let access = Access::read(config)?;
         let dialer = Dialer { target: target(config, &access, timeout)?, fingerprint: access.fingerprint };
-        let link = Link {
+        Ok(Self {
             config: config.clone(),
             dialer: Mutex::new(dialer),
             conn: RwLock::new(None),
             script: Script::new(include_str!("bucket.lua")),
+            streams: Script::new(include_str!("streams.lua")),
             timeout,
-        };
-        let batches = (config.mode != RedisMode::Cluster).then(Batches::default);
-        Ok(Self { link: Arc::new(link), batches, streams: Script::new(include_str!("streams.lua")) })
+        })
     }
 
     /// Opens (or re-resolves, for Sentinel) the connection. Safe to call repeatedly.
     pub async fn connect(&self) -> Result<(), LimiterError> {
-        self.link.connect().await
-    }
-
-    /// One user's call of the bucket script, in the next batch where there are batches.
-    async fn bucket(&self, call: BucketCall) -> Result<Reply, LimiterError> {
-        match &self.batches {
-            Some(batches) => batches.call(&self.link, call).await,
-            None => {
-                let mut replies = self.link.bucket(std::slice::from_ref(&call)).await?;
-                replies.pop().ok_or_else(|| unavailable("the bucket script gave no reply"))
-            }
-        }
-    }
-
-    pub async fn admit(
-        &self,
-        bucket: &str,
-        limit: BucketLimit,
-        usage: UsageLimit,
-        reserve: Usage,
-        debt: DebtPolicy,
-    ) -> Result<Admission, LimiterError> {
-        let head = [limit.rate_per_second, limit.burst, debt.half_life_seconds, debt.quarantine_threshold, 0.0];
-        let (allowed, remaining, retry_after_ms, why) =
-            self.bucket(BucketCall::new(bucket, "admit", head, usage, reserve)).await?;
-        let remaining = remaining.max(0) as u64;
-        let retry_after_ms = retry_after_ms.max(0) as u64;
-        if allowed == 1 {
-            return Ok(Admission { refused: None, remaining, retry_after_ms: 0 });
-        }
-        let why = match why.as_str() {
-            "quarantined" => Throttle::Quarantined,
-            "rate_limited" => Throttle::RateLimited,
-            meter => Throttle::of_meter(meter),
-        };
-        Ok(Admission::refused(why, retry_after_ms, remaining))
-    }
-
-    pub async fn add_debt(&self, bucket: &str, points: f64, debt: DebtPolicy) -> Result<(), LimiterError> {
-        let head = [1.0, 1.0, debt.half_life_seconds, debt.quarantine_threshold, points];
-        self.bucket(BucketCall::new(bucket, "debt", head, UsageLimit::NONE, Usage::ZERO)).await.map(drop)
-    }
-
-    pub async fn settle(&self, bucket: &str, usage: UsageLimit, delta: Usage) -> Result<(), LimiterError> {
-        // "settle" reads neither the bucket's nor the debt's arguments.
-        self.bucket(BucketCall::new(bucket, "settle", [1.0, 1.0, 1.0, 1.0, 0.0], usage, delta)).await.map(drop)
-    }
-
-    pub async fn open_stream(&self, key: &str, lease: &str, cap: u32, ttl: Duration) -> Result<bool, LimiterError> {
-        let mut invocation = self.streams.prepare_invoke();
-        invocation.key(streams_key(key)).arg("open").arg(lease).arg(cap).arg(ttl.as_millis() as u64);
-        let held: i64 = self.link.invoke(invocation).await?;
-        Ok(held == 1)
-    }
-
-    pub async fn close_stream(&self, key: &str, lease: &str) -> Result<(), LimiterError> {
-        let mut invocation = self.streams.prepare_invoke();
-        invocation.key(streams_key(key)).arg("close").arg(lease).arg(0).arg(0);
-        let _: i64 = self.link.invoke(invocation).await?;
-        Ok(())
-    }
-
-    /// A cheap round trip for the recovery probe; connects first when needed.
-    pub async fn ping(&self) -> Result<(), LimiterError> {
-        self.link.ping().await
-    }
-}
-
-impl Link {
-    /// Opens (or re-resolves, for Sentinel) the connection. Safe to call repeatedly.
-    async fn connect(&self) -> Result<(), LimiterError> {
         let connect_timeout = self.timeout.max(Duration::from_millis(500));
         let mut dialer = self.dialer.lock().await;
         let access = Access::read(&self.config)?;
@@ -339,24 +239,74 @@ impl Link {
         self.with_conn(self.timeout, |mut conn| async move { invocation.invoke_async(&mut conn).await }).await
     }
 
-    /// Runs the bucket script once for `calls`, one key each; one reply per call, in order.
-    pub(super) async fn bucket(&self, calls: &[BucketCall]) -> Result<Vec<Reply>, LimiterError> {
+    pub async fn admit(
+        &self,
+        bucket: &str,
+        limit: BucketLimit,
+        usage: UsageLimit,
+        reserve: Usage,
+        debt: DebtPolicy,
+    ) -> Result<Admission, LimiterError> {
         let mut invocation = self.script.prepare_invoke();
-        for call in calls {
-            invocation.key(&call.key);
+        invocation
+            .key(bucket_key(bucket))
+            .arg("admit")
+            .arg(limit.rate_per_second)
+            .arg(limit.burst)
+            .arg(debt.half_life_seconds)
+            .arg(debt.quarantine_threshold)
+            .arg(0);
+        with_meters(&mut invocation, usage, reserve);
+        let (allowed, remaining, retry_after_ms, why): (i64, i64, i64, String) = self.invoke(invocation).await?;
+        let remaining = remaining.max(0) as u64;
+        let retry_after_ms = retry_after_ms.max(0) as u64;
+        if allowed == 1 {
+            return Ok(Admission { refused: None, remaining, retry_after_ms: 0 });
         }
-        for arg in calls.iter().flat_map(|call| &call.args) {
-            invocation.arg(arg);
-        }
-        let replies: Vec<Reply> = self.invoke(invocation).await?;
-        if replies.len() != calls.len() {
-            return Err(unavailable(format!(
-                "the bucket script gave {} replies for {} keys",
-                replies.len(),
-                calls.len()
-            )));
-        }
-        Ok(replies)
+        let why = match why.as_str() {
+            "quarantined" => Throttle::Quarantined,
+            "rate_limited" => Throttle::RateLimited,
+            meter => Throttle::of_meter(meter),
+        };
+        Ok(Admission::refused(why, retry_after_ms, remaining))
+    }
+
+    pub async fn add_debt(&self, bucket: &str, points: f64, debt: DebtPolicy) -> Result<(), LimiterError> {
+        let mut invocation = self.script.prepare_invoke();
+        invocation
+            .key(bucket_key(bucket))
+            .arg("debt")
+            .arg(1)
+            .arg(1)
+            .arg(debt.half_life_seconds)
+            .arg(debt.quarantine_threshold)
+            .arg(points)
+            .arg(0);
+        let _: (i64, i64, i64, String) = self.invoke(invocation).await?;
+        Ok(())
+    }
+
+    pub async fn settle(&self, bucket: &str, usage: UsageLimit, delta: Usage) -> Result<(), LimiterError> {
+        let mut invocation = self.script.prepare_invoke();
+        // "settle" reads neither the bucket's nor the debt's arguments.
+        invocation.key(bucket_key(bucket)).arg("settle").arg(1).arg(1).arg(1).arg(1).arg(0);
+        with_meters(&mut invocation, usage, delta);
+        let _: (i64, i64, i64, String) = self.invoke(invocation).await?;
+        Ok(())
+    }
+
+    pub async fn open_stream(&self, key: &str, lease: &str, cap: u32, ttl: Duration) -> Result<bool, LimiterError> {
+        let mut invocation = self.streams.prepare_invoke();
+        invocation.key(streams_key(key)).arg("open").arg(lease).arg(cap).arg(ttl.as_millis() as u64);
+        let held: i64 = self.invoke(invocation).await?;
+        Ok(held == 1)
+    }
+
+    pub async fn close_stream(&self, key: &str, lease: &str) -> Result<(), LimiterError> {
+        let mut invocation = self.streams.prepare_invoke();
+        invocation.key(streams_key(key)).arg("close").arg(lease).arg(0).arg(0);
+        let _: i64 = self.invoke(invocation).await?;
+        Ok(())
     }
 
     /// Whether the credential or certificate files now say something else than the
@@ -371,7 +321,7 @@ impl Link {
     }
 
     /// A cheap round trip for the recovery probe; connects first when needed.
-    async fn ping(&self) -> Result<(), LimiterError> {
+    pub async fn ping(&self) -> Result<(), LimiterError> {
         if self.conn.read().await.is_none() {
             self.connect().await?;
         }
