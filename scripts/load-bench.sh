@@ -25,7 +25,8 @@
 # second (16 connections, each pausing 16/RATE s between requests: bench/load/paced.lua)
 # and the figure is CPU per decision: microseconds of the guard's CPU (user + system, from
 # /proc) per request answered, beside the baseline's (the bare endpoint, or the upstream
-# for the proxy) at the same rate; the rate reached is printed too.
+# for the proxy) at the same rate, and redis-server's for the Redis configurations; the
+# rate reached is printed too.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -132,23 +133,26 @@ cpu_seconds() { # cpu_seconds <pid>
   awk -v tck="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / tck }' "/proc/$1/stat"
 }
 
-# Prints "req/s cpu_us_per_request" for one paced wrk run against the server <pid>.
-measure_cpu() { # measure_cpu <url> <script> <pid>
-  local before after requests
+# Prints "req/s cpu_us_per_request other_cpu_us_per_request" for one paced wrk run
+# against the server <pid>; the third figure is <other pid>'s (Redis), or "-".
+measure_cpu() { # measure_cpu <url> <script> <pid> [<other pid>]
+  local before after requests other_before=0 other_after=0
   GODEL_PACED_SCRIPT="$(basename "$2")" GODEL_PACE_MS="$(awk -v r="$RATE" 'BEGIN { printf "%.3f", 16000 / r }')" \
     wrk -t2 -c16 -d3s -s "$GODEL_BENCH_DIR/paced.lua" "$1" >/dev/null
   before="$(cpu_seconds "$3")"
+  [ -n "${4:-}" ] && other_before="$(cpu_seconds "$4")"
   requests="$(GODEL_PACED_SCRIPT="$(basename "$2")" GODEL_PACE_MS="$(awk -v r="$RATE" 'BEGIN { printf "%.3f", 16000 / r }')" \
     wrk -t2 -c16 -d"$DURATION" -s "$GODEL_BENCH_DIR/paced.lua" "$1" | awk '/requests in/ { print $1 }')"
   after="$(cpu_seconds "$3")"
-  awk -v n="$requests" -v b="$before" -v a="$after" -v d="${DURATION%s}" \
-    'BEGIN { printf "%.0f %.1f\n", n / d, (a - b) * 1e6 / n }'
+  [ -n "${4:-}" ] && other_after="$(cpu_seconds "$4")"
+  awk -v n="$requests" -v b="$before" -v a="$after" -v d="${DURATION%s}" -v ob="$other_before" -v oa="$other_after" \
+    -v other="${4:-}" 'BEGIN { printf "%.0f %.1f %s\n", n / d, (a - b) * 1e6 / n, other == "" ? "-" : sprintf("%.1f", (oa - ob) * 1e6 / n) }'
 }
 
 echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo); $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2)"
 if [ -n "${RATE:-}" ]; then
   echo "offered: $RATE req/s; CPU in microseconds per request"
-  printf '%-7s %-4s %10s %10s %13s %12s\n' config run guard_rps base_rps guard_cpu_us base_cpu_us
+  printf '%-7s %-4s %10s %10s %13s %12s %13s\n' config run guard_rps base_rps guard_cpu_us base_cpu_us redis_cpu_us
 else
   printf '%-7s %-4s %10s %10s %7s %9s %9s %9s %9s\n' config run guard_rps base_rps ratio guard_p50 guard_p99 base_p50 base_p99
 fi
@@ -156,8 +160,10 @@ for config in $CONFIGS; do
   for run in $(seq "$RUNS"); do
     redis_port="$(free_port)"; upstream_port="$(free_port)"; guard_port="$(free_port)"; bare_port="$(free_port)"
     otlp_port="$(free_port)"
+    redis_pid=""
     if [ "$(kind "$config")" = redis ]; then
       start "$redis_port" redis-server --port "$redis_port" --save "" --appendonly no
+      redis_pid="${pids[-1]}"
     fi
     if [[ "$config" == *-traced ]]; then
       start_jaeger "$otlp_port"
@@ -175,9 +181,9 @@ for config in $CONFIGS; do
       --config "$work/config.yaml" --log-format json
     guard_pid="${pids[-1]}"
     if [ -n "${RATE:-}" ]; then
-      read -r base_rps base_cpu < <(measure_cpu "$base_url" "$script" "$base_pid")
-      read -r guard_rps guard_cpu < <(measure_cpu "http://127.0.0.1:$guard_port" "$script" "$guard_pid")
-      printf '%-7s %-4s %10s %10s %13s %12s\n' "$config" "$run" "$guard_rps" "$base_rps" "$guard_cpu" "$base_cpu"
+      read -r base_rps base_cpu _ < <(measure_cpu "$base_url" "$script" "$base_pid")
+      read -r guard_rps guard_cpu redis_cpu < <(measure_cpu "http://127.0.0.1:$guard_port" "$script" "$guard_pid" "$redis_pid")
+      printf '%-7s %-4s %10s %10s %13s %12s %13s\n' "$config" "$run" "$guard_rps" "$base_rps" "$guard_cpu" "$base_cpu" "$redis_cpu"
       stop_all
       continue
     fi
