@@ -56,16 +56,16 @@ pub fn sse_framing(stream: &[u8], cuts: &[u8]) {
 
 /// The hold-back scanner of a streamed channel: `text` arrives in pieces cut at `cuts`
 /// (each byte a piece length, moved on to a character boundary), each piece goes out
-/// once the scanner's hold allows it, masked where `inspect` found something. What
-/// goes out is the text itself when nothing was found, and never the text of a finding
-/// that was found before its first byte went out.
+/// once the scanner's hold allows it, masked where `inspect` found something. Every
+/// piece goes out by the end, each sliced on character boundaries, and what goes out is
+/// the text itself when nothing was found.
 pub fn holdback(text: &str, cuts: &[u8], inspect: impl Fn(&str) -> Vec<Finding>) {
     let mut channel = Channel::default();
     let mut findings = Vec::new();
     let mut held: VecDeque<(Range<usize>, &str)> = VecDeque::new();
     let mut out = String::new();
     let mut rest = text;
-    let mut cuts = cuts.iter().map(|&c| usize::from(c)).chain(std::iter::repeat(usize::MAX));
+    let mut cuts = cuts.iter().map(|&c| usize::from(c));
     while !rest.is_empty() {
         let mut at = cuts.next().unwrap_or(usize::MAX).clamp(1, rest.len());
         while !rest.is_char_boundary(at) {
