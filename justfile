@@ -28,6 +28,11 @@ bench:
 load-bench:
     ./scripts/load-bench.sh
 
+# Our proxy beside agentgateway in front of the same local upstream (AGENTGATEWAY names
+# its binary, built outside the clone as BENCHMARKS.md says); results go to BENCHMARKS.md.
+compare:
+    ./scripts/compare.sh
+
 # The guard's memory after 200,000 distinct users, and once they are idle.
 memory-bench:
     ./scripts/memory-bench.sh

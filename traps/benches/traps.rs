@@ -47,6 +47,17 @@ fn traps(c: &mut Criterion) {
         group.finish();
     }
 
+    // Prompt length: a chat turn, a page of context, a long RAG or tool-result prompt.
+    let mut group = c.benchmark_group("traps/clean-by-size");
+    for (label, size) in [("4k", 4 << 10), ("64k", 64 << 10), ("1m", 1 << 20)] {
+        let text = corpus::clean(size);
+        assert!(engine.inspect(&text).is_empty(), "the clean corpus must be clean at {label}");
+        group.throughput(Throughput::Bytes(text.len() as u64));
+        group.bench_function(format!("engine-rules-{label}"), |b| b.iter(|| rules_engine.inspect(&text).len()));
+        group.bench_function(format!("engine-{label}"), |b| b.iter(|| engine.inspect(&text).len()));
+    }
+    group.finish();
+
     // The learned injection detector on a 4 KiB prompt (its aim: at most 100 µs).
     let end = (0..=4096).rev().find(|&i| clean.is_char_boundary(i)).unwrap_or(0);
     let prompt = &clean[..end];
