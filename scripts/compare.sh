@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Side by side with agentgateway (`just compare`): its LLM proxy and ours in front of the
 # same local OpenAI-compatible upstream (guard/examples/upstream.rs), driven by the same
-# wrk load (2 threads, 16 connections, bench/load/chat.lua: ordinary prompts over 5,000
+# wrk load (2 threads, CONNECTIONS connections, bench/load/chat.lua: ordinary prompts over 5,000
 # users), one after the other, ROUNDS times (default 2), each round also measuring the
 # upstream called directly. Prints req/s, p50 and p99, the p99 each proxy adds over the
-# upstream of the same round, and the proxy's resident memory (peak and after the run).
+# upstream of the same round, the proxy's CPU per request (user + system over the
+# measured run, from /proc) and its resident memory (peak and after the run). With RATE
+# (say 1000), each side is offered that many requests a second instead of as many as it
+# takes (bench/load/paced.lua), as the published figures of agentgateway are.
 #
 # Three proxies per round:
 #   agentgateway  its prompt guard on both directions: the built-in PII recognisers
@@ -16,13 +19,15 @@
 #
 # agentgateway is not built here: AGENTGATEWAY names its binary, built from its own
 # repository outside this clone (how: BENCHMARKS.md, "Side by side with agentgateway").
-# Options: ROUNDS, DURATION (default 10s), PROXIES (default "agentgateway godel-same
+# Options: ROUNDS, DURATION (default 10s), CONNECTIONS (default 16; 1 measures what a
+# proxy adds to one request with no queueing), RATE, PROXIES (default "agentgateway godel-same
 # godel"), GUARD (another build's godel-guard binary).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 ROUNDS="${ROUNDS:-2}"
 DURATION="${DURATION:-10s}"
+CONNECTIONS="${CONNECTIONS:-16}"
 PROXIES="${PROXIES:-agentgateway godel-same godel}"
 export GODEL_BENCH_DIR="$PWD/bench/load"
 
@@ -68,16 +73,29 @@ start() { # start <port> <command...>: runs it in the background, waits for the 
   wait_port "$port"
 }
 
-# Prints "req/s p50_ms p99_ms non2xx" for one wrk run after a warm-up.
-measure() { # measure <url>
-  wrk -t2 -c16 -d3s -s "$GODEL_BENCH_DIR/chat.lua" "$1" >/dev/null
-  wrk -t2 -c16 -d"$DURATION" --latency -s "$GODEL_BENCH_DIR/chat.lua" "$1" | awk '
+# CPU seconds a process has used, user and system, from /proc.
+cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / tck }' "/proc/$1/stat"; }
+
+# Prints "req/s p50_ms p99_ms non2xx cpu_us_per_request" for one wrk run after a warm-up;
+# the CPU is <pid>'s over the measured run. With RATE, each connection paces itself.
+measure() { # measure <url> <pid>
+  local script="$GODEL_BENCH_DIR/chat.lua" before after threads=$((CONNECTIONS < 2 ? 1 : 2))
+  if [ -n "${RATE:-}" ]; then
+    script="$GODEL_BENCH_DIR/paced.lua"
+    export GODEL_PACED_SCRIPT=chat.lua GODEL_PACE_MS="$(awk -v r="$RATE" -v c="$CONNECTIONS" 'BEGIN { printf "%.3f", c * 1000 / r }')"
+  fi
+  wrk -t"$threads" -c"$CONNECTIONS" -d3s -s "$script" "$1" >/dev/null
+  before="$(cpu_seconds "$2")"
+  wrk -t"$threads" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$script" "$1" >"$work/wrk.out"
+  after="$(cpu_seconds "$2")"
+  awk -v b="$before" -v a="$after" '
     function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
     $1 == "50%" { p50 = ms($2) }
     $1 == "99%" { p99 = ms($2) }
     $1 == "Requests/sec:" { rps = $2 }
+    / requests in / { n = $1 }
     /Non-2xx/ { non2xx = $NF }
-    END { printf "%.0f %.3f %.3f %d\n", rps, p50, p99, non2xx }'
+    END { printf "%.0f %.3f %.3f %d %.1f\n", rps, p50, p99, non2xx, (a - b) * 1e6 / n }' "$work/wrk.out"
 }
 
 # Resident memory of <pid> in MiB: "peak now".
@@ -99,8 +117,8 @@ yaml_string() { python3 -c 'import json, sys; print(json.dumps(sys.argv[1]))' "$
 
 agentgateway_config() { # agentgateway_config <port> <upstream port>
   local rules="" rule
-  for name in email ssn creditCard phoneNumber caSin; do rules+="            - builtin: $name"$'\n'; done
-  for rule in "${RULES[@]}"; do rules+="            - pattern: $(yaml_string "${rule#*:}")"$'\n'; done
+  for name in email ssn creditCard phoneNumber caSin; do rules+="                - builtin: $name"$'\n'; done
+  for rule in "${RULES[@]}"; do rules+="                - pattern: $(yaml_string "${rule#*:}")"$'\n'; done
   cat <<YAML
 binds:
 - port: $1
@@ -146,13 +164,14 @@ YAML
   done
 }
 
-echo "machine: $(nproc) cores; $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); agentgateway: ${AGENTGATEWAY:-none}"
-printf '%-5s %-13s %9s %9s %9s %12s %9s %9s %6s\n' round proxy req_s p50_ms p99_ms p99_added_ms rss_peak rss_end non2xx
+echo "machine: $(nproc) cores; $CONNECTIONS connections; $(wrk --version 2>&1 | head -1 | cut -d' ' -f1-2); agentgateway: ${AGENTGATEWAY:-none}"
+[ -n "${RATE:-}" ] && echo "offered: $RATE req/s ($CONNECTIONS connections, each pausing $CONNECTIONS/RATE s)"
+printf '%-5s %-13s %9s %9s %9s %12s %10s %9s %9s %6s\n' round proxy req_s p50_ms p99_ms p99_added_ms cpu_us_req rss_peak rss_end non2xx
 for round in $(seq "$ROUNDS"); do
   upstream_port="$(free_port)"
   start "$upstream_port" "$target/examples/upstream" "127.0.0.1:$upstream_port"
-  read -r base_rps base_p50 base_p99 base_bad < <(measure "http://127.0.0.1:$upstream_port")
-  printf '%-5s %-13s %9s %9s %9s %12s %9s %9s %6s\n' "$round" upstream "$base_rps" "$base_p50" "$base_p99" - - - "$base_bad"
+  read -r base_rps base_p50 base_p99 base_bad base_cpu < <(measure "http://127.0.0.1:$upstream_port" "${pids[-1]}")
+  printf '%-5s %-13s %9s %9s %9s %12s %10s %9s %9s %6s\n' "$round" upstream "$base_rps" "$base_p50" "$base_p99" - "$base_cpu" - - "$base_bad"
   for proxy in $PROXIES; do
     port="$(free_port)"
     case "$proxy" in
@@ -165,10 +184,10 @@ for round in $(seq "$ROUNDS"); do
       *) echo "unknown proxy $proxy" >&2; exit 2 ;;
     esac
     pid="${pids[-1]}"
-    read -r rps p50 p99 bad < <(measure "http://127.0.0.1:$port")
+    read -r rps p50 p99 bad cpu < <(measure "http://127.0.0.1:$port" "$pid")
     read -r peak now < <(rss "$pid")
     added="$(awk -v p="$p99" -v b="$base_p99" 'BEGIN { printf "%.3f", p - b }')"
-    printf '%-5s %-13s %9s %9s %9s %12s %9s %9s %6s\n' "$round" "$proxy" "$rps" "$p50" "$p99" "$added" "$peak" "$now" "$bad"
+    printf '%-5s %-13s %9s %9s %9s %12s %10s %9s %9s %6s\n' "$round" "$proxy" "$rps" "$p50" "$p99" "$added" "$cpu" "$peak" "$now" "$bad"
     kill "$pid"; wait "$pid" 2>/dev/null || true
     unset 'pids[-1]'
   done
