@@ -45,36 +45,7 @@ cargo build --release --quiet -p godel-guard --bin godel-guard --example upstrea
 target="${CARGO_TARGET_DIR:-target}/release"
 guard="${GUARD:-$target/godel-guard}"
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_port() {
-  for _ in $(seq 400); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1; its log:" >&2
-  cat "$work/$1.log" >&2
-  exit 1
-}
-
-start() { # start <port> <command...>: runs it in the background, waits for the port
-  local port="$1"; shift
-  "$@" >"$work/$port.log" 2>&1 &
-  pids+=("$!")
-  wait_port "$port"
-}
-
-# CPU seconds a process has used, user and system, from /proc.
-cpu_seconds() { awk -v tck="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / tck }' "/proc/$1/stat"; }
+source scripts/bench-lib.sh
 
 # Prints "req/s p50_ms p99_ms non2xx cpu_us_per_request" for one wrk run after a warm-up;
 # the CPU is <pid>'s over the measured run. With RATE, each connection paces itself.
@@ -191,7 +162,5 @@ for round in $(seq "$ROUNDS"); do
     kill "$pid"; wait "$pid" 2>/dev/null || true
     unset 'pids[-1]'
   done
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
+  stop_all
 done

@@ -49,38 +49,7 @@ cargo build --release --quiet -p godel-guard --bin godel-guard --example bare --
 target="${CARGO_TARGET_DIR:-target}/release"
 guard="${GUARD:-$target/godel-guard}"
 
-work="$(mktemp -d)"
-pids=()
-cleanup() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  rm -rf "$work"
-}
-trap cleanup EXIT
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_port() {
-  for _ in $(seq 200); do
-    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-    sleep 0.05
-  done
-  echo "nothing listens on port $1" >&2
-  exit 1
-}
-
-start() { # start <port> <command...>: runs it in the background, waits for the port
-  local port="$1"; shift
-  "$@" >"$work/$port.log" 2>&1 &
-  pids+=("$!")
-  wait_port "$port"
-}
-
-stop_all() {
-  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  pids=()
-}
+source scripts/bench-lib.sh
 
 # Prints "req/s p50_ms p99_ms" for one wrk run.
 measure() { # measure <url> <script>
@@ -126,11 +95,6 @@ receivers: {otlp: {protocols: {http: {endpoint: "127.0.0.1:$1"}}}}
 exporters: {jaeger_storage_exporter: {trace_storage: memory_store}}
 YAML
   start "$1" "${JAEGER:-jaeger}" --config "$work/jaeger.yaml"
-}
-
-# CPU seconds a process has used, user and system, from /proc.
-cpu_seconds() { # cpu_seconds <pid>
-  awk -v tck="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / tck }' "/proc/$1/stat"
 }
 
 # Prints "req/s cpu_us_per_request other_cpu_us_per_request" for one paced wrk run
