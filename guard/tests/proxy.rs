@@ -280,7 +280,7 @@ async fn blocking_answers_withholds_them() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upstream_errors_are_mapped_without_their_internals() {
-    let (url, _) = upstream::start().await;
+    let (url, seen) = upstream::start().await;
     let guard = InProcess::start(&policy(&url, ", timeoutSeconds: 1")).await;
 
     let r = chat(&guard, "err-user", "fail-500", "hi", false).send().await.unwrap();
@@ -298,6 +298,15 @@ async fn upstream_errors_are_mapped_without_their_internals() {
     assert!(r.headers().get("connection").is_none_or(|v| v != "close"), "hop-by-hop headers stay upstream");
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["message"], "Rate limit reached for requests", "an OpenAI error passes as it is");
+
+    // A redirect is the upstream's answer, not a new destination for the prompt.
+    let before = seen.lock().unwrap().bodies.len();
+    let r = chat(&guard, "err-user", "redirect", "hi", false).send().await.unwrap();
+    assert_eq!(r.status(), 307);
+    assert!(r.headers().get("location").is_none(), "the guard does not point the client elsewhere");
+    assert_eq!(seen.lock().unwrap().bodies.len(), before + 1, "the prompt was sent once, not followed");
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_307");
 
     let started = Instant::now();
     let r = chat(&guard, "err-user", "slow", "hi", false).send().await.unwrap();

@@ -8,7 +8,8 @@
 //! - `slow`: answers after three seconds;
 //! - `long-stream`: a stream of one event a second for a minute;
 //! - `fail-500`: a 500 with an HTML traceback;
-//! - `fail-429`: an OpenAI-style 429 with `Retry-After` and rate-limit headers.
+//! - `fail-429`: an OpenAI-style 429 with `Retry-After` and rate-limit headers;
+//! - `redirect`: a 307 to this upstream's `/v1/completions`.
 //!
 //! Every chat answer reports [`USAGE`] as OpenAI does: in a whole answer's `usage`, and
 //! in a stream only when the request asks (`stream_options.include_usage`), with
@@ -92,7 +93,7 @@ fn delta_multiline(text: &str) -> String {
 }
 
 /// The upstream's own failures, as the model names them: an HTML 500 with internals, a
-/// 429 with OpenAI's rate-limit headers.
+/// 429 with OpenAI's rate-limit headers, a redirect.
 fn failure(model: &str) -> Option<Response> {
     match model {
         "fail-500" => Some(
@@ -117,6 +118,7 @@ fn failure(model: &str) -> Option<Response> {
             )
                 .into_response(),
         ),
+        "redirect" => Some((StatusCode::TEMPORARY_REDIRECT, [("location", "/v1/completions")], "").into_response()),
         _ => None,
     }
 }

@@ -68,7 +68,10 @@ const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
 impl Upstream {
     pub fn new(config: ProxyConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+        // A redirect is relayed as the upstream's answer, never followed: following it
+        // would send the prompt to a destination the policy does not name.
         let client = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(config.timeout_seconds.max(1)))
             .connect_timeout(Duration::from_secs(5))
             .build()?;
