@@ -1,6 +1,7 @@
 //! Trap engine throughput. Run: `cargo bench -p godel-traps --bench traps`
 //! (or `just bench`). Reports MB/s per trap and for the whole engine, over clean and
-//! dirty (secret-planted) text; see BENCHMARKS.md.
+//! dirty (secret-planted) text, and for the engine by prompt length (4 KiB to 1 MiB);
+//! see BENCHMARKS.md.
 
 mod corpus;
 
