@@ -40,3 +40,15 @@ stop_all() {
 cpu_seconds() { # cpu_seconds <pid>
   awk -v tck="$(getconf CLK_TCK)" '{ printf "%.3f\n", ($14 + $15) / tck }' "/proc/$1/stat"
 }
+
+# wrk's report (on stdin, run with --latency) as "req/s p50_ms p99_ms non2xx requests".
+wrk_figures() {
+  awk '
+    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
+    $1 == "50%" { p50 = ms($2) }
+    $1 == "99%" { p99 = ms($2) }
+    $1 == "Requests/sec:" { rps = $2 }
+    / requests in / { n = $1 }
+    /Non-2xx/ { non2xx = $NF }
+    END { printf "%.0f %.3f %.3f %d %d\n", rps, p50, p99, non2xx, n }'
+}

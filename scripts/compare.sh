@@ -11,8 +11,8 @@
 #
 # Three proxies per round:
 #   agentgateway  its prompt guard on both directions: the built-in PII recognisers
-#                 (email, ssn, creditCard, phoneNumber, caSin) and the regex rules below
-#                 (the same secret and injection rules ours has), action reject
+#                 (email, ssn, creditCard, phoneNumber, caSin) and the eight regexes
+#                 below (secret and injection rules), action reject
 #   godel-same    our proxy with that rule set only (PII pack plus the same regexes;
 #                 no entropy, unicode, decoding or learned detector)
 #   godel         our proxy with its default policy: every trap on
@@ -50,7 +50,7 @@ source scripts/bench-lib.sh
 # Prints "req/s p50_ms p99_ms non2xx cpu_us_per_request" for one wrk run after a warm-up;
 # the CPU is <pid>'s over the measured run. With RATE, each connection paces itself.
 measure() { # measure <url> <pid>
-  local script="$GODEL_BENCH_DIR/chat.lua" before after threads=$((CONNECTIONS < 2 ? 1 : 2))
+  local script="$GODEL_BENCH_DIR/chat.lua" before after rps p50 p99 non2xx requests threads=$((CONNECTIONS < 2 ? 1 : 2))
   if [ -n "${RATE:-}" ]; then
     script="$GODEL_BENCH_DIR/paced.lua"
     export GODEL_PACED_SCRIPT=chat.lua GODEL_PACE_MS="$(awk -v r="$RATE" -v c="$CONNECTIONS" 'BEGIN { printf "%.3f", c * 1000 / r }')"
@@ -59,20 +59,15 @@ measure() { # measure <url> <pid>
   before="$(cpu_seconds "$2")"
   wrk -t"$threads" -c"$CONNECTIONS" -d"$DURATION" --latency -s "$script" "$1" >"$work/wrk.out"
   after="$(cpu_seconds "$2")"
-  awk -v b="$before" -v a="$after" '
-    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-    $1 == "50%" { p50 = ms($2) }
-    $1 == "99%" { p99 = ms($2) }
-    $1 == "Requests/sec:" { rps = $2 }
-    / requests in / { n = $1 }
-    /Non-2xx/ { non2xx = $NF }
-    END { printf "%.0f %.3f %.3f %d %.1f\n", rps, p50, p99, non2xx, (a - b) * 1e6 / n }' "$work/wrk.out"
+  read -r rps p50 p99 non2xx requests < <(wrk_figures <"$work/wrk.out")
+  echo "$rps $p50 $p99 $non2xx $(awk -v b="$before" -v a="$after" -v n="$requests" 'BEGIN { printf "%.1f", (a - b) * 1e6 / n }')"
 }
 
 # Resident memory of <pid> in MiB: "peak now".
 rss() { awk '/^VmHWM/ { peak = $2 } /^VmRSS/ { now = $2 } END { printf "%.1f %.1f\n", peak / 1024, now / 1024 }' "/proc/$1/status"; }
 
-# The rules both guards apply, beside the PII recognisers: ours, by name, from the packs.
+# The regexes both guards apply beside the PII recognisers: our pack rules of these names,
+# shortened (no capture groups, fewer phrasings), so both sides run exactly the same eight.
 RULES=(
   'aws-access-key-id:\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b'
   'github-token:\bgh[pousr]_[A-Za-z0-9]{36,255}\b'

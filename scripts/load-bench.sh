@@ -54,13 +54,7 @@ source scripts/bench-lib.sh
 # Prints "req/s p50_ms p99_ms" for one wrk run.
 measure() { # measure <url> <script>
   wrk -t2 -c16 -d3s -s "$2" "$1" >/dev/null  # warm up: caches, buckets, connections
-  wrk -t2 -c16 -d"$DURATION" --latency -s "$2" "$1" | awk '
-    function ms(v) { if (v ~ /us$/) return v / 1000; if (v ~ /ms$/) return v + 0; if (v ~ /s$/) return v * 1000; return v }
-    $1 == "50%" { p50 = ms($2) }
-    $1 == "99%" { p99 = ms($2) }
-    $1 == "Requests/sec:" { rps = $2 }
-    /Non-2xx/ { non2xx = $NF }
-    END { printf "%.0f %.3f %.3f\n", rps, p50, p99 }'
+  wrk -t2 -c16 -d"$DURATION" --latency -s "$2" "$1" | wrk_figures | cut -d' ' -f1-3
 }
 
 guard_config() { # guard_config <memory|redis|proxy>[-tokens|-traced] <redis port> <upstream port> <otlp port>
