@@ -11,7 +11,8 @@
 //!   characters and variation-selector smuggling, on the raw text.
 //! - [`regex`]: [`RegexTrap`], the built-in rule [`packs`] (secrets, personal data,
 //!   injection phrasings) and the policy's own rules in one `RegexSet` pass; a rule that
-//!   does not compile is a [`RuleError`] naming it.
+//!   does not compile is a [`RuleError`] naming it. `set_scan` walks that set's lazy DFA
+//!   in four interleaved streams, the set's own single walk being the fallback.
 //! - [`validators`]: checksums (Luhn, IBAN mod-97, national ids) that turn a digit-shaped
 //!   match into a finding only when it is valid.
 //! - [`classifier`]: [`ClassifierTrap`], the learned injection detector (a linear model
@@ -32,6 +33,7 @@ pub mod entropy;
 pub mod packs;
 pub mod prompt;
 pub mod regex;
+mod set_scan;
 pub mod unicode;
 pub mod validators;
 pub mod words;

@@ -1,6 +1,7 @@
 //! Pattern rules: the built-in packs plus the policy's own. All patterns run together
-//! in one `RegexSet` pass (one scan of the text, whatever the rule count); only rules
-//! that matched run again on their own to find spans. Rust's regex engine is
+//! in one pass (one scan of the text, whatever the rule count: the combined lazy DFA
+//! walked in four interleaved streams by [`SetScan`], or the `RegexSet` when that walk
+//! gives up); only rules that matched run again on their own to find spans. Rust's regex engine is
 //! linear-time, so a hostile policy or prompt cannot make a scan hang.
 //!
 //! A pattern may match context it does not report: when it has capture groups, the
@@ -14,6 +15,7 @@ use std::sync::Arc;
 use ::regex::{Regex, RegexBuilder, RegexSet, RegexSetBuilder};
 use godel_config::{Action, RegexConfig, Severity};
 
+use super::set_scan::SetScan;
 use super::{Finding, PACK_RULES, Prompt, Trap, TrapKind};
 
 /// Compiled size cap per pattern: generous for real rules, fatal for patterns such as
@@ -62,6 +64,8 @@ struct Rule {
 
 pub struct RegexTrap {
     set: RegexSet,
+    /// The same patterns as `set`, walked faster; `None` if they do not build as one lazy DFA.
+    scan: Option<SetScan>,
     rules: Vec<Rule>,
 }
 
@@ -93,7 +97,9 @@ impl RegexTrap {
             .dfa_size_limit(SET_DFA_CACHE)
             .build()
             .map_err(|e| RuleError::SetTooLarge(e.to_string()))?;
-        Ok(Self { set, rules })
+        let patterns: Vec<&str> = rules.iter().map(|r| r.regex.as_str()).collect();
+        let scan = SetScan::new(&patterns, RULE_SIZE_LIMIT * 16, SET_DFA_CACHE);
+        Ok(Self { set, scan, rules })
     }
 }
 
@@ -141,7 +147,7 @@ impl RegexTrap {
 impl Trap for RegexTrap {
     fn inspect(&self, prompt: &Prompt<'_>, findings: &mut Vec<Finding>) {
         let text = prompt.normalized();
-        for index in self.set.matches(text).iter() {
+        let report = |index: usize, findings: &mut Vec<Finding>| {
             let rule = &self.rules[index];
             Self::ranges(rule, text, |range| {
                 let span = prompt.to_raw(range);
@@ -154,6 +160,10 @@ impl Trap for RegexTrap {
                     end: span.end,
                 });
             });
+        };
+        match self.scan.as_ref().map(|scan| scan.matches(text)) {
+            Some(Ok(matched)) => matched.iter().for_each(|index| report(index, findings)),
+            _ => self.set.matches(text).iter().for_each(|index| report(index, findings)),
         }
     }
 }
@@ -245,6 +255,21 @@ mod tests {
             ..RegexConfig::default()
         };
         assert_eq!(found(&trap(&config), "status of Project  Bluebird?"), vec!["project-bluebird"]);
+    }
+
+    /// A Unicode word boundary beside a non-ASCII letter is what the streamed walk cannot
+    /// decide; the `RegexSet` answers instead, and the finding is the same.
+    #[test]
+    fn a_rule_the_streamed_walk_gives_up_on_is_still_found() {
+        let rule = RegexRule {
+            name: "cafe".into(),
+            pattern: r"\bcafé\b".into(),
+            severity: Severity::Low,
+            action: Action::Flag,
+        };
+        let t = trap(&RegexConfig { packs: vec![], rules: vec![rule], ..RegexConfig::default() });
+        assert_eq!(found(&t, "un café noir"), vec!["cafe"]);
+        assert!(found(&t, "un cafés noir").is_empty());
     }
 
     #[test]
