@@ -13,6 +13,7 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 
+use super::entropy::{Run, token_runs};
 use super::{Finding, Prompt, RegexTrap, Trap, TrapKind};
 
 const MAX_REGION: usize = 64 * 1024;
@@ -21,6 +22,8 @@ const MAX_DEPTH: usize = 2;
 /// Shortest base64 or hex run worth decoding: shorter ones decode to a few bytes, too
 /// few to hold a credential.
 const MIN_RUN: usize = 20;
+// The prompt's listed runs hold every run of `MIN_RUN` bytes only if they start shorter.
+const _: () = assert!(MIN_RUN >= super::entropy::TOKEN_RUN);
 /// Shortest percent-encoded token looked at: shorter ones hold no credential.
 const MIN_TOKEN: usize = 16;
 
@@ -33,13 +36,14 @@ impl DecodeTrap {
         Self { rules }
     }
 
-    fn rescan(&self, text: &str, depth: usize, found: &mut Vec<Finding>) {
-        for (range, decoded) in regions(text) {
+    /// `runs`: the base64-alphabet runs of `text` ([`Prompt::token_runs`]).
+    fn rescan(&self, text: &str, runs: &[Run], depth: usize, found: &mut Vec<Finding>) {
+        for (range, decoded) in regions(text, runs) {
             let inner = Prompt::new(&decoded);
             let mut hits = Vec::new();
             self.rules.inspect(&inner, &mut hits);
             if depth + 1 < MAX_DEPTH {
-                self.rescan(&decoded, depth + 1, &mut hits);
+                self.rescan(&decoded, &token_runs(decoded.as_bytes()), depth + 1, &mut hits);
             }
             found.extend(hits.into_iter().map(|f| Finding {
                 trap: TrapKind::Decoded,
@@ -54,7 +58,7 @@ impl DecodeTrap {
 impl Trap for DecodeTrap {
     fn inspect(&self, prompt: &Prompt<'_>, findings: &mut Vec<Finding>) {
         let mut found = Vec::new();
-        self.rescan(prompt.normalized(), 0, &mut found);
+        self.rescan(prompt.normalized(), prompt.token_runs(), 0, &mut found);
         for f in &mut found {
             let span = prompt.to_raw(f.start..f.end);
             (f.start, f.end) = (span.start, span.end);
@@ -65,18 +69,18 @@ impl Trap for DecodeTrap {
 }
 
 /// Every encoded region of `text` with its decoded form, in order. Candidates are found
-/// without visiting every byte: base64 and hex runs by the entropy trap's windowed
-/// probe, percent-encoding by its `%`, escapes by their backslash, split literals by the
-/// newline between two of them (the last three with memchr).
-fn regions(text: &str) -> Vec<(Range<usize>, String)> {
+/// without visiting every byte: base64 and hex among `runs` (the text's base64-alphabet
+/// runs, from the entropy trap's windowed probe), percent-encoding by its `%`, escapes by
+/// their backslash, split literals by the newline between two of them (the last three
+/// with memchr).
+fn regions(text: &str, runs: &[Run]) -> Vec<(Range<usize>, String)> {
     let bytes = text.as_bytes();
     let mut candidates: Vec<(Range<usize>, String)> = Vec::new();
-    // Base64 and hex: the entropy trap's run scan, which probes one byte per window.
-    super::entropy::runs(bytes, MIN_RUN, |start, _, padded| {
-        if let Some(decoded) = token(&bytes[start..padded]) {
-            candidates.push((start..padded, decoded));
+    for run in runs.iter().filter(|r| r.end - r.start >= MIN_RUN) {
+        if let Some(decoded) = token(&bytes[run.start..run.padded]) {
+            candidates.push((run.start..run.padded, decoded));
         }
-    });
+    }
     // Percent-encoding: a `%` splits base64 runs, so each one is found by itself.
     let mut at = 0;
     while let Some(offset) = memchr::memchr(b'%', &bytes[at..]) {

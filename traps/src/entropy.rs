@@ -207,6 +207,25 @@ fn public_blocks(text: &str) -> Vec<Range<usize>> {
     blocks
 }
 
+/// A run of base64-alphabet bytes: `start..end`, and `padded` past any `=` padding.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Run {
+    pub(crate) start: usize,
+    pub(crate) end: usize,
+    pub(crate) padded: usize,
+}
+
+/// The shortest run [`Prompt::token_runs`] lists: the entropy trap's default shortest
+/// token; the decode trap's runs are longer.
+pub(crate) const TOKEN_RUN: usize = 16;
+
+/// Every run of at least [`TOKEN_RUN`] bytes, in order.
+pub(crate) fn token_runs(text: &[u8]) -> Vec<Run> {
+    let mut out = Vec::new();
+    runs(text, TOKEN_RUN, |start, end, padded| out.push(Run { start, end, padded }));
+    out
+}
+
 /// Calls `found(start, end, padded)` for every run of at least `min` base64-alphabet
 /// bytes (`padded` past any `=` padding). Any run of at least `min` bytes starting at or
 /// after `i` covers byte `i + min - 1`, so when that byte is outside the alphabet the
@@ -243,7 +262,7 @@ impl Trap for EntropyTrap {
     fn inspect(&self, prompt: &Prompt<'_>, findings: &mut Vec<Finding>) {
         let text = prompt.normalized();
         let public_blocks = public_blocks(text);
-        runs(text.as_bytes(), self.min_length, |start, end, padded| {
+        let mut judge = |start, end, padded| {
             if let Some(rule) = self.judge(text, &public_blocks, start, end) {
                 let span = prompt.to_raw(start..padded);
                 findings.push(Finding {
@@ -255,7 +274,16 @@ impl Trap for EntropyTrap {
                     end: span.end,
                 });
             }
-        });
+        };
+        // The runs the prompt has already listed serve any shortest token at or above
+        // theirs (a run is maximal, so the longer ones are among them).
+        if self.min_length >= TOKEN_RUN {
+            for run in prompt.token_runs().iter().filter(|r| r.end - r.start >= self.min_length) {
+                judge(run.start, run.end, run.padded);
+            }
+        } else {
+            runs(text.as_bytes(), self.min_length, judge);
+        }
     }
 }
 

@@ -3,11 +3,13 @@
 //! original's, so every finding can name the exact bytes a client sent.
 
 use std::borrow::Cow;
+use std::cell::OnceCell;
 use std::ops::Range;
 
 use unicode_normalization::char::canonical_combining_class;
 use unicode_normalization::{IsNormalized, UnicodeNormalization, is_nfkc_quick};
 
+use super::entropy::{Run, token_runs};
 use super::unicode::is_hidden;
 
 /// A prompt ready for inspection.
@@ -17,12 +19,15 @@ pub struct Prompt<'a> {
     /// One entry per normalized segment: (start in `normalized`, range in `raw`).
     /// `None` when `normalized` is `raw` itself (the common, all-ASCII case).
     segments: Option<Vec<(usize, Range<usize>)>>,
+    /// The normalized text's base64-alphabet runs, found once for the traps that judge
+    /// or decode tokens.
+    token_runs: OnceCell<Vec<Run>>,
 }
 
 impl<'a> Prompt<'a> {
     pub fn new(raw: &'a str) -> Self {
         if raw.is_ascii() || (is_nfkc_quick(raw.chars()) == IsNormalized::Yes && !raw.chars().any(is_hidden)) {
-            return Self { raw, normalized: Cow::Borrowed(raw), segments: None };
+            return Self { raw, normalized: Cow::Borrowed(raw), segments: None, token_runs: OnceCell::new() };
         }
         let mut normalized = String::with_capacity(raw.len());
         let mut segments = Vec::new();
@@ -48,7 +53,7 @@ impl<'a> Prompt<'a> {
             }
             start = end;
         }
-        Self { raw, normalized: Cow::Owned(normalized), segments: Some(segments) }
+        Self { raw, normalized: Cow::Owned(normalized), segments: Some(segments), token_runs: OnceCell::new() }
     }
 
     /// The prompt as the client sent it.
@@ -59,6 +64,13 @@ impl<'a> Prompt<'a> {
     /// NFKC with invisible characters dropped: what the pattern traps match against.
     pub fn normalized(&self) -> &str {
         &self.normalized
+    }
+
+    /// The runs of at least [`TOKEN_RUN`](super::entropy::TOKEN_RUN) base64-alphabet bytes
+    /// in [`Prompt::normalized`], scanned on first use: the entropy and decode traps read
+    /// the same runs, so the text is scanned for them once.
+    pub(crate) fn token_runs(&self) -> &[Run] {
+        self.token_runs.get_or_init(|| token_runs(self.normalized.as_bytes()))
     }
 
     /// Maps a byte range of [`Prompt::normalized`] to the range of [`Prompt::raw`]
