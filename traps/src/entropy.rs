@@ -229,9 +229,13 @@ pub(crate) fn token_runs(text: &[u8]) -> Vec<Run> {
 /// Calls `found(start, end, padded)` for every run of at least `min` base64-alphabet
 /// bytes (`padded` past any `=` padding). Any run of at least `min` bytes starting at or
 /// after `i` covers byte `i + min - 1`, so when that byte is outside the alphabet the
-/// whole window is skipped: prose is scanned a word per probe rather than a byte per step.
+/// whole window is skipped; when it is inside, the walk back from it to `i` either meets
+/// a byte outside the alphabet, after which the next window starts, or shows a run. Prose
+/// is scanned a probe and a few bytes per word rather than a byte per step.
 pub(crate) fn runs(text: &[u8], min: usize, mut found: impl FnMut(usize, usize, usize)) {
     let in_run = |b: u8| CLASS[b as usize] & B64 != 0;
+    // No run of `min` bytes starts before `i`, and none starts at `i` unless it is the
+    // start of the text or follows a byte outside the alphabet.
     let mut i = 0;
     while i + min <= text.len() {
         let probe = i + min - 1;
@@ -243,6 +247,11 @@ pub(crate) fn runs(text: &[u8], min: usize, mut found: impl FnMut(usize, usize, 
         while start > i && in_run(text[start - 1]) {
             start -= 1;
         }
+        if start > i {
+            // The run through the probe starts at `start`, fewer than `min` bytes ago.
+            i = start;
+            continue;
+        }
         let mut end = probe + 1;
         while end < text.len() && in_run(text[end]) {
             end += 1;
@@ -251,10 +260,8 @@ pub(crate) fn runs(text: &[u8], min: usize, mut found: impl FnMut(usize, usize, 
         while padded < text.len() && text[padded] == b'=' {
             padded += 1;
         }
+        found(start, end, padded);
         i = padded;
-        if end - start >= min {
-            found(start, end, padded);
-        }
     }
 }
 

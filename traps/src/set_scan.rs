@@ -21,6 +21,12 @@
 //! byte the DFA cannot decide (a Unicode word boundary in a policy's own rule, next to a
 //! non-ASCII character). Then [`SetScan::matches`] says so and the caller asks the
 //! `RegexSet`, which handles both.
+//!
+//! regex-automata promises validity only for the state ID its last call returned; four
+//! streams hold four. A lazy DFA only appends states to its cache until it clears it, so
+//! an ID stays valid until a clear, and the walk checks the clear count after every
+//! transition it computes. The differential tests below pin that behaviour, so a
+//! regex-automata release that changed it would fail them rather than answer wrongly.
 
 use std::panic::{RefUnwindSafe, UnwindSafe};
 
