@@ -280,13 +280,21 @@ mod tests {
         out
     }
 
-    fn agree(scan: &SetScan, set: &RegexSet, text: &str) {
+    /// Whether the walk answered as the set does: `true`, or `false` when it gave up
+    /// because the cache filled and was cleared, the one reason the pack rules allow.
+    fn agree(scan: &SetScan, set: &RegexSet, text: &str) -> bool {
         let want: Vec<usize> = set.matches(text).iter().collect();
-        let got: Vec<usize> = match scan.matches(text) {
-            Ok(matched) => matched.iter().collect(),
-            Err(GaveUp) => panic!("the pack rules never make the walk give up ({} bytes)", text.len()),
-        };
-        assert_eq!(got, want, "on {} bytes", text.len());
+        let clears = scan.scratch.get().cache.clear_count();
+        match scan.matches(text) {
+            Ok(matched) => {
+                assert_eq!(matched.iter().collect::<Vec<_>>(), want, "on {} bytes", text.len());
+                true
+            }
+            Err(GaveUp) => {
+                assert!(scan.scratch.get().cache.clear_count() > clears, "gave up without a cache clear");
+                false
+            }
+        }
     }
 
     /// Every pack example, planted just before, on and after each quarter boundary of
@@ -296,10 +304,10 @@ mod tests {
         let patterns = pack_patterns();
         let set = RegexSet::new(&patterns).expect("packs compile");
         let scan = scan(&patterns);
-        agree(&scan, &set, "");
+        assert!(agree(&scan, &set, ""));
         for len in [300, MIN_STREAMED + 1, 9_000] {
             let text = filler(len, len as u64);
-            agree(&scan, &set, &text);
+            assert!(agree(&scan, &set, &text));
             for (i, rule) in PACK_RULES.iter().enumerate() {
                 let quarter = len.div_ceil(4).max(1);
                 let boundary = quarter * (1 + i % 3);
@@ -310,10 +318,76 @@ mod tests {
                     (boundary + 3, rule.near_miss),
                 ] {
                     let at = at.min(text.len());
-                    agree(&scan, &set, &format!("{}{planted}{}", &text[..at], &text[at..]));
+                    assert!(agree(&scan, &set, &format!("{}{planted}{}", &text[..at], &text[at..])));
                 }
             }
         }
+    }
+
+    /// Texts stitched at random from pieces of rules (prefixes, key words, separators,
+    /// digits, non-ASCII letters), so that partial matches meet every quarter boundary.
+    #[test]
+    fn streams_agree_on_random_stitched_texts() {
+        let patterns = pack_patterns();
+        let set = RegexSet::new(&patterns).expect("packs compile");
+        let scan = scan(&patterns);
+        let pieces = [
+            "key",
+            "token",
+            " = ",
+            ": ",
+            "\n",
+            " ",
+            "\n",
+            "sk-",
+            "ghp_",
+            "AKIA",
+            "xoxb-",
+            "@",
+            ".",
+            "://",
+            "1234",
+            "5678",
+            "-",
+            "_",
+            "ignore",
+            " previous ",
+            "instructions",
+            "system prompt",
+            "Q~",
+            "-----BEGIN ",
+            "PRIVATE KEY-----",
+            "é",
+            "ｉ",
+            "\"",
+            "'",
+            "q7bK3xV9mN2pR8sW",
+            "==",
+            "+1 ",
+            "(555) ",
+            "DAN",
+            "[INST]",
+            "password",
+            " is ",
+        ];
+        let mut x: u64 = 0x2545_f491_4f6c_dd1d;
+        let mut next = |bound: usize| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x % bound as u64) as usize
+        };
+        let mut answered = 0;
+        for _ in 0..150 {
+            let len = next(7_000);
+            let mut text = String::new();
+            while text.len() < len {
+                text.push_str(pieces[next(pieces.len())]);
+            }
+            answered += usize::from(agree(&scan, &set, &text));
+        }
+        // Such texts reach states no prompt would; the cache fills a few times.
+        assert!(answered >= 140, "{answered} of 150 answered");
     }
 
     /// A token longer than the kept states straddles a boundary: the stream before it
@@ -325,9 +399,9 @@ mod tests {
         let scan = scan(&patterns);
         let token: String = (0..3 * HEAD).map(|i| char::from(b"q7bK3xV9mN2pR8sW"[i % 16])).collect();
         let text = format!("{}api_key = {token}\n{}", filler(4000, 1), filler(4000, 2));
-        agree(&scan, &set, &text);
+        assert!(agree(&scan, &set, &text));
         let at = text.len() / 2 - HEAD;
-        agree(&scan, &set, &format!("{}ghp_{token}{}", &text[..at], &text[at..]));
+        assert!(agree(&scan, &set, &format!("{}ghp_{token}{}", &text[..at], &text[at..])));
     }
 
     /// A policy rule with a Unicode word boundary next to non-ASCII text is one the lazy
