@@ -37,8 +37,13 @@ use regex_automata::util::pool::{Pool, PoolGuard};
 use regex_automata::util::start;
 use regex_automata::{Anchored, MatchKind, PatternSet};
 
-/// How many of each stream's first states are kept to find where the previous stream joins it.
-const HEAD: usize = 256;
+/// How many of each stream's first states are kept to find where the previous stream
+/// joins it: enough for a base64 blob across a boundary, where the rules' counters agree
+/// again a few hundred bytes into it.
+const HEAD: usize = 512;
+
+/// Streams walked at once over a long text.
+const STREAMS: usize = 4;
 
 /// Texts shorter than this are walked in one stream: four would cost more to start
 /// (four start states, the kept states) than they save.
@@ -47,6 +52,8 @@ const MIN_STREAMED: usize = 2 * 1024;
 struct Scratch {
     cache: Cache,
     found: PatternSet,
+    /// Each stream's first states; only what a walk wrote is read back.
+    head: Box<[[LazyStateID; HEAD]; STREAMS]>,
 }
 
 type NewScratch = Box<dyn Fn() -> Scratch + Send + Sync + UnwindSafe + RefUnwindSafe>;
@@ -83,6 +90,7 @@ impl SetScan {
         let new: NewScratch = Box::new(move || Scratch {
             cache: for_pool.create_cache(),
             found: PatternSet::new(for_pool.pattern_len()),
+            head: Box::new([[LazyStateID::default(); HEAD]; STREAMS]),
         });
         Some(Self { dfa, scratch: Pool::new(new) })
     }
@@ -90,13 +98,13 @@ impl SetScan {
     /// The indices of the patterns that match somewhere in `text`.
     pub(crate) fn matches(&self, text: &str) -> Result<Matched<'_>, GaveUp> {
         let mut scratch = self.scratch.get();
-        let Scratch { cache, found } = &mut *scratch;
+        let Scratch { cache, found, head } = &mut *scratch;
         found.clear();
         let walk = Walk { dfa: &self.dfa, text: text.as_bytes(), clears: cache.clear_count() };
         if text.len() < MIN_STREAMED {
-            walk.streams::<1>(cache, found)?
+            walk.streams::<1>(cache, found, head)?
         } else {
-            walk.streams::<4>(cache, found)?
+            walk.streams::<STREAMS>(cache, found, head)?
         }
         Ok(Matched(scratch))
     }
@@ -151,7 +159,12 @@ impl Walk<'_> {
 
     /// Walks `S` streams: in lockstep over the length all quarters share, then each on its
     /// own until it joins the next (or reaches the end).
-    fn streams<const S: usize>(&self, cache: &mut Cache, found: &mut PatternSet) -> Result<(), GaveUp> {
+    fn streams<const S: usize>(
+        &self,
+        cache: &mut Cache,
+        found: &mut PatternSet,
+        head: &mut [[LazyStateID; HEAD]; STREAMS],
+    ) -> Result<(), GaveUp> {
         let n = self.text.len();
         let quarter = n.div_ceil(S).max(1);
         let begin: [usize; S] = std::array::from_fn(|s| (s * quarter).min(n));
@@ -161,12 +174,10 @@ impl Walk<'_> {
         for s in 0..S {
             sid[s] = self.start(cache, begin[s])?;
         }
-        let mut head = [[LazyStateID::default(); HEAD]; S];
-        let mut kept = [0usize; S];
         let mut t = 0;
         while t < common {
-            if t >= HEAD && sid.iter().all(|s| !s.is_tagged()) {
-                t = self.lockstep(cache, &begin, &mut sid, t, common);
+            if sid.iter().all(|s| !s.is_tagged()) {
+                t = self.lockstep(cache, &begin, &mut sid, head, t, common);
                 if t == common {
                     break;
                 }
@@ -175,11 +186,11 @@ impl Walk<'_> {
                 sid[s] = self.step(cache, sid[s], self.text[begin[s] + t], found)?;
                 if t < HEAD {
                     head[s][t] = sid[s];
-                    kept[s] = t + 1;
                 }
             }
             t += 1;
         }
+        let mut kept = [common.min(HEAD); S];
         // The last stream first, so that each stream's kept states are complete before the
         // stream before it compares with them.
         for s in (0..S).rev() {
@@ -212,13 +223,15 @@ impl Walk<'_> {
     }
 
     /// The fast path: every stream takes known, untagged transitions, no match, no new
-    /// state, so four loads are in flight at once. Returns where it stopped: at `common`,
-    /// or before the first position where some stream needs [`Walk::step`].
+    /// state, so four loads are in flight at once; the first [`HEAD`] states are kept.
+    /// Returns where it stopped: at `common`, or before the first position where some
+    /// stream needs [`Walk::step`].
     fn lockstep<const S: usize>(
         &self,
         cache: &Cache,
         begin: &[usize; S],
         sid: &mut [LazyStateID; S],
+        head: &mut [[LazyStateID; HEAD]; STREAMS],
         t: usize,
         common: usize,
     ) -> usize {
@@ -236,6 +249,11 @@ impl Walk<'_> {
                 break;
             }
             *sid = next;
+            if t + i < HEAD {
+                for s in 0..S {
+                    head[s][t + i] = next[s];
+                }
+            }
             i += 1;
         }
         t + i
