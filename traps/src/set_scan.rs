@@ -5,7 +5,7 @@
 //! is the previous load's result, so one stream runs at a few cycles per byte whatever the
 //! rules are, and a rule without a literal to skip to makes the whole text pay that. Four
 //! streams over four quarters of the text keep four independent loads in flight; on these
-//! machines that is about five times the `RegexSet`'s single walk (BENCHMARKS.md).
+//! machines that is about three times the `RegexSet`'s single walk (BENCHMARKS.md).
 //!
 //! The answer is exactly the `RegexSet`'s. Stream `k` starts at the start of its quarter
 //! in the DFA's unanchored start state for that position (the byte before it decides
