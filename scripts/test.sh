@@ -17,6 +17,7 @@ lint() {
   cargo clippy --workspace --all-targets --locked -- -D warnings
   # The fuzz targets' entry points, compiled only for them.
   cargo clippy -p godel-guard --lib --features fuzzing --locked -- -D warnings
+  cargo clippy -p godel-traps --lib --features fuzzing --locked -- -D warnings
 }
 
 peers() {

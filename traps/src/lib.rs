@@ -30,6 +30,8 @@
 pub mod classifier;
 pub mod decode;
 pub mod entropy;
+#[cfg(feature = "fuzzing")]
+pub mod fuzzing;
 pub mod packs;
 pub mod prompt;
 pub mod regex;

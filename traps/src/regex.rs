@@ -50,7 +50,7 @@ const SET_DFA_CACHE: usize = 32 << 20;
 /// and whitespace: what they look for is ASCII (credentials, and phrases after NFKC has
 /// folded exotic spaces and letters), and the Unicode forms make the combined automaton
 /// about 15 % slower. Policy rules keep full Unicode semantics.
-fn ascii_classes(pattern: &str) -> String {
+pub(crate) fn ascii_classes(pattern: &str) -> String {
     pattern.replace(r"\b", r"(?-u:\b)").replace(r"\s", r"[\t\n\x0B\x0C\r ]")
 }
 

@@ -268,7 +268,7 @@ mod tests {
     use crate::PACK_RULES;
 
     fn pack_patterns() -> Vec<String> {
-        PACK_RULES.iter().map(|r| r.pattern.replace(r"\b", r"(?-u:\b)").replace(r"\s", r"[\t\n\x0B\x0C\r ]")).collect()
+        PACK_RULES.iter().map(|r| crate::regex::ascii_classes(r.pattern)).collect()
     }
 
     fn scan(patterns: &[String]) -> SetScan {
