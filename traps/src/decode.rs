@@ -36,7 +36,7 @@ impl DecodeTrap {
         Self { rules }
     }
 
-    /// `runs`: the base64-alphabet runs of `text` ([`Prompt::token_runs`]).
+    /// `runs`: the base64-alphabet runs of `text` (`Prompt::token_runs`).
     fn rescan(&self, text: &str, runs: &[Run], depth: usize, found: &mut Vec<Finding>) {
         for (range, decoded) in regions(text, runs) {
             let inner = Prompt::new(&decoded);

@@ -215,7 +215,7 @@ pub(crate) struct Run {
     pub(crate) padded: usize,
 }
 
-/// The shortest run [`Prompt::token_runs`] lists: the entropy trap's default shortest
+/// The shortest run `Prompt::token_runs` lists: the entropy trap's default shortest
 /// token; the decode trap's runs are longer.
 pub(crate) const TOKEN_RUN: usize = 16;
 

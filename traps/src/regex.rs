@@ -1,6 +1,6 @@
 //! Pattern rules: the built-in packs plus the policy's own. All patterns run together
 //! in one pass (one scan of the text, whatever the rule count: the combined lazy DFA
-//! walked in four interleaved streams by [`SetScan`], or the `RegexSet` when that walk
+//! walked in four interleaved streams by `SetScan`, or the `RegexSet` when that walk
 //! gives up); only rules that matched run again on their own to find spans. Rust's
 //! regex engine is linear-time, so a hostile policy or prompt cannot make a scan hang.
 //!
