@@ -144,6 +144,16 @@ impl RegexTrap {
     }
 }
 
+impl RegexTrap {
+    /// The rules the streamed walk names (`None` when it gave up) beside those the
+    /// `RegexSet` finds, for the fuzz target that holds one to the other.
+    #[cfg(feature = "fuzzing")]
+    pub(crate) fn walk_and_set(&self, text: &str) -> (Option<Vec<usize>>, Vec<usize>) {
+        let walked = self.scan.as_ref().and_then(|scan| scan.matches(text).ok()).map(|m| m.iter().collect());
+        (walked, self.set.matches(text).iter().collect())
+    }
+}
+
 impl Trap for RegexTrap {
     fn inspect(&self, prompt: &Prompt<'_>, findings: &mut Vec<Finding>) {
         let text = prompt.normalized();
