@@ -4,7 +4,9 @@
 # answers a fixed verdict), driven by wrk with the same load (2 threads, 16 connections,
 # mixed prompts over 5,000 users: bench/load/*.lua), in three configurations:
 #   memory  the in-memory limiter, every trap on (the learned detector included)
-#   redis   the Redis limiter on a local redis-server
+#   redis   the Redis limiter on a local redis-server (admission leases on: the default)
+#   redis-unleased
+#           the same with `leaseMs: 0`: one script call per request, as before leases
 #   proxy   the OpenAI proxy in front of a local upstream that answers at once
 #           (guard/examples/upstream.rs), against that upstream called directly
 #   redis-tokens, proxy-tokens
@@ -65,13 +67,15 @@ tiers: [{name: free, ratePerSecond: 1000000, burst: 1000000$tokens}]
 securityDebt: {quarantineThreshold: 1000000000000}
 YAML
   [[ "$1" == *-traced ]] && printf 'telemetry: {otlpEndpoint: "http://127.0.0.1:%s", samplingRatio: 1}\n' "$4"
+  local lease=""
+  [[ "$1" == *-unleased ]] && lease=", leaseMs: 0"
   case "$(kind "$1")" in
-    redis) printf 'rateLimit: {backend: redis, redis: {url: "redis://127.0.0.1:%s"}}\n' "$2" ;;
+    redis) printf 'rateLimit: {backend: redis, redis: {url: "redis://127.0.0.1:%s"%s}}\n' "$2" "$lease" ;;
     proxy) printf 'proxy: {upstream: "http://127.0.0.1:%s"}\n' "$3" ;;
   esac
 }
 
-kind() { local k="${1%-tokens}"; echo "${k%-traced}"; }
+kind() { local k="${1%-tokens}"; k="${k%-traced}"; echo "${k%-unleased}"; }
 
 # Jaeger with in-memory storage on loopback ports, for the -traced configurations.
 start_jaeger() { # start_jaeger <otlp port>

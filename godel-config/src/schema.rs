@@ -304,6 +304,14 @@ pub struct RedisConfig {
     #[serde(default = "default_redis_timeout_ms")]
     #[schemars(range(min = 1, max = 60000))]
     pub timeout_ms: u64,
+    /// How long a pod may hold a lease on a user's bucket: requests it takes from the
+    /// shared bucket with a call it makes anyway and admits without one. Over any window
+    /// a user then gets at most one lifetime's refill more than the bucket alone allows;
+    /// near their limit, on metered tiers and with debt past half the quarantine
+    /// threshold they get no lease. 0 makes every request one call.
+    #[serde(default = "default_lease_ms")]
+    #[schemars(range(max = 10000))]
+    pub lease_ms: u64,
     /// A file holding the ACL user name (a mounted Secret, a Vault Agent file), read at
     /// every (re)connect so a rotated one is picked up without a restart.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -330,6 +338,10 @@ pub struct RedisTls {
     /// PEM private key of `certFile`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub key_file: Option<String>,
+}
+
+fn default_lease_ms() -> u64 {
+    1000
 }
 
 fn default_redis_timeout_ms() -> u64 {

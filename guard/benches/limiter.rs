@@ -101,6 +101,7 @@ fn main() {
             nodes: vec![],
             master_name: None,
             timeout_ms: 1000,
+            lease_ms: 1000,
             username_file: None,
             password_file: None,
             tls: None,

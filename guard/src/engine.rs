@@ -567,6 +567,13 @@ impl Guard {
     pub fn limiter_readiness(&self) -> Result<(), &'static str> {
         self.limiter.readiness()
     }
+
+    /// Sends what the limiter still holds for the shared backend, once serving is over.
+    pub async fn flush_limiter(&self) {
+        if let Err(e) = self.limiter.flush().await {
+            tracing::warn!(error = %e, "security debt held for the shared backend not sent");
+        }
+    }
 }
 
 /// The limiter's key for a user in a tier: `<tier>:<analytical id>`, never a raw id.

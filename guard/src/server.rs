@@ -215,6 +215,7 @@ pub async fn run(
         shutdown_timeout: options.shutdown_timeout,
     };
     edge::serve(listener, app, &limits, stop).await;
+    state.guard.flush_limiter().await;
     // Every connection is gone, and with them the last handles on the audit queue: the
     // writer drains what was decided and stops.
     drop(state);

@@ -21,6 +21,7 @@ fn config(url: String) -> RedisConfig {
         nodes: vec![],
         master_name: None,
         timeout_ms: 500,
+        lease_ms: 1000,
         username_file: None,
         password_file: None,
         tls: None,

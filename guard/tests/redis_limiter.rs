@@ -22,6 +22,7 @@ fn config(url: String, mode: RedisMode) -> RedisConfig {
         nodes: vec![],
         master_name: None,
         timeout_ms: 200,
+        lease_ms: 1000,
         username_file: None,
         password_file: None,
         tls: None,
@@ -135,6 +136,15 @@ async fn failover(redis: &RedisServer, mode: FailureMode) -> (Arc<FailoverLimite
     (limiter, metrics)
 }
 
+/// How many times Redis ran `command` since its statistics were last reset.
+fn calls(redis: &RedisServer, command: &str) -> u64 {
+    let stats = redis.cli(&["INFO", "commandstats"]);
+    stats
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
+        .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
+}
+
 fn gauge(metrics: &Metrics, name: &str) -> String {
     let text = metrics.encode().unwrap();
     text.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_owned()
@@ -235,6 +245,7 @@ async fn sentinel_mode_follows_a_failover_and_reloads_the_script() {
         nodes: vec![],
         master_name: Some("mymaster".into()),
         timeout_ms: 500,
+        lease_ms: 1000,
         username_file: None,
         password_file: None,
         tls: None,
@@ -291,14 +302,7 @@ async fn token_meters_share_the_buckets_key_and_its_one_script_call() {
     }
     let expected = [None, None, None, None, Some(Throttle::TokenLimited)];
     assert_eq!(admitted, expected, "at 901 of 1000 a fourth is admitted; at 1201 a fifth is not");
-    let stats = redis.cli(&["INFO", "commandstats"]);
-    let calls = |command: &str| -> u64 {
-        stats
-            .lines()
-            .find_map(|l| l.strip_prefix(&format!("cmdstat_{command}:calls=")))
-            .map_or(0, |rest| rest.split(',').next().unwrap().parse().unwrap())
-    };
-    assert_eq!((calls("evalsha"), calls("eval")), (5, 0), "{stats}");
+    assert_eq!((calls(&redis, "evalsha"), calls(&redis, "eval")), (5, 0));
     let fields = redis.cli(&["HKEYS", "godel:rl:{free:meter}"]);
     for field in ["tokens", "tpm", "tpd", "spd"] {
         assert!(fields.lines().any(|f| f == field), "{field} in {fields}");
@@ -315,4 +319,109 @@ async fn token_meters_share_the_buckets_key_and_its_one_script_call() {
     let over = ask(0.0).await.unwrap();
     assert_eq!(over.refused, Some(Throttle::OverBudget));
     assert!(over.retry_after_ms > 3_600_000, "a day's budget drains over the day: {}", over.retry_after_ms);
+}
+
+/// Leases: a busy user's requests are decided by the pod holding their lease, one script
+/// call per lease, and the lease grows while the user outpaces it.
+#[tokio::test]
+async fn a_busy_users_requests_take_one_script_call_per_lease() {
+    let redis = RedisServer::start();
+    let (limiter, metrics) = failover(&redis, FailureMode::Local).await;
+    let limit = BucketLimit { rate_per_second: 1000.0, burst: 1000.0 };
+    limiter.admit("free:other", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap(); // loads the script
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    let mut remaining = Vec::new();
+    for _ in 0..200 {
+        let a = limiter.admit("free:busy", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap();
+        assert!(a.allowed(), "{a:?}");
+        remaining.push(a.remaining);
+    }
+    // Leases of 0, 1, 2, 4, ... 64, 64: 200 requests in 9 calls.
+    let scripts = calls(&redis, "evalsha") + calls(&redis, "eval");
+    assert_eq!(scripts, 9, "script calls for 200 requests");
+    assert_eq!(
+        gauge(&metrics, "godel_ratelimit_leased_total"),
+        format!("godel_ratelimit_leased_total {}", 200 - scripts)
+    );
+    // A lease's requests are still the user's: no answer drops by more than the one
+    // request it admitted (the refill between calls may add some).
+    assert!(remaining.windows(2).all(|w| w[0] <= w[1] + 1), "leased requests count as left: {remaining:?}");
+    let tokens: f64 = redis.cli(&["HGET", "godel:rl:{free:busy}", "tokens"]).parse().unwrap();
+    assert!(tokens <= 1000.0 - 200.0 + 10.0, "every leased request left the shared bucket: {tokens}");
+}
+
+/// Two pods leasing from one user's bucket at once still grant one limit: a lease is
+/// taken from the shared tokens, so what both admit never passes what the bucket held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_leasing_pods_hold_one_limit() {
+    let redis = RedisServer::start();
+    let pods = [failover(&redis, FailureMode::Local).await.0, failover(&redis, FailureMode::Local).await.0];
+    let limit = BucketLimit { rate_per_second: 200.0, burst: 100.0 };
+    let started = Instant::now();
+    let tasks: Vec<_> = pods
+        .iter()
+        .flat_map(|pod| [pod.clone(), pod.clone()])
+        .map(|pod| {
+            tokio::spawn(async move {
+                let mut allowed = 0u32;
+                while started.elapsed() < Duration::from_secs(1) {
+                    let a = pod.admit("free:shared", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap();
+                    allowed += u32::from(a.allowed());
+                }
+                allowed
+            })
+        })
+        .collect();
+    let mut allowed = 0;
+    for task in tasks {
+        allowed += task.await.unwrap();
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    let bound = 100.0 + 200.0 * elapsed + 1.0;
+    assert!(f64::from(allowed) <= bound, "allowed {allowed}, bound {bound:.0} over {elapsed:.2} s");
+    assert!(f64::from(allowed) >= 100.0 + 200.0 * (elapsed - 0.5), "the limit is reached, not starved: {allowed}");
+}
+
+/// Debt found by a leasing pod reaches Redis with the user's next call, with the flusher
+/// when no call comes, and at once when it takes the user past half the threshold; the
+/// lease is then dropped, so a quarantine is decided by Redis at the next request.
+#[tokio::test]
+async fn leased_debt_reaches_redis_and_quarantines() {
+    let redis = RedisServer::start();
+    let metrics = Arc::new(Metrics::new());
+    let mut cfg = config(redis.url(), RedisMode::Standalone);
+    cfg.lease_ms = 300;
+    let limiter = FailoverLimiter::start(&cfg, FailureMode::Local, 1, metrics).await.unwrap();
+    let limit = BucketLimit { rate_per_second: 1000.0, burst: 1000.0 };
+    let debt_in_redis = || -> f64 { redis.cli(&["HGET", "godel:rl:{free:d}", "debt"]).parse().unwrap_or(0.0) };
+    let admit = || limiter.admit("free:d", limit, UsageLimit::NONE, Usage::ZERO, DEBT);
+    for _ in 0..10 {
+        assert!(admit().await.unwrap().allowed());
+    }
+    limiter.add_debt("free:d", 20.0, DEBT).await.unwrap();
+    assert_eq!(debt_in_redis(), 0.0, "20 is far under half of 200: it waits");
+    let deadline = Instant::now() + Duration::from_secs(3);
+    while debt_in_redis() < 19.0 {
+        assert!(Instant::now() < deadline, "pending debt never reached Redis");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    limiter.add_debt("free:d", 90.0, DEBT).await.unwrap();
+    assert!(debt_in_redis() > 100.0, "past half the threshold it is sent at once: {}", debt_in_redis());
+    limiter.add_debt("free:d", 100.0, DEBT).await.unwrap();
+    let a = admit().await.unwrap();
+    assert_eq!(a.refused, Some(Throttle::Quarantined), "the lease was dropped: Redis decides, {a:?}");
+}
+
+/// A guard that stops sends the debt it still holds.
+#[tokio::test]
+async fn flush_sends_pending_debt() {
+    let redis = RedisServer::start();
+    let (limiter, _) = failover(&redis, FailureMode::Local).await;
+    let limit = BucketLimit { rate_per_second: 1000.0, burst: 1000.0 };
+    limiter.admit("free:f", limit, UsageLimit::NONE, Usage::ZERO, DEBT).await.unwrap();
+    limiter.add_debt("free:f", 5.0, DEBT).await.unwrap();
+    assert_eq!(redis.cli(&["HGET", "godel:rl:{free:f}", "debt"]), "0");
+    limiter.flush().await.unwrap();
+    let debt: f64 = redis.cli(&["HGET", "godel:rl:{free:f}", "debt"]).parse().unwrap();
+    assert!((4.9..=5.0).contains(&debt), "{debt}");
 }

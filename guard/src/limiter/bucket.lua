@@ -7,11 +7,18 @@
 --          debt points) or "settle" (add to the meters what the reservation missed)
 -- ARGV[2]  refill rate, requests per second    ARGV[3]  burst (bucket size)
 -- ARGV[4]  debt half-life, seconds             ARGV[5]  quarantine threshold
--- ARGV[6]  debt points to add ("debt" only); "settle" reads none of ARGV[2..6]
--- ARGV[7]  number of usage meters, then four values for each: its field, its cap, its
+-- ARGV[6]  debt points to add ("debt"; "admit" adds them before it decides: the pod's
+--          pending debt); "settle" reads none of ARGV[2..9]
+-- ARGV[7]  lease: requests to take beyond this one for the pod to admit on its own
+--          ("admit" only); granted only from a bucket at least ARGV[8] times that full
+--          and to a user under half the quarantine threshold
+-- ARGV[8]  lease divisor (twice the fleet size: no pod leases more than its share)
+-- ARGV[9]  requests of an expired lease the pod did not use, given back ("admit" only)
+-- ARGV[10] number of usage meters, then four values for each: its field, its cap, its
 --          window in seconds (a whole window drains a cap) and its charge
--- Returns  {allowed 0|1, whole requests left, retry after ms, why}, why one of "",
---          "rate_limited", "quarantined" or the field of the full meter
+-- Returns  {allowed 0|1, whole requests left, retry after ms, why, lease granted, debt},
+--          why one of "", "rate_limited", "quarantined" or the field of the full meter;
+--          the debt in whole points
 
 local key = KEYS[1]
 local op = ARGV[1]
@@ -19,8 +26,11 @@ local rate = tonumber(ARGV[2])
 local burst = tonumber(ARGV[3])
 local half_life = tonumber(ARGV[4])
 local threshold = tonumber(ARGV[5])
-local points = tonumber(ARGV[6])
-local n = tonumber(ARGV[7]) or 0
+local points = tonumber(ARGV[6]) or 0
+local want = tonumber(ARGV[7]) or 0
+local divisor = math.max(1, tonumber(ARGV[8]) or 1)
+local given = tonumber(ARGV[9]) or 0
+local n = tonumber(ARGV[10]) or 0
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -30,7 +40,7 @@ local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local names = {'tokens', 'ts', 'debt', 'dts'}
 local meters = {}
 for i = 1, n do
-  local base = 7 + (i - 1) * 4
+  local base = 10 + (i - 1) * 4
   meters[i] = {field = ARGV[base + 1], cap = tonumber(ARGV[base + 2]),
                window = tonumber(ARGV[base + 3]), charge = tonumber(ARGV[base + 4])}
   names[4 + 2 * i - 1] = meters[i].field
@@ -62,15 +72,20 @@ elseif debt > 0 then
   if debt < 0.01 then debt = 0 end
 end
 
-local allowed, retry_ms, why = 0, 0, ''
-if op == 'debt' then
-  debt = debt + points
-elseif op == 'settle' then
+local allowed, retry_ms, why, granted = 0, 0, '', 0
+if op == 'settle' then
   for _, m in ipairs(meters) do
     m.level = math.max(0, m.level + m.charge)
   end
 else
-  tokens = math.min(burst, tokens + math.max(0, now - ts) / 1000 * rate)
+  debt = debt + points
+end
+if op == 'admit' then
+  if fresh then
+    -- A bucket that expired was full: an old lease's remainder has nothing to go back to.
+    given = 0
+  end
+  tokens = math.min(burst, tokens + math.max(0, now - ts) / 1000 * rate + given)
   ts = now
   if debt > threshold then
     why = 'quarantined'
@@ -93,6 +108,10 @@ else
       tokens = tokens - 1
       for _, m in ipairs(meters) do
         m.level = m.level + m.charge
+      end
+      if want > 0 and n == 0 and debt <= threshold / 2 then
+        granted = math.max(0, math.min(want, math.floor(tokens / divisor)))
+        tokens = tokens - granted
       end
     end
   end
@@ -133,4 +152,4 @@ if #fields > 0 then
   redis.call('HSET', key, unpack(fields))
   redis.call('PEXPIRE', key, math.ceil(keep_ms))
 end
-return {allowed, math.floor(tokens), retry_ms, why}
+return {allowed, math.floor(tokens), retry_ms, why, granted, math.floor(debt)}

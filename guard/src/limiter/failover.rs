@@ -2,13 +2,16 @@
 //! mode (`local`: in-memory buckets with each tier's limits divided by the replica count,
 //! so the fleet as a whole still holds about the global limit; `open`: allow; `closed`:
 //! throttle). A breaker keeps a dead Redis from adding its timeout to every request, and
-//! a probe returns to Redis within a fraction of a second once it answers again.
+//! a probe returns to Redis within a fraction of a second once it answers again. With
+//! `leaseMs` above 0 a call also leases some of the user's next requests to this pod
+//! (`lease.rs`), and security debt goes with the next call instead of one of its own.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use godel_config::{FailureMode, RedisConfig};
 
+use super::lease::{Begin, DueDebt, Leases};
 use super::redis::RedisBackend;
 use super::{
     Admission, BucketLimit, CircuitBreaker, DebtPolicy, Limiter, LimiterError, LimiterFuture, LocalLimiter, Throttle,
@@ -24,6 +27,8 @@ pub struct FailoverLimiter {
     mode: FailureMode,
     replicas: f64,
     local: LocalLimiter,
+    /// `None` when `leaseMs` is 0: every request is one call.
+    leases: Option<Leases>,
     metrics: Arc<Metrics>,
 }
 
@@ -42,6 +47,7 @@ impl FailoverLimiter {
             mode,
             replicas: f64::from(replicas.max(1)),
             local: LocalLimiter::new(),
+            leases: (config.lease_ms > 0).then(|| Leases::new(Duration::from_millis(config.lease_ms), replicas)),
             metrics,
         });
         match limiter.redis.ping().await {
@@ -52,6 +58,9 @@ impl FailoverLimiter {
             }
         }
         tokio::spawn(probe(Arc::downgrade(&limiter)));
+        if let Some(leases) = &limiter.leases {
+            tokio::spawn(flush_due_debt(Arc::downgrade(&limiter), leases.lifetime() / 4));
+        }
         Ok(limiter)
     }
 
@@ -98,10 +107,82 @@ impl FailoverLimiter {
                     burst: (limit.burst / self.replicas).max(1.0),
                 };
                 let usage = self.usage_share(usage);
-                self.local.admit_at(bucket, share, usage, reserve, debt, std::time::Instant::now())
+                self.local.admit_at(bucket, share, usage, reserve, debt, Instant::now())
             }
             FailureMode::Open => Admission { refused: None, remaining: 0, retry_after_ms: 0 },
             FailureMode::Closed => Admission::refused(Throttle::RateLimited, PROBE_EVERY.as_millis() as u64 * 4, 0),
+        }
+    }
+}
+
+impl FailoverLimiter {
+    /// An admission through this pod's lease on the user's bucket, or one call that
+    /// carries the pending debt, gives back what an expired lease left and asks for the
+    /// next lease.
+    async fn admit_leasing(
+        &self,
+        leases: &Leases,
+        bucket: &str,
+        limit: BucketLimit,
+        usage: UsageLimit,
+        reserve: Usage,
+        debt: DebtPolicy,
+    ) -> Result<Admission, LimiterError> {
+        let ask = match leases.begin(bucket, limit, !usage.is_empty(), debt, Instant::now()) {
+            Begin::Leased(remaining) => {
+                self.metrics.leased.inc();
+                return Ok(Admission { refused: None, remaining, retry_after_ms: 0 });
+            }
+            Begin::Call(ask) => ask,
+        };
+        match self.redis.admit_leasing(bucket, limit, usage, reserve, debt, ask).await {
+            Ok(leased) => {
+                leases.granted(bucket, &leased, Instant::now());
+                Ok(Admission { remaining: leased.admission.remaining + u64::from(leased.granted), ..leased.admission })
+            }
+            Err(e) => {
+                // The debt it carried stays with this pod's fallback buckets.
+                if ask.debt > 0.0 {
+                    self.local.add_debt_at(bucket, ask.debt, debt, Instant::now());
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Debt points to Redis, or to the fallback buckets when it cannot take them.
+    async fn send_debt(&self, bucket: &str, points: f64, debt: DebtPolicy) {
+        if !self.breaker.is_open() {
+            match self.redis.add_debt(bucket, points, debt).await {
+                Ok(after) => {
+                    if let Some(leases) = &self.leases {
+                        leases.sent(bucket, after);
+                    }
+                    return;
+                }
+                Err(e) => self.record_failure(&e),
+            }
+        }
+        self.local.add_debt_at(bucket, points, debt, Instant::now());
+    }
+
+    async fn send_all(&self, due: Vec<DueDebt>) {
+        for (bucket, points, debt) in due {
+            self.send_debt(&bucket, points, debt).await;
+        }
+    }
+}
+
+/// Every quarter of a lease lifetime, sends the debt of users who made no call since it
+/// was found. Ends when the limiter is dropped.
+async fn flush_due_debt(limiter: std::sync::Weak<FailoverLimiter>, every: Duration) {
+    let mut ticks = tokio::time::interval(every.max(Duration::from_millis(10)));
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticks.tick().await;
+        let Some(limiter) = limiter.upgrade() else { return };
+        if let Some(leases) = &limiter.leases {
+            limiter.send_all(leases.due(Instant::now())).await;
         }
     }
 }
@@ -133,7 +214,11 @@ impl Limiter for FailoverLimiter {
     ) -> LimiterFuture<'a, Admission> {
         Box::pin(async move {
             if !self.breaker.is_open() {
-                match self.redis.admit(bucket, limit, usage, reserve, debt).await {
+                let admitted = match &self.leases {
+                    Some(leases) => self.admit_leasing(leases, bucket, limit, usage, reserve, debt).await,
+                    None => self.redis.admit(bucket, limit, usage, reserve, debt).await,
+                };
+                match admitted {
                     Ok(admission) => {
                         self.breaker.success();
                         return Ok(admission);
@@ -160,7 +245,7 @@ impl Limiter for FailoverLimiter {
                 }
             }
             if self.mode == FailureMode::Local {
-                self.local.settle_at(bucket, self.usage_share(usage), delta, debt, std::time::Instant::now());
+                self.local.settle_at(bucket, self.usage_share(usage), delta, debt, Instant::now());
             }
             Ok(())
         })
@@ -168,13 +253,27 @@ impl Limiter for FailoverLimiter {
 
     fn add_debt<'a>(&'a self, bucket: &'a str, points: f64, debt: DebtPolicy) -> LimiterFuture<'a, ()> {
         Box::pin(async move {
-            if !self.breaker.is_open() {
-                match self.redis.add_debt(bucket, points, debt).await {
-                    Ok(()) => return Ok(()),
-                    Err(e) => self.record_failure(&e),
-                }
+            if self.breaker.is_open() {
+                self.local.add_debt_at(bucket, points, debt, Instant::now());
+                return Ok(());
             }
-            self.local.add_debt_at(bucket, points, debt, std::time::Instant::now());
+            let points = match &self.leases {
+                Some(leases) => match leases.add_debt(bucket, points, debt, Instant::now()) {
+                    Some(now) => now,
+                    None => return Ok(()),
+                },
+                None => points,
+            };
+            self.send_debt(bucket, points, debt).await;
+            Ok(())
+        })
+    }
+
+    fn flush<'a>(&'a self) -> LimiterFuture<'a, ()> {
+        Box::pin(async move {
+            if let Some(leases) = &self.leases {
+                self.send_all(leases.drain()).await;
+            }
             Ok(())
         })
     }
@@ -194,7 +293,7 @@ impl Limiter for FailoverLimiter {
                 // Each pod's share of the cap, at least one stream.
                 FailureMode::Local => {
                     let share = (f64::from(cap) / self.replicas).ceil().max(1.0) as u32;
-                    self.local.open_stream_at(key, lease, share, ttl, std::time::Instant::now())
+                    self.local.open_stream_at(key, lease, share, ttl, Instant::now())
                 }
                 FailureMode::Open => true,
                 FailureMode::Closed => false,

@@ -7,6 +7,7 @@
 mod access;
 mod breaker;
 mod failover;
+mod lease;
 mod local;
 mod redis;
 
@@ -17,7 +18,7 @@ use std::time::Duration;
 pub use breaker::CircuitBreaker;
 pub use failover::FailoverLimiter;
 pub use local::{LocalLimiter, spawn_sweeper};
-pub use redis::{KEY_PREFIX, RedisBackend, bucket_key};
+pub use redis::{Ask, KEY_PREFIX, Leased, RedisBackend, bucket_key};
 
 /// Limits of one tier's bucket.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -196,6 +197,12 @@ pub trait Limiter: Send + Sync {
 
     /// Gives a lease back when its stream ends.
     fn close_stream<'a>(&'a self, key: &'a str, lease: &'a str) -> LimiterFuture<'a, ()>;
+
+    /// Sends what this pod holds back from the shared backend (security debt waiting for
+    /// a later call), for a guard that is shutting down.
+    fn flush(&self) -> LimiterFuture<'_, ()> {
+        Box::pin(async { Ok(()) })
+    }
 
     /// `Err(reason)` when the limiter cannot decide at all, which makes the pod unready.
     fn readiness(&self) -> Result<(), &'static str> {

@@ -28,6 +28,36 @@ fn streams_key(bucket: &str) -> String {
     format!("{}:streams", bucket_key(bucket))
 }
 
+/// The script's answer: allowed, whole requests left, retry after ms, why, lease
+/// granted, debt.
+type Reply = (i64, i64, i64, String, i64, i64);
+
+/// What an admission asks of the script besides the decision, for a pod that leases.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Ask {
+    /// Debt points this pod found since its last call, added before deciding.
+    pub debt: f64,
+    /// Requests to lease beyond this one.
+    pub want: u32,
+    /// No lease takes more than the bucket's tokens divided by this.
+    pub divisor: u32,
+    /// An expired lease's unused requests, back into the bucket.
+    pub given_back: u32,
+}
+
+impl Ask {
+    /// A plain admission: no debt, no lease.
+    pub const NONE: Self = Self { debt: 0.0, want: 0, divisor: 1, given_back: 0 };
+}
+
+/// The script's decision, the lease it granted with it and the user's debt after it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Leased {
+    pub admission: Admission,
+    pub granted: u32,
+    pub debt: f64,
+}
+
 #[derive(Clone)]
 enum Conn {
     Standalone(ConnectionManager),
@@ -247,6 +277,20 @@ impl RedisBackend {
         reserve: Usage,
         debt: DebtPolicy,
     ) -> Result<Admission, LimiterError> {
+        Ok(self.admit_leasing(bucket, limit, usage, reserve, debt, Ask::NONE).await?.admission)
+    }
+
+    /// [`RedisBackend::admit`] that also adds the pod's pending debt, gives back an
+    /// expired lease's unused requests and asks for a new lease, in the same script call.
+    pub async fn admit_leasing(
+        &self,
+        bucket: &str,
+        limit: BucketLimit,
+        usage: UsageLimit,
+        reserve: Usage,
+        debt: DebtPolicy,
+        ask: Ask,
+    ) -> Result<Leased, LimiterError> {
         let mut invocation = self.script.prepare_invoke();
         invocation
             .key(bucket_key(bucket))
@@ -255,23 +299,30 @@ impl RedisBackend {
             .arg(limit.burst)
             .arg(debt.half_life_seconds)
             .arg(debt.quarantine_threshold)
-            .arg(0);
+            .arg(ask.debt)
+            .arg(ask.want)
+            .arg(ask.divisor)
+            .arg(ask.given_back);
         with_meters(&mut invocation, usage, reserve);
-        let (allowed, remaining, retry_after_ms, why): (i64, i64, i64, String) = self.invoke(invocation).await?;
+        let (allowed, remaining, retry_after_ms, why, granted, debt): Reply = self.invoke(invocation).await?;
         let remaining = remaining.max(0) as u64;
         let retry_after_ms = retry_after_ms.max(0) as u64;
-        if allowed == 1 {
-            return Ok(Admission { refused: None, remaining, retry_after_ms: 0 });
-        }
-        let why = match why.as_str() {
-            "quarantined" => Throttle::Quarantined,
-            "rate_limited" => Throttle::RateLimited,
-            meter => Throttle::of_meter(meter),
+        let granted = u32::try_from(granted.max(0)).unwrap_or(u32::MAX);
+        let admission = if allowed == 1 {
+            Admission { refused: None, remaining, retry_after_ms: 0 }
+        } else {
+            let why = match why.as_str() {
+                "quarantined" => Throttle::Quarantined,
+                "rate_limited" => Throttle::RateLimited,
+                meter => Throttle::of_meter(meter),
+            };
+            Admission::refused(why, retry_after_ms, remaining)
         };
-        Ok(Admission::refused(why, retry_after_ms, remaining))
+        Ok(Leased { admission, granted, debt: debt.max(0) as f64 })
     }
 
-    pub async fn add_debt(&self, bucket: &str, points: f64, debt: DebtPolicy) -> Result<(), LimiterError> {
+    /// Adds debt points; returns the user's debt after them.
+    pub async fn add_debt(&self, bucket: &str, points: f64, debt: DebtPolicy) -> Result<f64, LimiterError> {
         let mut invocation = self.script.prepare_invoke();
         invocation
             .key(bucket_key(bucket))
@@ -281,17 +332,23 @@ impl RedisBackend {
             .arg(debt.half_life_seconds)
             .arg(debt.quarantine_threshold)
             .arg(points)
+            .arg(0)
+            .arg(1)
+            .arg(0)
             .arg(0);
-        let _: (i64, i64, i64, String) = self.invoke(invocation).await?;
-        Ok(())
+        let (.., after): Reply = self.invoke(invocation).await?;
+        Ok(after.max(0) as f64)
     }
 
     pub async fn settle(&self, bucket: &str, usage: UsageLimit, delta: Usage) -> Result<(), LimiterError> {
         let mut invocation = self.script.prepare_invoke();
-        // "settle" reads neither the bucket's nor the debt's arguments.
-        invocation.key(bucket_key(bucket)).arg("settle").arg(1).arg(1).arg(1).arg(1).arg(0);
+        // "settle" reads neither the bucket's, the debt's nor the lease's arguments.
+        invocation.key(bucket_key(bucket)).arg("settle");
+        for placeholder in [1, 1, 1, 1, 0, 0, 1, 0] {
+            invocation.arg(placeholder);
+        }
         with_meters(&mut invocation, usage, delta);
-        let _: (i64, i64, i64, String) = self.invoke(invocation).await?;
+        let _: Reply = self.invoke(invocation).await?;
         Ok(())
     }
 

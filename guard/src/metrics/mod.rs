@@ -93,6 +93,7 @@ pub struct Metrics {
     pub health: Gauge,
     pub backend_errors: Family<BackendLabels, Counter>,
     pub fallback_active: Gauge,
+    pub leased: Counter,
     pub shadow_throttles: Family<ShadowLabels, Counter>,
     pub tokens: Family<TokenLabels, Counter>,
     pub spend: Family<SpendLabels, Counter<f64, AtomicU64>>,
@@ -200,6 +201,12 @@ impl Metrics {
             "1 while the guard limits with its local fallback instead of the shared backend",
             fallback_active.clone(),
         );
+        let leased = Counter::default();
+        registry.register(
+            "godel_ratelimit_leased",
+            "Requests admitted from this pod's lease on the user's shared bucket, without a call to Redis",
+            leased.clone(),
+        );
         let shadow_throttles = Family::<ShadowLabels, Counter>::default();
         registry.register(
             "godel_ratelimit_shadow_throttles",
@@ -233,6 +240,7 @@ impl Metrics {
             health,
             backend_errors,
             fallback_active,
+            leased,
             shadow_throttles,
             tokens,
             spend,
