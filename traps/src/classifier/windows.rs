@@ -43,7 +43,8 @@ pub(super) struct Search {
 
 impl Search {
     /// The [`CANDIDATES`] word-aligned windows with the best approximate ratio of summed
-    /// weight to the square root of the occurrence count, as character ranges.
+    /// weight to the square root of the occurrence count, as character ranges, added to
+    /// `out` unless it holds them already.
     pub(super) fn candidates(&mut self, occ: &Occurrences, weights: &[i16], out: &mut Vec<(usize, usize)>) {
         let words = &occ.words;
         if words.is_empty() || occ.len() <= MIN_WINDOW {
@@ -86,12 +87,14 @@ impl Search {
             }
         }
         self.found.sort_unstable_by(|x, y| y.0.total_cmp(&x.0).then(x.1.cmp(&y.1)));
-        out.extend(
-            self.found
-                .iter()
-                .take(CANDIDATES)
-                .map(|&(_, i, j)| (words[i as usize].0 as usize, words[j as usize].1 as usize)),
-        );
+        for &(_, i, j) in self.found.iter().take(CANDIDATES) {
+            let window = (words[i as usize].0 as usize, words[j as usize].1 as usize);
+            // A short text's one segment is often its best word-aligned window too: an
+            // equal window scores the same, so it is scored once.
+            if !out.contains(&window) {
+                out.push(window);
+            }
+        }
     }
 
     /// Each word's unit: the n-grams starting from its start (the space before it) to
