@@ -10,8 +10,9 @@
 -- ARGV[6]  debt points to add ("debt"; "admit" adds them before it decides: the pod's
 --          pending debt); "settle" reads none of ARGV[2..9]
 -- ARGV[7]  lease: requests to take beyond this one for the pod to admit on its own
---          ("admit" only); granted only from a bucket at least ARGV[8] times that full
---          and to a user under half the quarantine threshold
+--          ("admit" only; the guard asks for none on a tier with usage meters); granted
+--          only from a bucket at least ARGV[8] times that full and to a user under half
+--          the quarantine threshold
 -- ARGV[8]  lease divisor (twice the fleet size: no pod leases more than its share)
 -- ARGV[9]  requests of an expired lease the pod did not use, given back ("admit" only)
 -- ARGV[10] number of usage meters, then four values for each: its field, its cap, its
@@ -109,7 +110,7 @@ if op == 'admit' then
       for _, m in ipairs(meters) do
         m.level = m.level + m.charge
       end
-      if want > 0 and n == 0 and debt <= threshold / 2 then
+      if want > 0 and debt <= threshold / 2 then
         granted = math.max(0, math.min(want, math.floor(tokens / divisor)))
         tokens = tokens - granted
       end

@@ -113,9 +113,7 @@ impl FailoverLimiter {
             FailureMode::Closed => Admission::refused(Throttle::RateLimited, PROBE_EVERY.as_millis() as u64 * 4, 0),
         }
     }
-}
 
-impl FailoverLimiter {
     /// An admission through this pod's lease on the user's bucket, or one call that
     /// carries the pending debt, gives back what an expired lease left and asks for the
     /// next lease.
@@ -182,7 +180,7 @@ async fn flush_due_debt(limiter: std::sync::Weak<FailoverLimiter>, every: Durati
         ticks.tick().await;
         let Some(limiter) = limiter.upgrade() else { return };
         if let Some(leases) = &limiter.leases {
-            limiter.send_all(leases.due(Instant::now())).await;
+            limiter.send_all(leases.due(Instant::now(), leases.lifetime())).await;
         }
     }
 }
@@ -272,7 +270,7 @@ impl Limiter for FailoverLimiter {
     fn flush<'a>(&'a self) -> LimiterFuture<'a, ()> {
         Box::pin(async move {
             if let Some(leases) = &self.leases {
-                self.send_all(leases.drain()).await;
+                self.send_all(leases.due(Instant::now(), Duration::ZERO)).await;
             }
             Ok(())
         })

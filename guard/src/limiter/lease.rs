@@ -208,30 +208,19 @@ impl Leases {
         }
     }
 
-    /// Takes the debt that has waited a lifetime (its user made no call since), and drops
-    /// the entries of users gone for [`KEEP`].
-    pub(super) fn due(&self, now: Instant) -> Vec<DueDebt> {
+    /// Takes the debt that has waited at least `waited` (its user made no call since):
+    /// a lifetime for the flusher, zero for a guard that is shutting down. Drops the
+    /// entries of users gone for [`KEEP`].
+    pub(super) fn due(&self, now: Instant, waited: Duration) -> Vec<DueDebt> {
         let mut due = Vec::new();
         for shard in &self.shards {
             let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
             shard.retain(|bucket, lease| {
-                if lease.pending > 0.0 && now.duration_since(lease.pending_since) >= self.lifetime {
+                if lease.pending > 0.0 && now.duration_since(lease.pending_since) >= waited {
                     due.push((bucket.to_string(), std::mem::take(&mut lease.pending), lease.policy));
                 }
                 lease.pending > 0.0 || now.duration_since(lease.seen) < KEEP
             });
-        }
-        due
-    }
-
-    /// Every pending debt, for a guard that is shutting down.
-    pub(super) fn drain(&self) -> Vec<DueDebt> {
-        let mut due = Vec::new();
-        for shard in &self.shards {
-            let mut shard = shard.lock().unwrap_or_else(|e| e.into_inner());
-            for (bucket, lease) in shard.iter_mut().filter(|(_, lease)| lease.pending > 0.0) {
-                due.push((bucket.to_string(), std::mem::take(&mut lease.pending), lease.policy));
-            }
         }
         due
     }
@@ -326,25 +315,25 @@ mod tests {
         let now = Instant::now();
         leases.begin("free:u", FAST, false, POLICY, now);
         assert_eq!(leases.add_debt("free:u", 20.0, POLICY, now), None);
-        assert!(leases.due(now + Duration::from_millis(500)).is_empty());
-        let due = leases.due(now + Duration::from_secs(1));
+        assert!(leases.due(now + Duration::from_millis(500), leases.lifetime()).is_empty());
+        let due = leases.due(now + Duration::from_secs(1), leases.lifetime());
         assert_eq!(due, [("free:u".to_owned(), 20.0, POLICY)]);
-        assert!(leases.due(now + Duration::from_secs(2)).is_empty(), "sent once");
-        leases.due(now + KEEP);
+        assert!(leases.due(now + Duration::from_secs(2), leases.lifetime()).is_empty(), "sent once");
+        leases.due(now + KEEP, leases.lifetime());
         assert!(leases.shards.iter().all(|s| s.lock().unwrap().is_empty()), "idle entries are dropped");
     }
 
     #[test]
-    fn drain_takes_every_pending_debt() {
+    fn at_shutdown_every_pending_debt_is_due() {
         let leases = Leases::new(Duration::from_secs(1), 1);
         let now = Instant::now();
         for user in ["free:a", "free:b"] {
             leases.begin(user, FAST, false, POLICY, now);
             leases.add_debt(user, 1.0, POLICY, now);
         }
-        let mut drained = leases.drain();
+        let mut drained = leases.due(now, Duration::ZERO);
         drained.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(drained, [("free:a".to_owned(), 1.0, POLICY), ("free:b".to_owned(), 1.0, POLICY)]);
-        assert!(leases.drain().is_empty());
+        assert!(leases.due(now, Duration::ZERO).is_empty());
     }
 }
