@@ -441,6 +441,10 @@ fn admission(world: &World) {
         "guard: {rateLimit: {backend: redis, redis: {url: 'redis://r:26379', mode: sentinel}}}",
         "sentinel mode needs masterName",
     );
+    refused(
+        "guard: {rateLimit: {backend: redis, redis: {url: 'redis://r:6379', leaseMs: 20000}}}",
+        "spec.guard.rateLimit.redis.leaseMs",
+    );
     refused("autoscaling: {minReplicas: 5, maxReplicas: 2}", "minReplicas must not exceed maxReplicas");
     refused(
         "ingress: {host: g.example.com, controller: alb, requestsPerSecond: 10}",
@@ -467,6 +471,8 @@ fn admission(world: &World) {
         assert!(out.status.success(), "refused:\n{spec}\n{}", String::from_utf8_lossy(&out.stderr));
     };
     accepted("guard: {proxy: {upstream: 'http://llm:8000', output: {action: none}}}");
+    // Admission leases off: every request one call to Redis.
+    accepted("guard: {rateLimit: {backend: redis, redis: {url: 'redis://r:6379', leaseMs: 0}}}");
     accepted("guard: {proxy: {upstream: 'http://llm:8000', output: {action: 'off'}}}");
     // Our kind stays addressable beside another project's GuardrailPolicy.
     for name in ["ggp", "guardrailpolicies.guardrails.godel.dev", "godel"] {
