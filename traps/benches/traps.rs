@@ -59,6 +59,20 @@ fn traps(c: &mut Criterion) {
     }
     group.finish();
 
+    // Chat turns: the load bench's own prompts (bench/load/prompts.lua), the whole set
+    // per iteration, so that the figure is what the traps cost the HTTP path per request.
+    let turns = chat_turns();
+    let mut group = c.benchmark_group("traps/chat-turns");
+    group.throughput(Throughput::Elements(turns.len() as u64));
+    group.bench_function("engine-rules", |b| {
+        b.iter(|| turns.iter().map(|t| rules_engine.inspect(t).len()).sum::<usize>())
+    });
+    group.bench_function("engine", |b| b.iter(|| turns.iter().map(|t| engine.inspect(t).len()).sum::<usize>()));
+    group.bench_function("classifier", |b| {
+        b.iter(|| turns.iter().map(|t| Model::builtin().score(std::hint::black_box(t))).sum::<f64>())
+    });
+    group.finish();
+
     // The learned injection detector on a 4 KiB prompt (its aim: at most 100 µs).
     let end = (0..=4096).rev().find(|&i| clean.is_char_boundary(i)).unwrap_or(0);
     let prompt = &clean[..end];
@@ -67,6 +81,22 @@ fn traps(c: &mut Criterion) {
     group.throughput(Throughput::Bytes(prompt.len() as u64));
     group.bench_function("score-4k", |b| b.iter(|| model.score(std::hint::black_box(prompt))));
     group.finish();
+}
+
+/// The prompts of `bench/load/prompts.lua`: each line's Lua string holds a JSON string's
+/// body (the wrk scripts splice it into a request as it is).
+fn chat_turns() -> Vec<String> {
+    let lua = include_str!("../../bench/load/prompts.lua");
+    let turns: Vec<String> = lua
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix('"')?.strip_suffix("\",").map(str::to_owned))
+        .map(|body| {
+            let json = format!("\"{}\"", body.replace("\\\\", "\\").replace("\\\"", "\""));
+            serde_json::from_str(&json).expect("prompts.lua holds JSON-escaped prompts")
+        })
+        .collect();
+    assert!(turns.len() >= 10, "prompts.lua parsed: {turns:?}");
+    turns
 }
 
 criterion_group!(benches, traps);

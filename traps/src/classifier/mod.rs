@@ -118,11 +118,20 @@ impl Model {
         if counts.len() != BUCKETS {
             counts.resize(BUCKETS, 0);
         }
+        let words = &occ.words;
+        let first = words.partition_point(|w| (w.0 as usize) < a);
+        let inside = words[first..].iter().take_while(|w| w.1 as usize <= b).count();
+        // Room for every occurrence, so that recording a feature's first one is a store
+        // and an add rather than a branch the processor cannot predict.
+        let most = 3 * (b - a) + 2 * inside;
+        if touched.len() < most {
+            touched.resize(most, 0);
+        }
+        let mut distinct = 0;
         let mut add = |g: u32| {
             let count = &mut counts[g as usize];
-            if *count == 0 {
-                touched.push(g);
-            }
+            touched[distinct] = g;
+            distinct += usize::from(*count == 0);
             *count = count.saturating_add(1);
         };
         for i in a..b {
@@ -134,9 +143,6 @@ impl Model {
                 }
             }
         }
-        let words = &occ.words;
-        let first = words.partition_point(|w| (w.0 as usize) < a);
-        let inside = words[first..].iter().take_while(|w| w.1 as usize <= b).count();
         for k in first..first + inside {
             add(occ.word_buckets[k]);
             if k + 1 < first + inside {
@@ -144,12 +150,11 @@ impl Model {
             }
         }
         let (mut dot, mut norm) = (0.0f64, 0.0f64);
-        for &index in touched.iter() {
+        for &index in &touched[..distinct] {
             let value = LOG1P[usize::from(std::mem::take(&mut counts[index as usize]))];
             dot += f64::from(self.weights[index as usize]) * value;
             norm += value * value;
         }
-        touched.clear();
         let logit = self.bias + if norm > 0.0 { self.scale * dot / norm.sqrt() } else { 0.0 };
         1.0 / (1.0 + (-logit).exp())
     }
