@@ -22,7 +22,9 @@
 # compare ratios from one run. Options: RUNS (default 2), DURATION (default 10s),
 # CONFIGS (default "memory redis proxy"), INSPECT (the /v1/inspect script in bench/load,
 # default inspect.lua; inspect-4k.lua sends one 4 KiB prompt), GUARD (another build's
-# godel-guard binary, to compare two builds against the same bare endpoint).
+# godel-guard binary, to compare two builds against the same bare endpoint), BEFORE (a
+# second build, measured in every run right after GUARD with the same config, on a row
+# of its own marked "before": two builds compared round by round).
 # With RATE (say 5000), each configuration is instead offered that many requests per
 # second (16 connections, each pausing 16/RATE s between requests: bench/load/paced.lua)
 # and the figure is CPU per decision: microseconds of the guard's CPU (user + system, from
@@ -139,13 +141,24 @@ for config in $CONFIGS; do
     fi
     base_pid="${pids[-1]}"
     guard_config "$config" "$redis_port" "$upstream_port" "$otlp_port" >"$work/config.yaml"
-    RUST_LOG=warn start "$guard_port" "$guard" serve --listen "127.0.0.1:$guard_port" \
+    # Logs as the operator deploys the guard: RUST_LOG=info, JSON lines.
+    RUST_LOG=info start "$guard_port" "$guard" serve --listen "127.0.0.1:$guard_port" \
       --config "$work/config.yaml" --log-format json
     guard_pid="${pids[-1]}"
+    if [ -n "${BEFORE:-}" ]; then
+      before_port="$(free_port)"
+      RUST_LOG=info start "$before_port" "$BEFORE" serve --listen "127.0.0.1:$before_port" \
+        --config "$work/config.yaml" --log-format json
+      before_pid="${pids[-1]}"
+    fi
     if [ -n "${RATE:-}" ]; then
       read -r base_rps base_cpu _ < <(measure_cpu "$base_url" "$script" "$base_pid")
       read -r guard_rps guard_cpu redis_cpu < <(measure_cpu "http://127.0.0.1:$guard_port" "$script" "$guard_pid" "$redis_pid")
       printf '%-7s %-4s %10s %10s %13s %12s %13s\n' "$config" "$run" "$guard_rps" "$base_rps" "$guard_cpu" "$base_cpu" "$redis_cpu"
+      if [ -n "${BEFORE:-}" ]; then
+        read -r guard_rps guard_cpu redis_cpu < <(measure_cpu "http://127.0.0.1:$before_port" "$script" "$before_pid" "$redis_pid")
+        printf '%-7s %-4s %10s %10s %13s %12s %13s\n' "$config" "$run" "$guard_rps" "$base_rps" "$guard_cpu" "$base_cpu" "$redis_cpu before"
+      fi
       stop_all
       continue
     fi
@@ -154,6 +167,12 @@ for config in $CONFIGS; do
     ratio="$(awk -v g="$guard_rps" -v b="$base_rps" 'BEGIN { printf "%.2f", g / b }')"
     printf '%-7s %-4s %10s %10s %7s %9s %9s %9s %9s\n' "$config" "$run" "$guard_rps" "$base_rps" "$ratio" \
       "$guard_p50" "$guard_p99" "$base_p50" "$base_p99"
+    if [ -n "${BEFORE:-}" ]; then
+      read -r guard_rps guard_p50 guard_p99 < <(measure "http://127.0.0.1:$before_port" "$script")
+      ratio="$(awk -v g="$guard_rps" -v b="$base_rps" 'BEGIN { printf "%.2f", g / b }')"
+      printf '%-7s %-4s %10s %10s %7s %9s %9s %9s %9s before\n' "$config" "$run" "$guard_rps" "$base_rps" "$ratio" \
+        "$guard_p50" "$guard_p99" "$base_p50" "$base_p99"
+    fi
     stop_all
   done
 done

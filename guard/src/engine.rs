@@ -315,11 +315,14 @@ impl Guard {
     }
 
     /// Decides on one prompt, inside a span carrying the request id, the tier and the
-    /// decision (never the user id or the prompt), so every log line of the request can
-    /// be found by its id.
+    /// decision (never the user id or the prompt): in a trace, and in every log line of
+    /// the request when the guard logs at `debug`. A `debug` span like its children: at
+    /// the default `info` with traces off the filter disables it, since formatting its
+    /// fields for the log layer on every request cost about a tenth of the throughput
+    /// (BENCHMARKS.md, "The request span").
     pub async fn inspect(&self, subject: Subject<'_>) -> Result<Outcome, InspectError> {
         let request_id = new_request_id();
-        let span = tracing::info_span!("inspect", %request_id, tier = Empty, decision = Empty);
+        let span = tracing::debug_span!("inspect", %request_id, tier = Empty, decision = Empty);
         self.decide(subject, request_id).instrument(span).await
     }
 
