@@ -156,6 +156,10 @@ impl GuardConfig {
                 }
             }
         }
+        // The URL is not echoed: it may carry credentials.
+        if config.proxy.as_ref().is_some_and(|proxy| !is_http_url(&proxy.upstream)) {
+            return invalid("proxy.upstream is not an http:// or https:// URL with a host".into());
+        }
         if let Some(telemetry) = &config.telemetry {
             // The endpoint is not echoed: it may carry credentials.
             if telemetry.otlp_endpoint.as_deref().is_some_and(|e| !is_http_url(e)) {
@@ -228,6 +232,11 @@ mod tests {
         let bad_url = config("rateLimit: {backend: redis, redis: {url: 'not a url:hunter2'}}").unwrap();
         let err = bad_url.validate().unwrap_err().to_string();
         assert!(err.contains("rateLimit.redis.url") && !err.contains("hunter2"), "{err}");
+        for upstream in ["'not a url:hunter2'", "'ftp://u:hunter2@files.example'", "'unix:/run/hunter2.sock'"] {
+            let err = config(&format!("proxy: {{upstream: {upstream}}}")).unwrap().validate().unwrap_err().to_string();
+            assert!(err.contains("proxy.upstream") && !err.contains("hunter2"), "{err}");
+        }
+        assert!(config("proxy: {upstream: 'https://gateway.example/openai/'}").unwrap().validate().is_ok());
         let bad_node = config("rateLimit: {backend: redis, redis: {url: 'redis://a:6379', nodes: ['b c']}}").unwrap();
         assert!(bad_node.validate().unwrap_err().to_string().contains("nodes[0]"));
         assert!(

@@ -13,7 +13,7 @@ use godel_config::{GuardConfig, LimiterBackend};
 use crate::audit::{AuditSink, AuditWriter, Keyring, SharedKeyring};
 use crate::edge::{self, EdgeLimits, Stop};
 use crate::engine::{Guard, GuardParts};
-use crate::http::{self, AppState, BodyLimits, Upstream};
+use crate::http::{self, AppState, BodyLimits, Upstream, UpstreamError};
 use crate::keys::{self, KeyError, KeyRole, Origin, Secret};
 use crate::limiter::{DebtPolicy, FailoverLimiter, Limiter, LimiterError, LocalLimiter, spawn_sweeper};
 use crate::metrics::Metrics;
@@ -34,8 +34,8 @@ pub enum StartupError {
     },
     #[error("rate limiter: {0}")]
     Limiter(#[from] LimiterError),
-    #[error("proxy: {0}")]
-    Proxy(String),
+    #[error(transparent)]
+    Proxy(#[from] UpstreamError),
     #[error("cannot start the audit writer: {0}")]
     Audit(std::io::Error),
     #[error("server failed: {0}")]
@@ -106,12 +106,7 @@ pub async fn build(
             tracing::warn!(error = %e, "tokenizer tables not loaded ahead; the first metered request loads them");
         }
     }
-    let upstream = config
-        .proxy
-        .clone()
-        .map(|proxy| Upstream::new(proxy, metrics.clone()))
-        .transpose()
-        .map_err(|e| StartupError::Proxy(e.to_string()))?;
+    let upstream = config.proxy.clone().map(|proxy| Upstream::new(proxy, metrics.clone())).transpose()?;
     Ok(Built {
         state: Arc::new(AppState::new(guard, metrics, upstream)),
         body_limit: http::body_limit(config.traps.max_prompt_bytes),

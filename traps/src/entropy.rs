@@ -9,8 +9,10 @@
 //! read as words (`Tls13CipherSuite`, `org/licenses/LICENSE-2`) is code, not a key.
 
 use std::ops::Range;
+use std::sync::LazyLock;
 
 use godel_config::{Action, AllowShape, EntropyConfig, Severity};
+use memchr::memmem::Finder;
 
 use super::{Finding, Prompt, Trap, TrapKind, validators, words};
 
@@ -194,13 +196,16 @@ fn vendor_prefix(token: &[u8]) -> usize {
 /// The spans of PEM and PGP blocks of public material (public keys, certificates), found
 /// once per prompt: from the end of the `-----BEGIN …` line to the `-----END` that closes it.
 fn public_blocks(text: &str) -> Vec<Range<usize>> {
+    // Built once: a searcher's set-up cost more than the search on a chat turn.
+    static BEGIN: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----BEGIN "));
+    static END: LazyLock<Finder<'static>> = LazyLock::new(|| Finder::new(b"-----END"));
     let bytes = text.as_bytes();
     let mut blocks = Vec::new();
-    for begin in memchr::memmem::find_iter(bytes, b"-----BEGIN ") {
+    for begin in BEGIN.find_iter(bytes) {
         let header_end = memchr::memchr(b'\n', &bytes[begin..]).map_or(bytes.len(), |i| begin + i);
         let header = &text[begin..header_end];
         if header.contains("PUBLIC KEY") || header.contains("CERTIFICATE") {
-            let end = memchr::memmem::find(&bytes[header_end..], b"-----END").map_or(bytes.len(), |i| header_end + i);
+            let end = END.find(&bytes[header_end..]).map_or(bytes.len(), |i| header_end + i);
             blocks.push(header_end..end);
         }
     }

@@ -28,7 +28,7 @@ use crate::metrics::Metrics;
 
 pub use body::BodyLimits;
 pub use error::ApiError;
-pub use proxy::Upstream;
+pub use proxy::{Upstream, UpstreamError};
 
 /// Shared by every handler.
 pub struct AppState {

@@ -42,7 +42,7 @@ use request::{Envelope, Origin};
 use text::Segment;
 
 use upstream::Call;
-pub use upstream::Upstream;
+pub use upstream::{Upstream, UpstreamError};
 
 /// A route the proxy inspects: its path, the field that must be present, and whether
 /// its answer holds text (an embedding does not, and must not be rewritten).
@@ -126,11 +126,17 @@ pub(super) async fn model(
     Path(model): Path<String>,
     headers: HeaderMap,
 ) -> Response {
-    // The name goes into a path: keep it to the characters model names use.
-    if model.is_empty() || !model.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b)) {
+    if !is_model_name(&model) {
         return ProxyError::BadRequest("not a model name".into()).into_response();
     }
     pass_through(&state, Method::GET, format!("{MODELS}/{model}"), &headers, None, Dialect::OpenAi).await
+}
+
+/// The name goes into the upstream's path: only the characters model names use, and
+/// not a name of dots alone, which the URL would read as a step up the path
+/// (`/v1/models/%2E%2E` would reach the upstream's `/v1/`).
+fn is_model_name(name: &str) -> bool {
+    !name.bytes().all(|b| b == b'.') && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
 }
 
 async fn pass_through(
@@ -305,6 +311,16 @@ fn redactions(segments: &[Segment], starts: &[usize], findings: &[Finding]) -> V
 mod tests {
     use super::*;
     use godel_config::Severity;
+
+    #[test]
+    fn model_names_are_the_characters_models_use_and_never_dots_alone() {
+        for name in ["gpt-4o-mini", "claude-3-5-sonnet-20241022", "ft:gpt-4o:acme:v1", "llama3.1_8b", ".hidden"] {
+            assert!(is_model_name(name), "{name}");
+        }
+        for name in ["", ".", "..", "...", "a/b", "a b", "a%2Fb", "m?x=1"] {
+            assert!(!is_model_name(name), "{name}");
+        }
+    }
 
     #[test]
     fn redaction_is_spliced_into_the_string_it_falls_in() {

@@ -32,6 +32,9 @@ use crate::metrics::{Metrics, UpstreamLabels};
 pub struct Upstream {
     client: reqwest::Client,
     config: ProxyConfig,
+    /// `proxy.upstream`, parsed once: a call's URL is it with the call's path appended,
+    /// so no request parses the host (IDNA included) again.
+    base: reqwest::Url,
     /// The upstream's host, the `server.address` of its spans.
     host: String,
     /// Where the time to each answer head is counted.
@@ -66,24 +69,49 @@ const RELAYED_PREFIXES: [&str; 3] = ["openai-", "x-ratelimit-", "anthropic-"];
 /// object; a bigger one is not.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
+/// Why the proxy cannot start. The messages never repeat the URL: it may carry
+/// credentials.
+#[derive(Debug, thiserror::Error)]
+pub enum UpstreamError {
+    #[error("proxy.upstream is not a URL: {0}")]
+    Url(#[source] url::ParseError),
+    #[error("proxy.upstream must be an http or https URL with a host")]
+    NotHttp,
+    #[error("cannot build the upstream client: {0}")]
+    Client(#[source] reqwest::Error),
+}
+
 impl Upstream {
-    pub fn new(config: ProxyConfig, metrics: Arc<Metrics>) -> Result<Self, reqwest::Error> {
+    /// Refuses an upstream that is not an http(s) URL with a host, which every call
+    /// would otherwise fail on.
+    pub fn new(config: ProxyConfig, metrics: Arc<Metrics>) -> Result<Self, UpstreamError> {
+        let base = reqwest::Url::parse(&config.upstream).map_err(UpstreamError::Url)?;
+        let host = match base.host_str() {
+            Some(host) if matches!(base.scheme(), "http" | "https") => host.to_owned(),
+            _ => return Err(UpstreamError::NotHttp),
+        };
         // A redirect is relayed as the upstream's answer, never followed: following it
         // would send the prompt to a destination the policy does not name.
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .timeout(Duration::from_secs(config.timeout_seconds.max(1)))
             .connect_timeout(Duration::from_secs(5))
-            .build()?;
-        let host = reqwest::Url::parse(&config.upstream)
-            .ok()
-            .and_then(|u| u.host_str().map(str::to_owned))
-            .unwrap_or_default();
-        Ok(Self { client, config, host, metrics })
+            .build()
+            .map_err(UpstreamError::Client)?;
+        Ok(Self { client, config, base, host, metrics })
     }
 
     pub fn config(&self) -> &ProxyConfig {
         &self.config
+    }
+
+    /// The upstream URL with `path` after its own (`https://host/prefix` and
+    /// `/v1/chat/completions` make `https://host/prefix/v1/chat/completions`); a query
+    /// in `proxy.upstream` goes on every call.
+    fn url_for(&self, path: &str) -> reqwest::Url {
+        let mut url = self.base.clone();
+        url.set_path(&format!("{}{}", self.base.path().trim_end_matches('/'), path));
+        url
     }
 
     /// Sends a request to the call's path on the upstream, in the call's span. A timeout
@@ -117,8 +145,7 @@ impl Upstream {
         body: Option<Bytes>,
         span: &Span,
     ) -> Result<reqwest::Response, ProxyError> {
-        let url = format!("{}{}", self.config.upstream.trim_end_matches('/'), call.path);
-        let mut request = self.client.request(call.method, url);
+        let mut request = self.client.request(call.method, self.url_for(call.path));
         let own_context =
             (!span.is_disabled()).then(|| span.context()).filter(|cx| cx.span().span_context().is_valid());
         for (name, value) in headers {
@@ -233,4 +260,37 @@ pub(super) async fn error_answer(answer: reqwest::Response, dialect: Dialect) ->
         builder.body(Body::from(replaced.to_string())).unwrap_or_else(|_| ProxyError::UpstreamBroken.into_response());
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn upstream(url: &str) -> Result<Upstream, UpstreamError> {
+        let config: ProxyConfig = serde_json::from_value(serde_json::json!({"upstream": url})).expect("a proxy config");
+        Upstream::new(config, Arc::new(Metrics::default()))
+    }
+
+    #[test]
+    fn an_upstream_that_is_not_an_http_url_is_refused_at_start() {
+        assert!(matches!(upstream("not a url"), Err(UpstreamError::Url(_))));
+        assert!(matches!(upstream("ftp://files.example"), Err(UpstreamError::NotHttp)));
+        assert!(matches!(upstream("unix:/run/api.sock"), Err(UpstreamError::NotHttp)));
+        let secret = upstream("http://user:hunter2@[::1").err().expect("no closing bracket");
+        assert!(!secret.to_string().contains("hunter2"), "{secret}");
+        assert_eq!(upstream("https://api.openai.com").map(|u| u.host).ok().as_deref(), Some("api.openai.com"));
+    }
+
+    #[test]
+    fn a_calls_path_goes_after_the_upstreams_own() {
+        let path = "/v1/chat/completions";
+        for (base, expect) in [
+            ("http://127.0.0.1:8080", "http://127.0.0.1:8080/v1/chat/completions"),
+            ("http://127.0.0.1:8080/", "http://127.0.0.1:8080/v1/chat/completions"),
+            ("https://gateway.example/openai/", "https://gateway.example/openai/v1/chat/completions"),
+            ("https://gateway.example/openai?tenant=a", "https://gateway.example/openai/v1/chat/completions?tenant=a"),
+        ] {
+            assert_eq!(upstream(base).expect(base).url_for(path).as_str(), expect, "{base}");
+        }
+    }
 }
