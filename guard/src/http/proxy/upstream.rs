@@ -292,5 +292,8 @@ mod tests {
         ] {
             assert_eq!(upstream(base).expect(base).url_for(path).as_str(), expect, "{base}");
         }
+        // Why `proxy::is_model_name` refuses a name of dots: the URL takes it as a step up.
+        let dots = upstream("http://127.0.0.1:8080").expect("a URL").url_for("/v1/models/..");
+        assert_eq!(dots.path(), "/v1/");
     }
 }
