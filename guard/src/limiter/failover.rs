@@ -126,16 +126,34 @@ impl FailoverLimiter {
         reserve: Usage,
         debt: DebtPolicy,
     ) -> Result<Admission, LimiterError> {
-        let ask = match leases.begin(bucket, limit, !usage.is_empty(), debt, Instant::now()) {
-            Begin::Leased(remaining) => {
-                self.metrics.leased.inc();
-                return Ok(Admission { refused: None, remaining, retry_after_ms: 0 });
+        let mut waited = false;
+        let ask = loop {
+            match leases.begin(bucket, limit, !usage.is_empty(), debt, Instant::now(), waited) {
+                Begin::Leased(remaining) => {
+                    self.metrics.leased.inc();
+                    return Ok(Admission { refused: None, remaining, retry_after_ms: 0 });
+                }
+                Begin::Call(ask) => break ask,
+                Begin::Wait(answered) => {
+                    // Listening before looking again, so an answer in between is not missed.
+                    let notified = answered.notified();
+                    tokio::pin!(notified);
+                    notified.as_mut().enable();
+                    if leases.calling(bucket) {
+                        // Bounded: a call that outlives a lifetime is not worth waiting for.
+                        let _ = tokio::time::timeout(leases.lifetime(), notified).await;
+                    }
+                    waited = true;
+                }
             }
-            Begin::Call(ask) => ask,
         };
+        // Wakes the requests waiting for this call however it ends, a dropped request
+        // (its client gone) included.
+        let mut call = Unanswered { leases, bucket, asked: ask.want > 0, answered: false };
         match self.redis.admit_leasing(bucket, limit, usage, reserve, debt, ask).await {
             Ok(leased) => {
-                leases.granted(bucket, &leased, Instant::now());
+                leases.granted(bucket, &leased, call.asked, Instant::now());
+                call.answered = true;
                 Ok(Admission { remaining: leased.admission.remaining + u64::from(leased.granted), ..leased.admission })
             }
             Err(e) => {
@@ -167,6 +185,24 @@ impl FailoverLimiter {
     async fn send_all(&self, due: Vec<DueDebt>) {
         for (bucket, points, debt) in due {
             self.send_debt(&bucket, points, debt).await;
+        }
+    }
+}
+
+/// A lease call on its way: dropped without an answer (it failed, or the request was
+/// cancelled mid-call), it lets the requests waiting for it go on.
+struct Unanswered<'a> {
+    leases: &'a Leases,
+    bucket: &'a str,
+    /// It asked for a lease: requests may be waiting for it.
+    asked: bool,
+    answered: bool,
+}
+
+impl Drop for Unanswered<'_> {
+    fn drop(&mut self) {
+        if !self.answered {
+            self.leases.failed(self.bucket, self.asked);
         }
     }
 }

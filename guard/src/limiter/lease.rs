@@ -19,11 +19,18 @@
 //! it takes the user's known debt past half the threshold: then it is sent at once and
 //! the lease is dropped, so this pod's next decision for that user is Redis's.
 //! A quarantine another pod causes reaches this one within a lifetime.
+//!
+//! Requests of one user often come together (an agent's parallel tool calls, a client's
+//! retries). When one of them is already calling Redis for a lease, the others wait for
+//! its answer (at most a lifetime) and take from that lease, rather than each calling
+//! too; if it brings too little, or fails, they call as before.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, RandomState};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
 
 use super::redis::{Ask, Leased};
 use super::{BucketLimit, DebtPolicy};
@@ -57,6 +64,10 @@ struct Lease {
     pending_since: Instant,
     policy: DebtPolicy,
     seen: Instant,
+    /// A call asking for a lease is on its way to Redis.
+    calling: bool,
+    /// Wakes the requests waiting for that call's answer.
+    answered: Arc<Notify>,
 }
 
 impl Lease {
@@ -73,16 +84,31 @@ impl Lease {
             pending_since: now,
             policy,
             seen: now,
+            calling: false,
+            answered: Arc::new(Notify::new()),
         }
     }
 }
 
-/// What to do with a request: admit it from the pod's lease, or call Redis with `Ask`.
-#[derive(Debug, PartialEq)]
+/// What to do with a request: admit it from the pod's lease, call Redis with `Ask`, or
+/// wait for the call another request of the user's is making, then begin again.
+#[derive(Debug)]
 pub(super) enum Begin {
     /// Admitted here; the whole requests the user can still be told remain.
     Leased(u64),
     Call(Ask),
+    Wait(Arc<Notify>),
+}
+
+impl PartialEq for Begin {
+    fn eq(&self, other: &Self) -> bool {
+        match (self, other) {
+            (Begin::Leased(a), Begin::Leased(b)) => a == b,
+            (Begin::Call(a), Begin::Call(b)) => a == b,
+            (Begin::Wait(a), Begin::Wait(b)) => Arc::ptr_eq(a, b),
+            _ => false,
+        }
+    }
 }
 
 /// Debt points waiting to be sent, by bucket, with their policy.
@@ -127,9 +153,10 @@ impl Leases {
         if refill.is_finite() { refill.clamp(0.0, f64::from(MAX_LEASE)) as u32 } else { 0 }
     }
 
-    /// Admits the request from this pod's lease when it holds one; else says what the
-    /// call to Redis should carry: the pending debt, what an expired lease left unused,
-    /// and a lease sized by the last one.
+    /// Admits the request from this pod's lease when it holds one; else, unless it
+    /// `waited` already, has it wait for a call on its way for a lease; else says what
+    /// the call to Redis should carry: the pending debt, what an expired lease left
+    /// unused, and a lease sized by the last one.
     pub(super) fn begin(
         &self,
         bucket: &str,
@@ -137,6 +164,7 @@ impl Leases {
         metered: bool,
         debt: DebtPolicy,
         now: Instant,
+        waited: bool,
     ) -> Begin {
         let cap = self.cap(limit, metered);
         let mut shard = self.shard(bucket);
@@ -146,11 +174,14 @@ impl Leases {
             return Begin::Call(Ask { divisor: self.divisor, ..Ask::NONE });
         };
         lease.seen = now;
+        if now < lease.expires && lease.left > 0 {
+            lease.left -= 1;
+            return Begin::Leased(lease.remaining + u64::from(lease.left));
+        }
+        if lease.calling && !waited {
+            return Begin::Wait(Arc::clone(&lease.answered));
+        }
         if now < lease.expires {
-            if lease.left > 0 {
-                lease.left -= 1;
-                return Begin::Leased(lease.remaining + u64::from(lease.left));
-            }
             // Used up within its lifetime: the user is faster than the lease.
             lease.next = lease.next.saturating_mul(2).max(1);
         } else {
@@ -159,16 +190,36 @@ impl Leases {
         }
         lease.left = 0;
         lease.granted = 0;
+        let want = lease.next.min(cap);
+        lease.calling |= want > 0;
         Begin::Call(Ask {
             debt: std::mem::take(&mut lease.pending),
-            want: lease.next.min(cap),
+            want,
             divisor: self.divisor,
             given_back: std::mem::take(&mut lease.unused),
         })
     }
 
-    /// Records what Redis answered: the lease it granted and the user's debt.
-    pub(super) fn granted(&self, bucket: &str, leased: &Leased, now: Instant) {
+    /// Whether a call for `bucket` is still on its way: a request told to wait checks
+    /// this after it began listening for the answer, so that it cannot miss it.
+    pub(super) fn calling(&self, bucket: &str) -> bool {
+        self.shard(bucket).get(bucket).is_some_and(|lease| lease.calling)
+    }
+
+    /// A call for `bucket` failed or was abandoned. If it `asked` for a lease, the
+    /// requests waiting for it go on and call themselves.
+    pub(super) fn failed(&self, bucket: &str, asked: bool) {
+        if let Some(lease) = self.shard(bucket).get_mut(bucket)
+            && asked
+        {
+            lease.calling = false;
+            lease.answered.notify_waiters();
+        }
+    }
+
+    /// Records what Redis answered: the lease it granted and the user's debt. An answer
+    /// to a call that `asked` for a lease wakes the requests waiting for it.
+    pub(super) fn granted(&self, bucket: &str, leased: &Leased, asked: bool, now: Instant) {
         let mut shard = self.shard(bucket);
         let Some(lease) = shard.get_mut(bucket) else { return };
         lease.debt = leased.debt;
@@ -180,6 +231,10 @@ impl Leases {
         }
         lease.left += leased.granted;
         lease.granted += leased.granted;
+        if asked {
+            lease.calling = false;
+            lease.answered.notify_waiters();
+        }
     }
 
     /// Adds debt points found on this pod. `None`: they wait for the next call. `Some`:
@@ -228,6 +283,8 @@ impl Leases {
 
 #[cfg(test)]
 mod tests {
+    use futures::FutureExt;
+
     use super::*;
     use crate::limiter::Admission;
 
@@ -241,7 +298,7 @@ mod tests {
     fn want(begin: Begin) -> Ask {
         match begin {
             Begin::Call(ask) => ask,
-            Begin::Leased(_) => panic!("admitted from a lease where a call was due"),
+            other => panic!("a call was due, not {other:?}"),
         }
     }
 
@@ -249,16 +306,19 @@ mod tests {
     fn a_lease_grows_while_the_user_outpaces_it_and_is_spent_before_the_next_call() {
         let leases = Leases::new(Duration::from_secs(1), 3);
         let now = Instant::now();
-        let first = want(leases.begin("free:u", FAST, false, POLICY, now));
+        let first = want(leases.begin("free:u", FAST, false, POLICY, now, false));
         assert_eq!((first.want, first.divisor), (0, 6), "nothing is known of a new user's pace");
-        leases.granted("free:u", &answer(0, 999, 0.0), now);
+        leases.granted("free:u", &answer(0, 999, 0.0), false, now);
         let mut sizes = Vec::new();
         for _ in 0..5 {
-            let ask = want(leases.begin("free:u", FAST, false, POLICY, now));
+            let ask = want(leases.begin("free:u", FAST, false, POLICY, now, false));
             sizes.push(ask.want);
-            leases.granted("free:u", &answer(ask.want, 500, 0.0), now);
+            leases.granted("free:u", &answer(ask.want, 500, 0.0), true, now);
             for left in (0..ask.want).rev() {
-                assert_eq!(leases.begin("free:u", FAST, false, POLICY, now), Begin::Leased(500 + u64::from(left)));
+                assert_eq!(
+                    leases.begin("free:u", FAST, false, POLICY, now, false),
+                    Begin::Leased(500 + u64::from(left))
+                );
             }
         }
         assert_eq!(sizes, [1, 2, 4, 8, 16], "doubled each time it ran out within its lifetime");
@@ -268,13 +328,13 @@ mod tests {
     fn an_expired_lease_gives_back_what_was_unused_and_sizes_the_next_by_what_was_used() {
         let leases = Leases::new(Duration::from_secs(1), 1);
         let now = Instant::now();
-        leases.begin("free:u", FAST, false, POLICY, now);
-        leases.granted("free:u", &answer(0, 999, 0.0), now);
-        let ask = want(leases.begin("free:u", FAST, false, POLICY, now));
-        leases.granted("free:u", &answer(ask.want, 998, 0.0), now);
+        leases.begin("free:u", FAST, false, POLICY, now, false);
+        leases.granted("free:u", &answer(0, 999, 0.0), false, now);
+        let ask = want(leases.begin("free:u", FAST, false, POLICY, now, false));
+        leases.granted("free:u", &answer(ask.want, 998, 0.0), true, now);
         assert_eq!(ask.want, 1);
         let later = now + Duration::from_millis(1500);
-        let after = want(leases.begin("free:u", FAST, false, POLICY, later));
+        let after = want(leases.begin("free:u", FAST, false, POLICY, later, false));
         assert_eq!((after.given_back, after.want), (1, 0), "the unused request goes back; none was used");
     }
 
@@ -293,19 +353,23 @@ mod tests {
         let leases = Leases::new(Duration::from_secs(1), 1);
         let now = Instant::now();
         assert_eq!(leases.add_debt("free:new", 5.0, POLICY, now), Some(5.0), "no entry: nothing to ride with");
-        leases.begin("free:u", FAST, false, POLICY, now);
-        leases.granted("free:u", &answer(0, 999, 40.0), now);
-        let ask = want(leases.begin("free:u", FAST, false, POLICY, now));
-        leases.granted("free:u", &answer(ask.want, 998, 40.0), now);
+        leases.begin("free:u", FAST, false, POLICY, now, false);
+        leases.granted("free:u", &answer(0, 999, 40.0), false, now);
+        let ask = want(leases.begin("free:u", FAST, false, POLICY, now, false));
+        leases.granted("free:u", &answer(ask.want, 998, 40.0), true, now);
         assert_eq!(leases.add_debt("free:u", 20.0, POLICY, now), None, "40 + 20 is under half of 200");
         assert_eq!(leases.add_debt("free:u", 5.0, POLICY, now), None);
-        assert_eq!(leases.begin("free:u", FAST, false, POLICY, now), Begin::Leased(998), "debt leaves the lease be");
-        let next = want(leases.begin("free:u", FAST, false, POLICY, now));
+        assert_eq!(
+            leases.begin("free:u", FAST, false, POLICY, now, false),
+            Begin::Leased(998),
+            "debt leaves the lease be"
+        );
+        let next = want(leases.begin("free:u", FAST, false, POLICY, now, false));
         assert_eq!(next.debt, 25.0, "the pending debt rides with the next call");
-        leases.granted("free:u", &answer(4, 990, 65.0), now);
+        leases.granted("free:u", &answer(4, 990, 65.0), true, now);
         assert_eq!(leases.add_debt("free:u", 5.0, POLICY, now), None);
         assert_eq!(leases.add_debt("free:u", 40.0, POLICY, now), Some(45.0), "65 + 45 passes 100: sent now");
-        let after = want(leases.begin("free:u", FAST, false, POLICY, now));
+        let after = want(leases.begin("free:u", FAST, false, POLICY, now, false));
         assert_eq!((after.given_back, after.debt), (4, 0.0), "the lease was dropped and goes back");
     }
 
@@ -313,7 +377,7 @@ mod tests {
     fn debt_of_a_user_who_does_not_come_back_is_due_after_a_lifetime_and_idle_entries_go() {
         let leases = Leases::new(Duration::from_secs(1), 1);
         let now = Instant::now();
-        leases.begin("free:u", FAST, false, POLICY, now);
+        leases.begin("free:u", FAST, false, POLICY, now, false);
         assert_eq!(leases.add_debt("free:u", 20.0, POLICY, now), None);
         assert!(leases.due(now + Duration::from_millis(500), leases.lifetime()).is_empty());
         let due = leases.due(now + Duration::from_secs(1), leases.lifetime());
@@ -323,12 +387,49 @@ mod tests {
         assert!(leases.shards.iter().all(|s| s.lock().unwrap().is_empty()), "idle entries are dropped");
     }
 
+    /// Requests of one user at once: while a call is on its way for a lease, the others
+    /// wait for its answer and take from it; an answer that brings too little, or a call
+    /// that fails, lets them call themselves.
+    #[test]
+    fn requests_at_once_wait_for_the_lease_on_its_way() {
+        let leases = Leases::new(Duration::from_secs(1), 1);
+        let now = Instant::now();
+        let begin = |waited| leases.begin("free:u", FAST, false, POLICY, now, waited);
+        assert_eq!(want(begin(false)).want, 0, "a new user's first call asks for no lease");
+        assert!(!leases.calling("free:u"));
+        let second = want(begin(false));
+        assert_eq!(second.want, 1, "a second request before the first's answer: the user is fast");
+        assert!(leases.calling("free:u"));
+        let Begin::Wait(answered) = begin(false) else { panic!("a third waits for the lease on its way") };
+        assert_eq!(begin(false), Begin::Wait(answered.clone()), "and so does a fourth");
+
+        let notified = answered.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        leases.granted("free:u", &answer(0, 999, 0.0), false, now);
+        assert!(notified.as_mut().now_or_never().is_none(), "the first call asked for nothing: still waiting");
+        leases.granted("free:u", &answer(1, 998, 0.0), true, now);
+        assert!(notified.as_mut().now_or_never().is_some(), "the lease's answer wakes them");
+        assert!(!leases.calling("free:u"));
+        assert_eq!(begin(true), Begin::Leased(998), "one takes the leased request");
+        let third = want(begin(true));
+        assert_eq!(third.want, 2, "the other, after waiting once, calls, and the next lease doubles");
+
+        let Begin::Wait(answered) = begin(false) else { panic!("a request waits for that call") };
+        let notified = answered.notified();
+        let mut notified = std::pin::pin!(notified);
+        notified.as_mut().enable();
+        leases.failed("free:u", true);
+        assert!(notified.as_mut().now_or_never().is_some(), "a failed call wakes them too");
+        assert!(matches!(begin(true), Begin::Call(_)), "and they call themselves");
+    }
+
     #[test]
     fn at_shutdown_every_pending_debt_is_due() {
         let leases = Leases::new(Duration::from_secs(1), 1);
         let now = Instant::now();
         for user in ["free:a", "free:b"] {
-            leases.begin(user, FAST, false, POLICY, now);
+            leases.begin(user, FAST, false, POLICY, now, false);
             leases.add_debt(user, 1.0, POLICY, now);
         }
         let mut drained = leases.due(now, Duration::ZERO);
