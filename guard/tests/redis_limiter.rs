@@ -350,6 +350,28 @@ async fn a_busy_users_requests_take_one_script_call_per_lease() {
     assert!(tokens <= 1000.0 - 200.0 + 10.0, "every leased request left the shared bucket: {tokens}");
 }
 
+/// Requests of one user at once take one call between them: the first asks Redis for
+/// a lease, the others wait for its answer and take from it (without that, each would
+/// call and ask for twice the last).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn requests_of_one_user_at_once_share_one_lease_call() {
+    let redis = RedisServer::start();
+    let (limiter, metrics) = failover(&redis, FailureMode::Local).await;
+    let limit = BucketLimit { rate_per_second: 1000.0, burst: 1000.0 };
+    let admit = || limiter.admit("free:agent", limit, UsageLimit::NONE, Usage::ZERO, DEBT);
+    // Leases of 0, 1, 2 and 4, each used up: the next call will ask for 8.
+    for _ in 0..11 {
+        assert!(admit().await.unwrap().allowed());
+    }
+    redis.cli(&["CONFIG", "RESETSTAT"]);
+    let leased_before = gauge(&metrics, "godel_ratelimit_leased_total");
+    let answers = futures::future::join_all((0..8).map(|_| admit())).await;
+    assert!(answers.iter().all(|a| a.as_ref().is_ok_and(|a| a.allowed())), "{answers:?}");
+    let scripts = calls(&redis, "evalsha") + calls(&redis, "eval");
+    assert_eq!(scripts, 1, "eight requests at once, one call");
+    assert_ne!(gauge(&metrics, "godel_ratelimit_leased_total"), leased_before, "the others came from its lease");
+}
+
 /// Two pods leasing from one user's bucket at once still grant one limit: a lease is
 /// taken from the shared tokens, so what both admit never passes what the bucket held.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
