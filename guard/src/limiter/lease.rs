@@ -209,9 +209,7 @@ impl Leases {
     /// A call for `bucket` failed or was abandoned. If it `asked` for a lease, the
     /// requests waiting for it go on and call themselves.
     pub(super) fn failed(&self, bucket: &str, asked: bool) {
-        if let Some(lease) = self.shard(bucket).get_mut(bucket)
-            && asked
-        {
+        if asked && let Some(lease) = self.shard(bucket).get_mut(bucket) {
             lease.calling = false;
             lease.answered.notify_waiters();
         }
